@@ -1,0 +1,41 @@
+# hookline: `make run` starts a local pipeline, `make test` runs every test against a real broker.
+#
+# Build outputs and tools live outside the clone, in $(HOOKLINE_CACHE), so a fresh clone reuses them.
+SHELL := /bin/bash
+HOOKLINE_CACHE ?= $(HOME)/.cache/hookline
+export HOOKLINE_CACHE
+export CARGO_TARGET_DIR ?= $(HOOKLINE_CACHE)/target
+export HOOKLINE_TANSU ?= $(HOOKLINE_CACHE)/tools/tansu-0.6.0-libsql/bin/tansu
+CARGO ?= cargo
+
+.PHONY: run test tools build lint unit e2e clean-run help
+
+help:
+	@echo "make run    start broker + processor + ingress locally (Ctrl-C stops them)"
+	@echo "make test   lint, unit tests and end-to-end tests against a real broker"
+	@echo "make tools  install the local broker (Tansu) into $(HOOKLINE_CACHE)"
+
+# Tansu is only needed when no external cluster is given.
+tools:
+	@if [ -z "$$KAFKA_BROKERS" ]; then scripts/ensure-tansu.sh >/dev/null; fi
+
+build:
+	$(CARGO) build --workspace --bins
+
+run: tools build
+	@HOOKLINE_BIN_DIR=$(CARGO_TARGET_DIR)/debug scripts/run-local.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+unit:
+	$(CARGO) test --workspace --locked --exclude hookline-e2e
+
+e2e: tools
+	$(CARGO) test --locked -p hookline-e2e -- --test-threads=2
+
+test: lint unit e2e
+
+clean-run:
+	rm -rf .hookline-run

@@ -1,0 +1,157 @@
+//! # hookline ingress
+//!
+//! A thin HTTP server in front of Kafka. For each `POST /webhooks/{source}` it reads the body through a byte
+//! limit, verifies it against the source's config ([`verify`]), works out its dedup and ordering keys
+//! ([`keys`]), stores the exact body bytes with their metadata as one raw record ([`producer`]) and answers
+//! 202 only once Kafka has acknowledged that record. When it cannot store, it answers 503 with `Retry-After`;
+//! it never answers 2xx for a webhook it did not store.
+//!
+//! [`run`] serves on a listener it is given until a cancellation token fires, so tests can run several
+//! ingresses in one process on port 0.
+
+pub mod config;
+pub mod keys;
+pub mod producer;
+pub mod server;
+pub mod telemetry;
+pub mod verify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookline_runtime::admin::Readiness;
+use hookline_runtime::kafka::{ensure_topics, TopicSpec};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Config, Settings};
+pub use server::App;
+
+/// The ingress could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Kafka producer could not be created (a bad `kafka.client` property, usually).
+    #[error("cannot create the Kafka producer: {0}")]
+    Producer(#[source] rdkafka::error::KafkaError),
+}
+
+/// Readiness checks of the ingress.
+const CHECK_KAFKA: &str = "kafka";
+const CHECK_TOPICS: &str = "topics";
+
+/// Serves webhooks on `listener` until `shutdown` is cancelled, then drains in-flight requests and flushes the
+/// producer. The raw topic is created in the background if missing; until it exists, webhooks get 503.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let readiness = Arc::new(Readiness::new(&[CHECK_KAFKA, CHECK_TOPICS]));
+    let app = Arc::new(App::new(settings, readiness.clone()).map_err(Error::Producer)?);
+    let background = shutdown.child_token();
+    let topics = tokio::spawn(ensure_raw_topic(
+        app.clone(),
+        readiness.clone(),
+        background.clone(),
+    ));
+    let probe = tokio::spawn(probe_kafka(app.clone(), readiness, background.clone()));
+
+    server::serve(app.clone(), listener, shutdown).await;
+
+    background.cancel();
+    let _ = tokio::join!(topics, probe);
+    let flush_app = app.clone();
+    let flush_timeout = app.settings().ack_timeout();
+    let flushed =
+        tokio::task::spawn_blocking(move || flush_app.producer().flush(flush_timeout)).await;
+    match flushed {
+        Ok(Ok(())) => tracing::info!("producer flushed; ingress stopped"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, in_flight = app.producer().in_flight(), "producer flush incomplete")
+        }
+        Err(e) => tracing::warn!(error = %e, "producer flush task failed"),
+    }
+    Ok(())
+}
+
+async fn ensure_raw_topic(app: Arc<App>, readiness: Arc<Readiness>, stop: CancellationToken) {
+    let s = app.settings();
+    let spec = TopicSpec {
+        name: s.raw_topic.clone(),
+        partitions: s.raw_partitions,
+        config: Vec::new(),
+    };
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match ensure_topics(&s.kafka, std::slice::from_ref(&spec)).await {
+            Ok(topics) => {
+                for t in &topics {
+                    tracing::info!(topic = %t.name, partitions = t.partitions, created = t.created, "raw topic ready");
+                }
+                app.topics_ensured();
+                readiness.pass(CHECK_TOPICS);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, topic = %spec.name, retry_in = ?backoff, "cannot ensure the raw topic");
+                readiness.fail(
+                    CHECK_TOPICS,
+                    format!("cannot ensure topic {}: {e}", spec.name),
+                );
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = stop.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+async fn probe_kafka(app: Arc<App>, readiness: Arc<Readiness>, stop: CancellationToken) {
+    let mut was_up = None;
+    let mut up_since: Option<tokio::time::Instant> = None;
+    loop {
+        let probe_app = app.clone();
+        let result =
+            tokio::task::spawn_blocking(move || probe_app.producer().probe(Duration::from_secs(2)))
+                .await;
+        let up = matches!(result, Ok(Ok(())));
+        up_since = if up {
+            up_since.or_else(|| Some(tokio::time::Instant::now()))
+        } else {
+            None
+        };
+        if let Some(reason) = app
+            .producer()
+            .needs_replacing(up_since.map(|t| t.elapsed()))
+        {
+            let replace_app = app.clone();
+            match tokio::task::spawn_blocking(move || replace_app.producer().replace(reason)).await
+            {
+                Ok(Ok(())) => app.metrics().producer_replaced(reason),
+                Ok(Err(e)) => tracing::error!(error = %e, "cannot create a new Kafka producer"),
+                Err(e) => tracing::error!(error = %e, "producer replacement task failed"),
+            }
+        }
+        match result {
+            Ok(Ok(())) => readiness.pass(CHECK_KAFKA),
+            Ok(Err(e)) => readiness.fail(CHECK_KAFKA, format!("cluster unreachable: {e}")),
+            Err(e) => readiness.fail(CHECK_KAFKA, format!("probe failed: {e}")),
+        }
+        if was_up != Some(up) {
+            if up {
+                tracing::info!("Kafka cluster reachable");
+            } else {
+                tracing::warn!(
+                    "Kafka cluster unreachable; webhooks will be answered 503 until it is back"
+                );
+            }
+            was_up = Some(up);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(if up { 2 } else { 1 })) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}

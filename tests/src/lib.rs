@@ -1,0 +1,624 @@
+//! The end-to-end harness: a real Kafka broker, hookline's processes, an HTTP client and topic readers.
+//!
+//! Each test gets its own Tansu broker (SQLite storage in a temporary folder, a free loopback port), unless
+//! `KAFKA_BROKERS` names a cluster to use instead; topic and group names are unique per test either way.
+//! Brokers are killed when their handle is dropped, even when the test fails, and die with the test
+//! process if it is killed (`PR_SET_PDEATHSIG`).
+//!
+//! This is test code: a failed setup step panics, which fails the test that called it.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hookline_schemas::view::{RecordView, ValueAs};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Installs a log subscriber once when `HOOKLINE_TEST_LOG` holds a filter (for example `info,librdkafka=debug`).
+pub fn init_logs() {
+    if let Ok(filter) = std::env::var("HOOKLINE_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// The Tansu binary: `HOOKLINE_TANSU`, else where `make tools` installs it.
+pub fn tansu_path() -> PathBuf {
+    if let Ok(p) = std::env::var("HOOKLINE_TANSU") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let cache =
+        std::env::var("HOOKLINE_CACHE").unwrap_or_else(|_| format!("{home}/.cache/hookline"));
+    PathBuf::from(cache).join("tools/tansu-0.6.0-libsql/bin/tansu")
+}
+
+/// A name unique to this test process and call: `{prefix}-{pid}-{n}-{millis}`.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{prefix}-{}-{n}-{}",
+        std::process::id(),
+        hookline_runtime::now_ms() % 1_000_000
+    )
+}
+
+/// A free loopback port (bound then released; a race with other processes is retried by callers).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// A Kafka cluster for one test: a local Tansu broker, or the cluster named by `KAFKA_BROKERS`.
+#[derive(Debug)]
+pub struct Kafka {
+    brokers: String,
+    local: Option<LocalBroker>,
+}
+
+#[derive(Debug)]
+struct LocalBroker {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Kafka {
+    /// The cluster of `KAFKA_BROKERS` if set, else a fresh local broker.
+    pub fn start() -> Kafka {
+        init_logs();
+        match std::env::var("KAFKA_BROKERS") {
+            Ok(b) if !b.is_empty() => Kafka {
+                brokers: b,
+                local: None,
+            },
+            _ => Kafka::local(),
+        }
+    }
+
+    /// Always a local broker, whatever `KAFKA_BROKERS` says (for tests that stop and restart it).
+    pub fn local() -> Kafka {
+        init_logs();
+        let mut broker = LocalBroker {
+            port: 0,
+            dir: tempfile::tempdir().expect("temp dir"),
+            child: None,
+        };
+        for _ in 0..5 {
+            broker.port = free_port();
+            if broker.spawn() {
+                return Kafka {
+                    brokers: format!("127.0.0.1:{}", broker.port),
+                    local: Some(broker),
+                };
+            }
+        }
+        panic!(
+            "could not start a Tansu broker on a free port (binary: {})",
+            tansu_path().display()
+        );
+    }
+
+    /// `host:port` of the bootstrap brokers.
+    pub fn brokers(&self) -> &str {
+        &self.brokers
+    }
+
+    /// Kills the local broker (SIGKILL: nothing is flushed on purpose).
+    pub fn stop(&mut self) {
+        if let Some(b) = &mut self.local {
+            b.kill();
+        }
+    }
+
+    /// Starts the local broker again on the same port, with the same storage.
+    pub fn restart(&mut self) {
+        let b = self.local.as_mut().expect("restart needs a local broker");
+        assert!(b.spawn(), "the broker did not come back on port {}", b.port);
+    }
+}
+
+impl LocalBroker {
+    /// Starts the broker and waits until it answers metadata requests; false if it did not come up.
+    fn spawn(&mut self) -> bool {
+        let tansu = tansu_path();
+        assert!(
+            tansu.exists(),
+            "Tansu is not installed at {}: run `make tools` (or set HOOKLINE_TANSU or KAFKA_BROKERS)",
+            tansu.display()
+        );
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let mut cmd = Command::new(&tansu);
+        cmd.arg("broker")
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            // Tansu resolves the SQLite path against its working directory.
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(self.dir.path())
+            .env_remove("CLUSTER_ID")
+            .env_remove("LISTENER_URL")
+            .env_remove("ADVERTISED_LISTENER_URL")
+            .env_remove("STORAGE_ENGINE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(self.dir.path().join("broker.log"))
+                    .map(Stdio::from)
+                    .unwrap_or(Stdio::null()),
+            );
+        die_with_parent(&mut cmd);
+        let Ok(child) = cmd.spawn() else { return false };
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Some(child) = &mut self.child {
+                if let Ok(Some(_)) = child.try_wait() {
+                    self.child = None;
+                    return false;
+                }
+            }
+            if metadata_ok(&format!("127.0.0.1:{}", self.port)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+        false
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for LocalBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Makes a child process die when the test process dies, even by SIGKILL.
+#[allow(unsafe_code)]
+pub fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+fn metadata_ok(brokers: &str) -> bool {
+    let Ok(consumer) = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("log_level", "0")
+        .create::<BaseConsumer>()
+    else {
+        return false;
+    };
+    consumer
+        .fetch_metadata(None, Duration::from_millis(500))
+        .is_ok()
+}
+
+/// Topic names unique to one test.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// Raw topic.
+    pub raw: String,
+    /// Events topic.
+    pub events: String,
+    /// DLQ topic.
+    pub dlq: String,
+    /// Consumer group of the processor.
+    pub group: String,
+}
+
+impl Topics {
+    /// Fresh names.
+    pub fn unique() -> Topics {
+        let id = unique("t");
+        Topics {
+            raw: format!("{id}.raw"),
+            events: format!("{id}.events"),
+            dlq: format!("{id}.dlq"),
+            group: format!("{id}.group"),
+        }
+    }
+}
+
+/// The demo secret test sources use.
+pub const SECRET: &str = "test-secret";
+
+/// The `[producer]` section of [`ingress_config`]: a 3 s bounded wait.
+pub const TEST_PRODUCER: &str = "ack_timeout_ms = 3000\nlinger_ms = 1\n";
+
+/// An ingress config for tests: source `shop` (HMAC-SHA256, `X-Signature: sha256=…`, dedup key `/id`,
+/// ordering key `/order`), plus `extra` TOML appended.
+pub fn ingress_config(
+    kafka: &Kafka,
+    topics: &Topics,
+    partitions: i32,
+    extra: &str,
+) -> hookline_ingress::Settings {
+    ingress_config_with(kafka, topics, partitions, TEST_PRODUCER, extra)
+}
+
+/// [`ingress_config`] with another `[producer]` section body.
+pub fn ingress_config_with(
+    kafka: &Kafka,
+    topics: &Topics,
+    partitions: i32,
+    producer: &str,
+    extra: &str,
+) -> hookline_ingress::Settings {
+    let text = format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        [kafka]
+        brokers = "{brokers}"
+        [topics]
+        raw = "{raw}"
+        raw_partitions = {partitions}
+        [producer]
+        {producer}
+        [sources.shop]
+        dedup_key = {{ json_pointer = "/id" }}
+        ordering_key = {{ json_pointer = "/order" }}
+        [sources.shop.verify]
+        scheme = "hmac"
+        header = "X-Signature"
+        prefix = "sha256="
+        secrets = [{{ value = "{SECRET}" }}]
+        {extra}
+        "#,
+        brokers = kafka.brokers(),
+        raw = topics.raw,
+    );
+    hookline_runtime::config::from_str_with_env::<hookline_ingress::Config>(&text, Vec::new())
+        .and_then(hookline_ingress::Config::validate)
+        .expect("test ingress config")
+}
+
+/// A processor config for tests, state in `state_dir`, plus `extra` TOML appended.
+pub fn processor_config(
+    kafka: &Kafka,
+    topics: &Topics,
+    state_dir: &Path,
+    extra: &str,
+) -> hookline_processor::Settings {
+    let text = format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        [kafka]
+        brokers = "{brokers}"
+        [topics]
+        raw = "{raw}"
+        events = "{events}"
+        dlq = "{dlq}"
+        [consumer]
+        group_id = "{group}"
+        fetch_wait_max_ms = 20
+        commit_interval_ms = 200
+        stats_interval_ms = 500
+        [state]
+        dir = "{dir}"
+        {extra}
+        "#,
+        brokers = kafka.brokers(),
+        raw = topics.raw,
+        events = topics.events,
+        dlq = topics.dlq,
+        group = topics.group,
+        dir = state_dir.display(),
+    );
+    hookline_runtime::config::from_str_with_env::<hookline_processor::Config>(&text, Vec::new())
+        .and_then(hookline_processor::Config::validate)
+        .expect("test processor config")
+}
+
+/// A component running in this process, stopped on drop.
+#[derive(Debug)]
+pub struct Running {
+    /// Its HTTP address.
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<Result<(), String>>>,
+}
+
+impl Running {
+    /// Starts an ingress.
+    pub async fn ingress(settings: hookline_ingress::Settings) -> Running {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = CancellationToken::new();
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                hookline_ingress::run(settings, listener, stop)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        });
+        let running = Running {
+            addr,
+            stop,
+            task: Some(task),
+        };
+        running.wait_ready(Duration::from_secs(30)).await;
+        running
+    }
+
+    /// Starts a processor and waits until it has joined its group.
+    pub async fn processor(settings: hookline_processor::Settings) -> Running {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = CancellationToken::new();
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                hookline_processor::run(settings, listener, stop)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        });
+        let running = Running {
+            addr,
+            stop,
+            task: Some(task),
+        };
+        running.wait_ready(Duration::from_secs(60)).await;
+        running
+    }
+
+    /// Polls `/readyz` until it answers 200.
+    pub async fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if let Ok(r) = get(&format!("http://{}/readyz", self.addr)).await {
+                if r.status == 200 {
+                    return;
+                }
+                last = r.text();
+            }
+            if self.task.as_ref().is_some_and(|t| t.is_finished()) {
+                panic!("component exited before becoming ready");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("not ready after {timeout:?}: {last}");
+    }
+
+    /// Stops it gracefully and returns how `run` ended.
+    pub async fn shutdown(mut self) -> Result<(), String> {
+        self.stop.cancel();
+        match self.task.take() {
+            Some(t) => t.await.map_err(|e| e.to_string())?,
+            None => Ok(()),
+        }
+    }
+
+    /// The metrics text.
+    pub async fn metrics(&self) -> String {
+        get(&format!("http://{}/metrics", self.addr))
+            .await
+            .map(|r| r.text())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: http::HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// `GET url`.
+pub async fn get(url: &str) -> anyhow::Result<Reply> {
+    send(http::Request::get(url).body(Full::new(Bytes::new()))?).await
+}
+
+/// `POST url` with headers and body.
+pub async fn post(
+    url: &str,
+    headers: &[(&str, String)],
+    body: impl Into<Bytes>,
+) -> anyhow::Result<Reply> {
+    let mut req = http::Request::post(url);
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    send(req.body(Full::new(body.into()))?).await
+}
+
+/// Sends a request.
+pub async fn send(req: http::Request<Full<Bytes>>) -> anyhow::Result<Reply> {
+    let resp = client().request(req).await?;
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await?.to_bytes();
+    Ok(Reply {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// `sha256=` and the hex HMAC-SHA256 of `body` under `secret`, computed independently of the ingress.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Posts a correctly signed webhook to source `shop`.
+pub async fn post_signed(ingress: &Running, body: &str) -> Reply {
+    let url = format!("http://{}/webhooks/shop", ingress.addr);
+    post(
+        &url,
+        &[
+            ("content-type", "application/json".into()),
+            ("x-signature", sign(SECRET, body.as_bytes())),
+        ],
+        body.to_owned(),
+    )
+    .await
+    .expect("request")
+}
+
+/// Reads every record of `topic` (all partitions, from the beginning) until `expected` records are in and
+/// then `settle` passes without more, or `timeout` passes. Returns the records in (partition, offset) order.
+pub async fn read_topic(
+    brokers: &str,
+    topic: &str,
+    expected: usize,
+    settle: Duration,
+    timeout: Duration,
+) -> Vec<RecordView> {
+    let brokers = brokers.to_owned();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        read_topic_blocking(&brokers, &topic, expected, settle, timeout)
+    })
+    .await
+    .expect("reader task")
+}
+
+fn read_topic_blocking(
+    brokers: &str,
+    topic: &str,
+    expected: usize,
+    settle: Duration,
+    timeout: Duration,
+) -> Vec<RecordView> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "20")
+        .set("log_level", "3")
+        .create()
+        .expect("reader");
+    let deadline = Instant::now() + timeout;
+    let partitions = loop {
+        match consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) {
+            Ok(md) => {
+                let n = md
+                    .topics()
+                    .first()
+                    .map(|t| t.partitions().len())
+                    .unwrap_or(0);
+                if n > 0 {
+                    break n;
+                }
+            }
+            Err(_) if Instant::now() < deadline => {}
+            Err(e) => panic!("metadata of {topic}: {e}"),
+        }
+        if Instant::now() >= deadline {
+            return Vec::new();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, i32::try_from(p).unwrap_or(0), Offset::Beginning)
+            .expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let value_as = if topic.ends_with("events") {
+        ValueAs::Json
+    } else {
+        ValueAs::Base64
+    };
+    let mut out = Vec::new();
+    let mut complete_since: Option<Instant> = None;
+    while Instant::now() < deadline {
+        if let Some(since) = complete_since {
+            if since.elapsed() >= settle {
+                break;
+            }
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let headers: Vec<(&str, Option<&[u8]>)> = m
+                    .headers()
+                    .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
+                    .unwrap_or_default();
+                out.push(RecordView::new(
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                    m.timestamp().to_millis(),
+                    m.key(),
+                    headers,
+                    m.payload(),
+                    value_as,
+                ));
+                if out.len() >= expected && complete_since.is_none() {
+                    complete_since = Some(Instant::now());
+                }
+            }
+            Some(Err(e)) => eprintln!("reader: {e}"),
+            None => {
+                if out.len() >= expected && complete_since.is_none() {
+                    complete_since = Some(Instant::now());
+                }
+            }
+        }
+    }
+    out.sort_by_key(|r| (r.partition, r.offset));
+    out
+}
