@@ -32,14 +32,18 @@ wait_for() { # url, name, pid
   return 1
 }
 
+# Each component runs in its own session (setsid), so Ctrl-C reaches only this script, which then stops them
+# once, in order: ingress (drains requests), processor (commits, leaves the group), broker last.
 pids=()
 stop_all() {
   trap - INT TERM EXIT
   echo
   echo "stopping..."
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  local i
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
   echo "stopped (state kept in $run_dir)"
 }
 trap stop_all INT TERM EXIT
@@ -52,7 +56,7 @@ else
   broker_port=$(pick_port "${HOOKLINE_BROKER_PORT:-9092}")
   brokers="127.0.0.1:$broker_port"
   # Tansu resolves its SQLite path against its working directory.
-  (cd "$run_dir/broker" && exec "$tansu" broker --listener-url "tcp://$brokers" \
+  (cd "$run_dir/broker" && exec setsid "$tansu" broker --listener-url "tcp://$brokers" \
     --advertised-listener-url "tcp://$brokers" --storage-engine "sqlite://tansu.db") \
     >"$run_dir/logs/broker.log" 2>&1 &
   pids+=($!)
@@ -64,11 +68,11 @@ fi
 admin_port=$(pick_port "${HOOKLINE_ADMIN_PORT:-9091}")
 HOOKLINE_KAFKA__BROKERS=$brokers HOOKLINE_SERVER__LISTEN="127.0.0.1:$admin_port" \
   HOOKLINE_STATE__DIR="$run_dir/processor" \
-  "$bin_dir/hookline-processor" --config deploy/processor.example.toml >"$run_dir/logs/processor.log" 2>&1 &
+  setsid "$bin_dir/hookline-processor" --config deploy/processor.example.toml >"$run_dir/logs/processor.log" 2>&1 &
 pids+=($!)
 ingress_port=$(pick_port "${HOOKLINE_INGRESS_PORT:-8080}")
 HOOKLINE_KAFKA__BROKERS=$brokers HOOKLINE_SERVER__LISTEN="127.0.0.1:$ingress_port" \
-  "$bin_dir/hookline-ingress" --config deploy/ingress.example.toml >"$run_dir/logs/ingress.log" 2>&1 &
+  setsid "$bin_dir/hookline-ingress" --config deploy/ingress.example.toml >"$run_dir/logs/ingress.log" 2>&1 &
 pids+=($!)
 
 wait_for "http://127.0.0.1:$ingress_port/readyz" ingress "${pids[-1]}"

@@ -83,7 +83,11 @@ async fn ensure_raw_topic(app: Arc<App>, readiness: Arc<Readiness>, stop: Cancel
     };
     let mut backoff = Duration::from_millis(250);
     loop {
-        match ensure_topics(&s.kafka, std::slice::from_ref(&spec)).await {
+        let attempt = tokio::select! {
+            r = ensure_topics(&s.kafka, std::slice::from_ref(&spec)) => r,
+            () = stop.cancelled() => return,
+        };
+        match attempt {
             Ok(topics) => {
                 for t in &topics {
                     tracing::info!(topic = %t.name, partitions = t.partitions, created = t.created, "raw topic ready");

@@ -64,7 +64,7 @@ fn serve(settings: hookline_ingress::Settings) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let addr = settings.listen;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -72,5 +72,8 @@ fn serve(settings: hookline_ingress::Settings) -> anyhow::Result<()> {
         tracing::info!(addr = %listener.local_addr()?, sources = settings.sources.len(), "hookline-ingress listening");
         hookline_ingress::run(settings, listener, shutdown::on_signals()).await?;
         Ok(())
-    })
+    });
+    // Blocking Kafka metadata calls still running (bounded by their own timeouts) need not delay the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }

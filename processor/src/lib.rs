@@ -191,7 +191,11 @@ async fn ensure_all_topics(
                 .collect::<Vec<_>>();
             Ok::<_, TopicError>((partitions, ensure_topics(&settings.kafka, &outputs).await?))
         };
-        match attempt.await {
+        let attempt = tokio::select! {
+            r = attempt => r,
+            () = shutdown.cancelled() => return Ok(None),
+        };
+        match attempt {
             Ok((partitions, outputs)) => {
                 if let Some(bad) = outputs.iter().find(|o| o.partitions != partitions) {
                     return Err(Error::Topics(format!(

@@ -60,7 +60,7 @@ fn serve(settings: hookline_processor::Settings) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let addr = settings.listen;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -68,5 +68,8 @@ fn serve(settings: hookline_processor::Settings) -> anyhow::Result<()> {
         tracing::info!(admin = %listener.local_addr()?, group = %settings.consumer.group_id, "hookline-processor starting");
         hookline_processor::run(settings, listener, shutdown::on_signals()).await?;
         Ok(())
-    })
+    });
+    // Blocking Kafka metadata calls still running (bounded by their own timeouts) need not delay the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }

@@ -115,6 +115,20 @@ async fn a_signed_webhook_becomes_exactly_one_cloudevent() {
     );
 
     assert!(p.read(&p.topics.dlq, 0).await.is_empty());
+    // Lag is exported per assigned partition and drops to zero once everything is processed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let lag_line = format!(
+        r#"hookline_processor_consumer_lag_records{{partition="{}"}} 0"#,
+        raw[0].partition
+    );
+    loop {
+        let metrics = p.processor.metrics().await;
+        if metrics.contains(&lag_line) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no `{lag_line}` in {metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // The raw value was verbatim, so big numbers survive into `data` unchanged.
     let event_text = serde_json::to_string(ce).unwrap();
     assert!(event_text.contains("12345678901234567890"), "{event_text}");
@@ -486,4 +500,90 @@ async fn unknown_sources_oversized_bodies_and_wrong_methods_are_refused_and_not_
 
 async fn get_status(url: &str) -> u16 {
     get(url).await.map(|r| r.status).unwrap_or(0)
+}
+
+/// `make run` relies on the local broker's SQLite engine keeping topics, records and committed group
+/// offsets across a restart (the memory engine keeps none of them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_broker_keeps_records_and_committed_offsets_across_a_restart() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+    let mut kafka = Kafka::local();
+    let topic = unique("persist");
+    let group = unique("persist-group");
+    hookline_runtime::kafka::ensure_topics(
+        &hookline_runtime::kafka::KafkaConfig {
+            brokers: kafka.brokers().to_owned(),
+            ..Default::default()
+        },
+        &[hookline_runtime::kafka::TopicSpec {
+            name: topic.clone(),
+            partitions: 1,
+            config: vec![],
+        }],
+    )
+    .await
+    .unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.brokers())
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    for i in 0..3 {
+        let payload = format!("r{i}");
+        producer
+            .send(
+                FutureRecord::<(), _>::to(&topic).payload(&payload),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+    }
+    drop(producer);
+    let committed = |brokers: String, topic: String, group: String, commit: Option<i64>| {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", &group)
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        if let Some(offset) = commit {
+            tpl.add_partition_offset(&topic, 0, Offset::Offset(offset))
+                .unwrap();
+            consumer.commit(&tpl, CommitMode::Sync).unwrap();
+        }
+        let mut query = TopicPartitionList::new();
+        query.add_partition(&topic, 0);
+        let got = consumer
+            .committed_offsets(query, Duration::from_secs(10))
+            .unwrap();
+        got.find_partition(&topic, 0).unwrap().offset()
+    };
+    let (b, t, g) = (kafka.brokers().to_owned(), topic.clone(), group.clone());
+    let before = tokio::task::spawn_blocking(move || committed(b, t, g, Some(2)))
+        .await
+        .unwrap();
+    assert_eq!(before, rdkafka::Offset::Offset(2));
+
+    kafka.stop();
+    kafka.restart();
+
+    let (b, t, g) = (kafka.brokers().to_owned(), topic.clone(), group.clone());
+    let after = tokio::task::spawn_blocking(move || committed(b, t, g, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        after,
+        rdkafka::Offset::Offset(2),
+        "the committed offset survived"
+    );
+    let records = read_topic(kafka.brokers(), &topic, 3, SETTLE, TIMEOUT).await;
+    let values: Vec<Vec<u8>> = records.iter().map(|r| r.value_bytes().unwrap()).collect();
+    assert_eq!(
+        values,
+        vec![b"r0".to_vec(), b"r1".to_vec(), b"r2".to_vec()],
+        "the records survived"
+    );
 }
