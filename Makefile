@@ -8,11 +8,12 @@ export CARGO_TARGET_DIR ?= $(HOOKLINE_CACHE)/target
 export HOOKLINE_TANSU ?= $(HOOKLINE_CACHE)/tools/tansu-0.6.0-libsql/bin/tansu
 CARGO ?= cargo
 
-.PHONY: run test tools build lint unit e2e clean-run help
+.PHONY: run test tools build lint unit e2e bench clean-run help
 
 help:
 	@echo "make run    start broker + processor + ingress locally (Ctrl-C stops them)"
 	@echo "make test   lint, unit tests and end-to-end tests against a real broker"
+	@echo "make bench  hookline's ingress against a minimal baseline, then a 3x surge"
 	@echo "make tools  install the local broker (Tansu) into $(HOOKLINE_CACHE)"
 
 # Tansu is only needed when no external cluster is given.
@@ -33,9 +34,13 @@ unit:
 	$(CARGO) test --workspace --locked --exclude hookline-e2e
 
 e2e: tools
+	$(CARGO) build --locked --workspace --bins
 	$(CARGO) test --locked -p hookline-e2e -- --test-threads=2
 
 test: lint unit e2e
+
+bench: tools
+	scripts/bench.sh
 
 clean-run:
 	rm -rf .hookline-run

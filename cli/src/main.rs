@@ -92,11 +92,7 @@ fn tail(args: &TailArgs) -> anyhow::Result<()> {
     let metadata = consumer
         .fetch_metadata(Some(&args.topic), Duration::from_secs(10))
         .map_err(|e| anyhow::anyhow!("cannot reach Kafka at {}: {e}", args.brokers))?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .map(|t| t.partitions().len())
-        .unwrap_or(0);
+    let partitions = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
     if partitions == 0 {
         anyhow::bail!("topic {} does not exist at {}", args.topic, args.brokers);
     }
@@ -127,10 +123,8 @@ fn tail(args: &TailArgs) -> anyhow::Result<()> {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
                 last_activity = Instant::now();
-                let headers: Vec<(&str, Option<&[u8]>)> = m
-                    .headers()
-                    .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
-                    .unwrap_or_default();
+                let headers: Vec<(&str, Option<&[u8]>)> =
+                    m.headers().map(|h| h.iter().map(|h| (h.key, h.value)).collect()).unwrap_or_default();
                 let view = RecordView::new(
                     m.topic(),
                     m.partition(),
@@ -151,9 +145,7 @@ fn tail(args: &TailArgs) -> anyhow::Result<()> {
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 at_end.insert(p);
             }
-            Some(Err(KafkaError::MessageConsumption(
-                RDKafkaErrorCode::UnknownTopicOrPartition,
-            ))) => {
+            Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition))) => {
                 anyhow::bail!("topic {} does not exist", args.topic);
             }
             Some(Err(e)) => eprintln!("hookline: {e}"),
@@ -175,15 +167,10 @@ mod tests {
     fn the_command_line_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
-        let cli =
-            Cli::try_parse_from(["hookline", "tail", "hookline.events", "--follow", "-n", "3"])
-                .unwrap();
+        let cli = Cli::try_parse_from(["hookline", "tail", "hookline.events", "--follow", "-n", "3"]).unwrap();
         let Command::Tail(t) = cli.command;
         assert!(t.follow);
         assert_eq!(t.count, Some(3));
-        assert!(
-            Cli::try_parse_from(["hookline", "tail"]).is_err(),
-            "the topic is required"
-        );
+        assert!(Cli::try_parse_from(["hookline", "tail"]).is_err(), "the topic is required");
     }
 }

@@ -11,7 +11,10 @@
 
 pub mod config;
 pub mod keys;
+pub mod limits;
+pub mod net;
 pub mod producer;
+pub mod quarantine;
 pub mod server;
 pub mod telemetry;
 pub mod verify;
@@ -41,19 +44,11 @@ const CHECK_TOPICS: &str = "topics";
 
 /// Serves webhooks on `listener` until `shutdown` is cancelled, then drains in-flight requests and flushes the
 /// producer. The raw topic is created in the background if missing; until it exists, webhooks get 503.
-pub async fn run(
-    settings: Settings,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> Result<(), Error> {
+pub async fn run(settings: Settings, listener: TcpListener, shutdown: CancellationToken) -> Result<(), Error> {
     let readiness = Arc::new(Readiness::new(&[CHECK_KAFKA, CHECK_TOPICS]));
     let app = Arc::new(App::new(settings, readiness.clone()).map_err(Error::Producer)?);
     let background = shutdown.child_token();
-    let topics = tokio::spawn(ensure_raw_topic(
-        app.clone(),
-        readiness.clone(),
-        background.clone(),
-    ));
+    let topics = tokio::spawn(ensure_topics_loop(app.clone(), readiness.clone(), background.clone()));
     let probe = tokio::spawn(probe_kafka(app.clone(), readiness, background.clone()));
 
     server::serve(app.clone(), listener, shutdown).await;
@@ -62,8 +57,7 @@ pub async fn run(
     let _ = tokio::join!(topics, probe);
     let flush_app = app.clone();
     let flush_timeout = app.settings().ack_timeout();
-    let flushed =
-        tokio::task::spawn_blocking(move || flush_app.producer().flush(flush_timeout)).await;
+    let flushed = tokio::task::spawn_blocking(move || flush_app.producer().flush(flush_timeout)).await;
     match flushed {
         Ok(Ok(())) => tracing::info!("producer flushed; ingress stopped"),
         Ok(Err(e)) => {
@@ -74,34 +68,30 @@ pub async fn run(
     Ok(())
 }
 
-async fn ensure_raw_topic(app: Arc<App>, readiness: Arc<Readiness>, stop: CancellationToken) {
+async fn ensure_topics_loop(app: Arc<App>, readiness: Arc<Readiness>, stop: CancellationToken) {
     let s = app.settings();
-    let spec = TopicSpec {
-        name: s.raw_topic.clone(),
-        partitions: s.raw_partitions,
-        config: Vec::new(),
-    };
+    let mut specs = vec![TopicSpec { name: s.raw_topic.clone(), partitions: s.raw_partitions, config: Vec::new() }];
+    if let Some(q) = &s.quarantine {
+        specs.push(TopicSpec { name: q.topic.clone(), partitions: q.partitions, config: Vec::new() });
+    }
     let mut backoff = Duration::from_millis(250);
     loop {
         let attempt = tokio::select! {
-            r = ensure_topics(&s.kafka, std::slice::from_ref(&spec)) => r,
+            r = ensure_topics(&s.kafka, &specs) => r,
             () = stop.cancelled() => return,
         };
         match attempt {
             Ok(topics) => {
                 for t in &topics {
-                    tracing::info!(topic = %t.name, partitions = t.partitions, created = t.created, "raw topic ready");
+                    tracing::info!(topic = %t.name, partitions = t.partitions, created = t.created, "topic ready");
                 }
                 app.topics_ensured();
                 readiness.pass(CHECK_TOPICS);
                 return;
             }
             Err(e) => {
-                tracing::warn!(error = %e, topic = %spec.name, retry_in = ?backoff, "cannot ensure the raw topic");
-                readiness.fail(
-                    CHECK_TOPICS,
-                    format!("cannot ensure topic {}: {e}", spec.name),
-                );
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot ensure the topics");
+                readiness.fail(CHECK_TOPICS, format!("cannot ensure the topics: {e}"));
             }
         }
         tokio::select! {
@@ -117,22 +107,17 @@ async fn probe_kafka(app: Arc<App>, readiness: Arc<Readiness>, stop: Cancellatio
     let mut up_since: Option<tokio::time::Instant> = None;
     loop {
         let probe_app = app.clone();
-        let result =
-            tokio::task::spawn_blocking(move || probe_app.producer().probe(Duration::from_secs(2)))
-                .await;
-        let up = matches!(result, Ok(Ok(())));
-        up_since = if up {
-            up_since.or_else(|| Some(tokio::time::Instant::now()))
-        } else {
-            None
+        let probe = tokio::task::spawn_blocking(move || probe_app.producer().probe(Duration::from_secs(2)));
+        let result = tokio::select! {
+            r = probe => r,
+            () = stop.cancelled() => return,
         };
-        if let Some(reason) = app
-            .producer()
-            .needs_replacing(up_since.map(|t| t.elapsed()))
-        {
+        let up = matches!(result, Ok(Ok(())));
+        app.metrics().producer_queue(app.producer().in_flight());
+        up_since = if up { up_since.or_else(|| Some(tokio::time::Instant::now())) } else { None };
+        if let Some(reason) = app.producer().needs_replacing(up_since.map(|t| t.elapsed())) {
             let replace_app = app.clone();
-            match tokio::task::spawn_blocking(move || replace_app.producer().replace(reason)).await
-            {
+            match tokio::task::spawn_blocking(move || replace_app.producer().replace(reason)).await {
                 Ok(Ok(())) => app.metrics().producer_replaced(reason),
                 Ok(Err(e)) => tracing::error!(error = %e, "cannot create a new Kafka producer"),
                 Err(e) => tracing::error!(error = %e, "producer replacement task failed"),
@@ -147,9 +132,7 @@ async fn probe_kafka(app: Arc<App>, readiness: Arc<Readiness>, stop: Cancellatio
             if up {
                 tracing::info!("Kafka cluster reachable");
             } else {
-                tracing::warn!(
-                    "Kafka cluster unreachable; webhooks will be answered 503 until it is back"
-                );
+                tracing::warn!("Kafka cluster unreachable; webhooks will be answered 503 until it is back");
             }
             was_up = Some(up);
         }

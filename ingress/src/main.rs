@@ -11,12 +11,7 @@ use hookline_runtime::{shutdown, telemetry};
 #[command(version, about)]
 struct Args {
     /// The config file (see deploy/ingress.example.toml). `HOOKLINE_*` variables override its fields.
-    #[arg(
-        long,
-        short,
-        env = "HOOKLINE_INGRESS_CONFIG",
-        default_value = "hookline-ingress.toml"
-    )]
+    #[arg(long, short, env = "HOOKLINE_INGRESS_CONFIG", default_value = "hookline-ingress.toml")]
     config: PathBuf,
     /// Validate the config and exit.
     #[arg(long)]
@@ -32,9 +27,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let settings = match hookline_ingress::Config::load(&args.config)
-        .and_then(hookline_ingress::Config::validate)
-    {
+    let settings = match hookline_ingress::Config::load(&args.config).and_then(hookline_ingress::Config::validate) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("hookline-ingress: {e}");
@@ -42,11 +35,7 @@ fn main() -> ExitCode {
         }
     };
     if args.check {
-        println!(
-            "{}: ok ({} sources)",
-            args.config.display(),
-            settings.sources.len()
-        );
+        println!("{}: ok ({} sources)", args.config.display(), settings.sources.len());
         return ExitCode::SUCCESS;
     }
     telemetry::init(format);
@@ -61,9 +50,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(settings: hookline_ingress::Settings) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {
         let addr = settings.listen;
         let listener = tokio::net::TcpListener::bind(addr)

@@ -67,9 +67,7 @@ pub struct RawProducer {
 
 impl std::fmt::Debug for RawProducer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawProducer")
-            .field("topic", &self.topic)
-            .finish_non_exhaustive()
+        f.debug_struct("RawProducer").field("topic", &self.topic).finish_non_exhaustive()
     }
 }
 
@@ -102,21 +100,12 @@ impl RawProducer {
             .set("acks", "all")
             .set("linger.ms", p.linger_ms.to_string())
             .set("compression.type", &p.compression)
-            .set(
-                "queue.buffering.max.messages",
-                p.max_queued_messages.to_string(),
-            )
-            .set(
-                "queue.buffering.max.kbytes",
-                p.max_queued_kbytes.to_string(),
-            )
+            .set("queue.buffering.max.messages", p.max_queued_messages.to_string())
+            .set("queue.buffering.max.kbytes", p.max_queued_kbytes.to_string())
             // Java-compatible key hashing: other Kafka clients put the same key in the same partition.
             .set("partitioner", "murmur2_random")
             // Leave room above the largest body for headers and framing.
-            .set(
-                "message.max.bytes",
-                (64 * 1024 * 1024 + 1024 * 1024).to_string(),
-            )
+            .set("message.max.bytes", (64 * 1024 * 1024 + 1024 * 1024).to_string())
             .set("message.timeout.ms", p.delivery_timeout_ms.to_string());
         let producer = Arc::new(config.create::<FutureProducer>()?);
         let prober = settings.kafka.client_config().create::<BaseConsumer>()?;
@@ -139,33 +128,17 @@ impl RawProducer {
     }
 
     fn delivery_failed(&self) {
-        let _ = self.failing_since_ms.compare_exchange(
-            0,
-            now_ms(),
-            AtomicOrdering::Relaxed,
-            AtomicOrdering::Relaxed,
-        );
+        let _ = self.failing_since_ms.compare_exchange(0, now_ms(), AtomicOrdering::Relaxed, AtomicOrdering::Relaxed);
     }
 
     /// Stores one record; see the module invariant.
-    pub async fn store(
-        &self,
-        key: &str,
-        body: &[u8],
-        meta: &RawMeta,
-    ) -> Result<Stored, StoreError> {
+    pub async fn store(&self, key: &str, body: &[u8], meta: &RawMeta) -> Result<Stored, StoreError> {
         let headers = meta.to_headers();
         let mut owned = OwnedHeaders::new_with_capacity(headers.len());
         for (name, value) in &headers {
-            owned = owned.insert(Header {
-                key: name.as_str(),
-                value: Some(value.as_slice()),
-            });
+            owned = owned.insert(Header { key: name.as_str(), value: Some(value.as_slice()) });
         }
-        let record = FutureRecord::to(&self.topic)
-            .key(key)
-            .payload(body)
-            .headers(owned);
+        let record = FutureRecord::to(&self.topic).key(key).payload(body).headers(owned);
         let producer = self.producer();
         let started = Instant::now();
         let delivery = match producer.send_result(record) {
@@ -183,11 +156,7 @@ impl RawProducer {
             Err(_) => Err(StoreError::Timeout(self.ack_timeout)),
             Ok(Err(_canceled)) => Err(StoreError::Kafka(KafkaError::Canceled)),
             Ok(Ok(Err((e, _)))) => Err(StoreError::Kafka(e)),
-            Ok(Ok(Ok(d))) => Ok(Stored {
-                partition: d.partition,
-                offset: d.offset,
-                ack_latency: started.elapsed(),
-            }),
+            Ok(Ok(Ok(d))) => Ok(Stored { partition: d.partition, offset: d.offset, ack_latency: started.elapsed() }),
         };
         match &result {
             Ok(_) => self.failing_since_ms.store(0, AtomicOrdering::Relaxed),
@@ -215,10 +184,8 @@ impl RawProducer {
         }
         let since = self.failing_since_ms.load(AtomicOrdering::Relaxed);
         let reachable_for = reachable_for?;
-        let failing_for =
-            Duration::from_millis(u64::try_from(now_ms().saturating_sub(since)).unwrap_or(0));
-        (since != 0 && failing_for.min(reachable_for) >= self.replace_after)
-            .then_some(ReplaceReason::Stuck)
+        let failing_for = Duration::from_millis(u64::try_from(now_ms().saturating_sub(since)).unwrap_or(0));
+        (since != 0 && failing_for.min(reachable_for) >= self.replace_after).then_some(ReplaceReason::Stuck)
     }
 
     /// Replaces the librdkafka producer with a new one. Records queued in the old one are purged: their
@@ -233,7 +200,10 @@ impl RawProducer {
         if let Some((_, fatal)) = old.client().fatal_error() {
             tracing::warn!(reason = reason.as_str(), %fatal, "replacing the Kafka producer after a fatal error");
         } else {
-            tracing::warn!(reason = reason.as_str(), "replacing the Kafka producer: deliveries kept failing while the cluster was reachable");
+            tracing::warn!(
+                reason = reason.as_str(),
+                "replacing the Kafka producer: deliveries kept failing while the cluster was reachable"
+            );
         }
         old.purge(PurgeConfig::default().queue().inflight());
         drop(old);
@@ -274,10 +244,7 @@ mod tests {
             secrets = [{{ value = "k" }}]
             "#
         );
-        hookline_runtime::config::from_str_with_env::<crate::Config>(&text, Vec::new())
-            .unwrap()
-            .validate()
-            .unwrap()
+        hookline_runtime::config::from_str_with_env::<crate::Config>(&text, Vec::new()).unwrap().validate().unwrap()
     }
 
     fn meta() -> RawMeta {
@@ -294,10 +261,7 @@ mod tests {
 
     /// A mock cluster and a producer that has stored a first record (the first one also waits for
     /// metadata and a producer id, which on a loaded machine can take longer than one ack timeout).
-    async fn mock() -> (
-        MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
-        RawProducer,
-    ) {
+    async fn mock() -> (MockCluster<'static, rdkafka::producer::DefaultProducerContext>, RawProducer) {
         let cluster = MockCluster::new(1).unwrap();
         cluster.create_topic("raw", 2, 1).unwrap();
         let producer = RawProducer::new(&settings(&cluster.bootstrap_servers())).unwrap();
@@ -314,10 +278,7 @@ mod tests {
         let (_cluster, producer) = mock().await;
         let stored = producer.store("key", b"{}", &meta()).await.unwrap();
         assert!(stored.partition >= 0 && stored.offset >= 0);
-        assert_eq!(
-            producer.needs_replacing(Some(Duration::from_secs(60))),
-            None
-        );
+        assert_eq!(producer.needs_replacing(Some(Duration::from_secs(60))), None);
     }
 
     #[tokio::test]
@@ -327,16 +288,8 @@ mod tests {
         let started = Instant::now();
         let result = producer.store("key", b"{}", &meta()).await;
         assert!(matches!(result, Err(StoreError::Timeout(_))), "{result:?}");
-        assert!(
-            started.elapsed() < Duration::from_millis(2500),
-            "{:?}",
-            started.elapsed()
-        );
-        assert_eq!(
-            producer.needs_replacing(None),
-            None,
-            "an outage alone never replaces the producer"
-        );
+        assert!(started.elapsed() < Duration::from_millis(2500), "{:?}", started.elapsed());
+        assert_eq!(producer.needs_replacing(None), None, "an outage alone never replaces the producer");
     }
 
     #[tokio::test]
@@ -351,37 +304,21 @@ mod tests {
                 c"injected by a test".as_ptr(),
             );
         }
-        assert!(
-            producer.store("key", b"{}", &meta()).await.is_err(),
-            "nothing is stored after a fatal error"
-        );
+        assert!(producer.store("key", b"{}", &meta()).await.is_err(), "nothing is stored after a fatal error");
         assert_eq!(producer.needs_replacing(None), Some(ReplaceReason::Fatal));
         producer.replace(ReplaceReason::Fatal).unwrap();
         producer.store("key", b"{}", &meta()).await.unwrap();
-        assert_eq!(
-            producer.needs_replacing(Some(Duration::from_secs(60))),
-            None
-        );
+        assert_eq!(producer.needs_replacing(Some(Duration::from_secs(60))), None);
     }
 
     #[tokio::test]
     async fn a_producer_failing_while_the_cluster_answers_is_stuck() {
         let (cluster, producer) = mock().await;
-        cluster.request_errors(
-            RDKafkaApiKey::Produce,
-            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 50],
-        );
+        cluster.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 50]);
         assert!(producer.store("key", b"{}", &meta()).await.is_err());
-        assert_eq!(
-            producer.needs_replacing(Some(Duration::ZERO)),
-            None,
-            "the cluster just came back"
-        );
+        assert_eq!(producer.needs_replacing(Some(Duration::ZERO)), None, "the cluster just came back");
         tokio::time::sleep(producer.replace_after).await;
-        assert_eq!(
-            producer.needs_replacing(Some(producer.replace_after)),
-            Some(ReplaceReason::Stuck)
-        );
+        assert_eq!(producer.needs_replacing(Some(producer.replace_after)), Some(ReplaceReason::Stuck));
         cluster.clear_request_errors(RDKafkaApiKey::Produce);
         producer.replace(ReplaceReason::Stuck).unwrap();
         producer.store("key", b"{}", &meta()).await.unwrap();

@@ -79,10 +79,7 @@ fn default_drain_timeout_ms() -> u64 {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig {
-            listen: default_listen(),
-            drain_timeout_ms: default_drain_timeout_ms(),
-        }
+        ServerConfig { listen: default_listen(), drain_timeout_ms: default_drain_timeout_ms() }
     }
 }
 
@@ -208,10 +205,7 @@ fn default_window() -> u64 {
 
 impl Default for StateConfig {
     fn default() -> Self {
-        StateConfig {
-            dir: default_dir(),
-            dedup_window_secs: default_window(),
-        }
+        StateConfig { dir: default_dir(), dedup_window_secs: default_window() }
     }
 }
 
@@ -264,65 +258,28 @@ impl Config {
     /// Checks every field; the first problem is returned, naming its field.
     pub fn validate(self) -> Result<Settings, ConfigError> {
         let listen = socket_addr("server.listen", &self.server.listen)?;
-        in_range(
-            "server.drain_timeout_ms",
-            self.server.drain_timeout_ms,
-            0,
-            600_000,
-        )?;
+        in_range("server.drain_timeout_ms", self.server.drain_timeout_ms, 0, 600_000)?;
         self.kafka.validate(RESERVED_PROPERTIES)?;
         let t = &self.topics;
-        for (field, name) in [
-            ("topics.raw", &t.raw),
-            ("topics.events", &t.events),
-            ("topics.dlq", &t.dlq),
-        ] {
+        for (field, name) in [("topics.raw", &t.raw), ("topics.events", &t.events), ("topics.dlq", &t.dlq)] {
             if name.is_empty() {
                 return Err(ConfigError::field(field, "must not be empty"));
             }
         }
         if t.events == t.raw || t.dlq == t.raw || t.dlq == t.events {
-            return Err(ConfigError::field(
-                "topics",
-                "raw, events and dlq must be three different topics",
-            ));
+            return Err(ConfigError::field("topics", "raw, events and dlq must be three different topics"));
         }
         in_range("topics.raw_partitions", t.raw_partitions, 1, 10_000)?;
         let c = &self.consumer;
         if c.group_id.is_empty() {
             return Err(ConfigError::field("consumer.group_id", "must not be empty"));
         }
-        in_range(
-            "consumer.session_timeout_ms",
-            c.session_timeout_ms,
-            1_000,
-            300_000,
-        )?;
-        in_range(
-            "consumer.heartbeat_interval_ms",
-            c.heartbeat_interval_ms,
-            100,
-            c.session_timeout_ms / 3,
-        )?;
+        in_range("consumer.session_timeout_ms", c.session_timeout_ms, 1_000, 300_000)?;
+        in_range("consumer.heartbeat_interval_ms", c.heartbeat_interval_ms, 100, c.session_timeout_ms / 3)?;
         in_range("consumer.fetch_wait_max_ms", c.fetch_wait_max_ms, 1, 10_000)?;
-        in_range(
-            "consumer.commit_interval_ms",
-            c.commit_interval_ms,
-            100,
-            60_000,
-        )?;
-        in_range(
-            "consumer.stats_interval_ms",
-            c.stats_interval_ms,
-            100,
-            600_000,
-        )?;
-        in_range(
-            "state.dedup_window_secs",
-            self.state.dedup_window_secs,
-            60,
-            90 * 24 * 3600,
-        )?;
+        in_range("consumer.commit_interval_ms", c.commit_interval_ms, 100, 60_000)?;
+        in_range("consumer.stats_interval_ms", c.stats_interval_ms, 100, 600_000)?;
+        in_range("state.dedup_window_secs", self.state.dedup_window_secs, 60, 90 * 24 * 3600)?;
         if self.state.dir.as_os_str().is_empty() {
             return Err(ConfigError::field("state.dir", "must not be empty"));
         }
@@ -363,10 +320,7 @@ impl Config {
 }
 
 fn http_header_name_invalid(name: &str) -> bool {
-    name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]
@@ -398,15 +352,11 @@ mod tests {
         let e = |t: &str| parse(t).unwrap_err().to_string();
         assert!(e("[state]\ndirectory = 'x'\n").contains("directory"));
         assert!(e("[server]\nlisten = 'nowhere'\n").contains("server.listen"));
-        assert!(e("[consumer]\nheartbeat_interval_ms = 5000\n")
-            .contains("consumer.heartbeat_interval_ms"));
+        assert!(e("[consumer]\nheartbeat_interval_ms = 5000\n").contains("consumer.heartbeat_interval_ms"));
         assert!(e("[topics]\nevents = 'hookline.raw'\n").contains("topics"));
-        assert!(
-            e("[sources.shop]\nevent_type = { json_pointer = 'type' }\n")
-                .contains("sources.shop.event_type.json_pointer")
-        );
-        assert!(e("[sources.shop]\nevent_type = { header = 'X Type' }\n")
-            .contains("sources.shop.event_type.header"));
+        assert!(e("[sources.shop]\nevent_type = { json_pointer = 'type' }\n")
+            .contains("sources.shop.event_type.json_pointer"));
+        assert!(e("[sources.shop]\nevent_type = { header = 'X Type' }\n").contains("sources.shop.event_type.header"));
         assert!(e("[sources.shop]\nevent_type = { body = '/x' }\n").contains("body"));
         assert!(e("[kafka.client]\n'group.id' = 'mine'\n").contains("group.id"));
     }

@@ -13,9 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
@@ -50,12 +48,7 @@ impl std::fmt::Debug for ProcessorContext {
 impl ProcessorContext {
     /// A context whose workers run on `runtime`.
     pub fn new(shared: Arc<Shared>, runtime: tokio::runtime::Handle) -> Self {
-        ProcessorContext {
-            shared,
-            runtime,
-            consumer: OnceLock::new(),
-            workers: Mutex::new(HashMap::new()),
-        }
+        ProcessorContext { shared, runtime, consumer: OnceLock::new(), workers: Mutex::new(HashMap::new()) }
     }
 
     /// Gives the context the consumer it belongs to (needed to split partition queues).
@@ -65,8 +58,7 @@ impl ProcessorContext {
 
     fn start_workers(&self, tpl: &TopicPartitionList) {
         let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
-            self.shared
-                .fail("partitions assigned to a consumer that is gone".into());
+            self.shared.fail("partitions assigned to a consumer that is gone".into());
             return;
         };
         let Ok(mut workers) = self.workers.lock() else {
@@ -75,9 +67,7 @@ impl ProcessorContext {
         for elem in tpl.elements() {
             let (topic, partition) = (elem.topic().to_owned(), elem.partition());
             let Some(queue) = consumer.split_partition_queue(&topic, partition) else {
-                self.shared.fail(format!(
-                    "cannot split the queue of {topic} partition {partition}"
-                ));
+                self.shared.fail(format!("cannot split the queue of {topic} partition {partition}"));
                 continue;
             };
             let stop = CancellationToken::new();
@@ -91,13 +81,7 @@ impl ProcessorContext {
                 stop.clone(),
                 done_tx,
             ));
-            workers.insert(
-                partition,
-                Worker {
-                    stop,
-                    done: done_rx,
-                },
-            );
+            workers.insert(partition, Worker { stop, done: done_rx });
         }
         self.shared.metrics.assigned(workers.len());
     }
@@ -109,10 +93,7 @@ impl ProcessorContext {
                 return;
             };
             let chosen: Vec<i32> = partitions.unwrap_or_else(|| workers.keys().copied().collect());
-            let out = chosen
-                .into_iter()
-                .filter_map(|p| workers.remove(&p).map(|w| (p, w)))
-                .collect();
+            let out = chosen.into_iter().filter_map(|p| workers.remove(&p).map(|w| (p, w))).collect();
             self.shared.metrics.assigned(workers.len());
             out
         };
@@ -121,16 +102,10 @@ impl ProcessorContext {
         }
         let deadline = Instant::now() + self.shared.settings.drain_timeout;
         for (p, w) in stopping {
-            match w
-                .done
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
+            match w.done.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => {}
                 Err(RecvTimeoutError::Timeout) => {
-                    tracing::warn!(
-                        partition = p,
-                        "partition worker did not finish within the drain timeout"
-                    );
+                    tracing::warn!(partition = p, "partition worker did not finish within the drain timeout");
                 }
             }
         }
@@ -164,10 +139,8 @@ impl ClientContext for ProcessorContext {
                 if s.hi_offset < 0 {
                     continue;
                 }
-                let next = [s.stored_offset, s.committed_offset, s.lo_offset, 0]
-                    .into_iter()
-                    .find(|o| *o >= 0)
-                    .unwrap_or(0);
+                let next =
+                    [s.stored_offset, s.committed_offset, s.lo_offset, 0].into_iter().find(|o| *o >= 0).unwrap_or(0);
                 lags.insert(*p, (s.hi_offset - next).max(0));
             }
         }
@@ -184,11 +157,7 @@ impl ConsumerContext for ProcessorContext {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                tracing::info!(
-                    ?partitions,
-                    lost = consumer.assignment_lost(),
-                    "partitions revoked; draining"
-                );
+                tracing::info!(?partitions, lost = consumer.assignment_lost(), "partitions revoked; draining");
                 self.stop_workers(Some(partitions));
                 if !consumer.assignment_lost() {
                     self.commit(consumer);
@@ -210,18 +179,14 @@ impl ConsumerContext for ProcessorContext {
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         match result {
-            Ok(())
-            | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Ok(()) | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => tracing::warn!(error = %e, "offset commit failed"),
         }
     }
 }
 
 /// Creates the group consumer, subscribed to the raw topic.
-pub fn create(
-    shared: &Arc<Shared>,
-    runtime: tokio::runtime::Handle,
-) -> KafkaResult<Arc<GroupConsumer>> {
+pub fn create(shared: &Arc<Shared>, runtime: tokio::runtime::Handle) -> KafkaResult<Arc<GroupConsumer>> {
     let s = &shared.settings;
     let c = &s.consumer;
     let mut config = s.kafka.client_config();

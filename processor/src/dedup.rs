@@ -15,9 +15,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{
-    compaction_filter::Decision, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB,
-};
+use rocksdb::{compaction_filter::Decision, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
 /// The on-disk format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -65,9 +63,7 @@ pub struct DedupStore {
 
 impl std::fmt::Debug for DedupStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DedupStore")
-            .field("path", &self.db.path())
-            .finish()
+        f.debug_struct("DedupStore").field("path", &self.db.path()).finish()
     }
 }
 
@@ -80,10 +76,7 @@ fn dedup_key(source: &str, key: &str) -> Vec<u8> {
 }
 
 fn expiry_of(value: &[u8]) -> Option<i64> {
-    value
-        .get(..8)
-        .and_then(|b| b.try_into().ok())
-        .map(i64::from_be_bytes)
+    value.get(..8).and_then(|b| b.try_into().ok()).map(i64::from_be_bytes)
 }
 
 fn checkpoint_key(topic: &str, partition: i32) -> Vec<u8> {
@@ -98,13 +91,12 @@ impl DedupStore {
         db_opts.create_missing_column_families(true);
         db_opts.set_keep_log_file_num(4);
         let mut dedup_opts = Options::default();
-        dedup_opts.set_compaction_filter(
-            "hookline-dedup-expiry",
-            |_level: u32, _key: &[u8], value: &[u8]| match expiry_of(value) {
+        dedup_opts.set_compaction_filter("hookline-dedup-expiry", |_level: u32, _key: &[u8], value: &[u8]| {
+            match expiry_of(value) {
                 Some(expiry) if expiry <= hookline_runtime::now_ms() => Decision::Remove,
                 _ => Decision::Keep,
-            },
-        );
+            }
+        });
         // Dedup lookups are point reads of mostly-absent keys: a bloom filter answers those without disk reads.
         let mut table = rocksdb::BlockBasedOptions::default();
         table.set_bloom_filter(10.0, false);
@@ -129,10 +121,7 @@ impl DedupStore {
 
     /// Whether an unexpired entry exists for this webhook.
     pub fn contains(&self, source: &str, key: &str, now_ms: i64) -> Result<bool, StoreError> {
-        let cf = self
-            .db
-            .cf_handle(CF_DEDUP)
-            .ok_or(StoreError::MissingColumnFamily(CF_DEDUP))?;
+        let cf = self.db.cf_handle(CF_DEDUP).ok_or(StoreError::MissingColumnFamily(CF_DEDUP))?;
         Ok(self
             .db
             .get_pinned_cf(cf, dedup_key(source, key))?
@@ -141,15 +130,8 @@ impl DedupStore {
     }
 
     /// Writes entries and the partition checkpoint atomically (one `WriteBatch`, one WAL write).
-    pub fn record(
-        &self,
-        entries: &[Entry],
-        checkpoint: (&str, i32, i64),
-    ) -> Result<(), StoreError> {
-        let cf = self
-            .db
-            .cf_handle(CF_DEDUP)
-            .ok_or(StoreError::MissingColumnFamily(CF_DEDUP))?;
+    pub fn record(&self, entries: &[Entry], checkpoint: (&str, i32, i64)) -> Result<(), StoreError> {
+        let cf = self.db.cf_handle(CF_DEDUP).ok_or(StoreError::MissingColumnFamily(CF_DEDUP))?;
         let mut batch = WriteBatch::default();
         for e in entries {
             let mut value = [0u8; 16];
@@ -173,10 +155,7 @@ impl DedupStore {
 
     /// Runs a full compaction of the dedup entries (drops expired ones now rather than eventually).
     pub fn compact(&self) -> Result<(), StoreError> {
-        let cf = self
-            .db
-            .cf_handle(CF_DEDUP)
-            .ok_or(StoreError::MissingColumnFamily(CF_DEDUP))?;
+        let cf = self.db.cf_handle(CF_DEDUP).ok_or(StoreError::MissingColumnFamily(CF_DEDUP))?;
         self.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
         Ok(())
     }
@@ -194,30 +173,17 @@ mod tests {
     use super::*;
 
     fn entry(source: &str, key: &str, expires_at_ms: i64) -> Entry {
-        Entry {
-            source: source.into(),
-            dedup_key: key.into(),
-            seen_at_ms: 1,
-            expires_at_ms,
-        }
+        Entry { source: source.into(), dedup_key: key.into(), seen_at_ms: 1, expires_at_ms }
     }
 
     #[test]
     fn entries_are_namespaced_by_source_and_expire() {
         let dir = tempfile::tempdir().unwrap();
         let store = DedupStore::open(dir.path()).unwrap();
-        store
-            .record(&[entry("stripe", "evt_1", 1_000)], ("raw", 3, 8))
-            .unwrap();
+        store.record(&[entry("stripe", "evt_1", 1_000)], ("raw", 3, 8)).unwrap();
         assert!(store.contains("stripe", "evt_1", 999).unwrap());
-        assert!(
-            !store.contains("stripe", "evt_1", 1_000).unwrap(),
-            "expired at its expiry"
-        );
-        assert!(
-            !store.contains("github", "evt_1", 999).unwrap(),
-            "another source's key is another key"
-        );
+        assert!(!store.contains("stripe", "evt_1", 1_000).unwrap(), "expired at its expiry");
+        assert!(!store.contains("github", "evt_1", 999).unwrap(), "another source's key is another key");
         assert!(!store.contains("stripe", "evt_2", 999).unwrap());
         assert_eq!(store.checkpoint("raw", 3).unwrap(), Some(8));
         assert_eq!(store.checkpoint("raw", 4).unwrap(), None);
@@ -228,13 +194,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = DedupStore::open(dir.path()).unwrap();
-            store
-                .record(&[entry("s", "k", i64::MAX)], ("raw", 0, 1))
-                .unwrap();
-            assert!(
-                DedupStore::open(dir.path()).is_err(),
-                "RocksDB's lock keeps a second opener out"
-            );
+            store.record(&[entry("s", "k", i64::MAX)], ("raw", 0, 1)).unwrap();
+            assert!(DedupStore::open(dir.path()).is_err(), "RocksDB's lock keeps a second opener out");
         }
         let store = DedupStore::open(dir.path()).unwrap();
         assert!(store.contains("s", "k", 0).unwrap());
@@ -246,31 +207,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = DedupStore::open(dir.path()).unwrap();
         let now = hookline_runtime::now_ms();
-        store
-            .record(
-                &[
-                    entry("s", "old", now - 1),
-                    entry("s", "live", now + 3_600_000),
-                ],
-                ("raw", 0, 2),
-            )
-            .unwrap();
+        store.record(&[entry("s", "old", now - 1), entry("s", "live", now + 3_600_000)], ("raw", 0, 2)).unwrap();
         store.flush().unwrap();
         store.compact().unwrap();
         let cf = store.db.cf_handle(CF_DEDUP).unwrap();
-        assert!(
-            store
-                .db
-                .get_cf(cf, dedup_key("s", "old"))
-                .unwrap()
-                .is_none(),
-            "expired entry physically removed"
-        );
-        assert!(store
-            .db
-            .get_cf(cf, dedup_key("s", "live"))
-            .unwrap()
-            .is_some());
+        assert!(store.db.get_cf(cf, dedup_key("s", "old")).unwrap().is_none(), "expired entry physically removed");
+        assert!(store.db.get_cf(cf, dedup_key("s", "live")).unwrap().is_some());
     }
 
     #[test]

@@ -14,42 +14,18 @@ use crate::output::{OutputRecord, Target};
 use crate::process::Identity;
 
 /// Builds the DLQ record of `raw`.
-pub fn record(
-    raw: &OwnedMessage,
-    identity: &Identity,
-    failure: &Failure,
-    now_ms: i64,
-) -> OutputRecord {
+pub fn record(raw: &OwnedMessage, identity: &Identity, failure: &Failure, now_ms: i64) -> OutputRecord {
     let mut headers: Vec<(String, Vec<u8>)> = raw
         .headers()
-        .map(|h| {
-            h.iter()
-                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                .collect()
-        })
+        .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec())).collect())
         .unwrap_or_default();
     if identity.synthetic {
-        headers.push((
-            header::SOURCE.to_owned(),
-            identity.source.as_bytes().to_vec(),
-        ));
-        headers.push((
-            header::DEDUP_KEY.to_owned(),
-            identity.dedup_key.as_bytes().to_vec(),
-        ));
+        headers.push((header::SOURCE.to_owned(), identity.source.as_bytes().to_vec()));
+        headers.push((header::DEDUP_KEY.to_owned(), identity.dedup_key.as_bytes().to_vec()));
     }
-    headers.push((
-        header::RAW_TOPIC.to_owned(),
-        raw.topic().as_bytes().to_vec(),
-    ));
-    headers.push((
-        header::RAW_PARTITION.to_owned(),
-        raw.partition().to_string().into_bytes(),
-    ));
-    headers.push((
-        header::RAW_OFFSET.to_owned(),
-        raw.offset().to_string().into_bytes(),
-    ));
+    headers.push((header::RAW_TOPIC.to_owned(), raw.topic().as_bytes().to_vec()));
+    headers.push((header::RAW_PARTITION.to_owned(), raw.partition().to_string().into_bytes()));
+    headers.push((header::RAW_OFFSET.to_owned(), raw.offset().to_string().into_bytes()));
     let meta = DlqMeta {
         class: failure.class,
         stage: failure.stage,
@@ -57,11 +33,7 @@ pub fn record(
         attempts: 1,
         first_failure_ms: now_ms,
     };
-    headers.extend(
-        meta.to_headers()
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v)),
-    );
+    headers.extend(meta.to_headers().into_iter().map(|(k, v)| (k.to_owned(), v)));
     OutputRecord {
         target: Target::Dlq,
         key: raw.key().map(<[u8]>::to_vec),

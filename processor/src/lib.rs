@@ -67,24 +67,13 @@ pub enum Error {
 
 /// Runs the processor until `shutdown` is cancelled (or an unrecoverable error), serving `/metrics`,
 /// `/livez` and `/readyz` on `admin_listener`.
-pub async fn run(
-    settings: Settings,
-    admin_listener: TcpListener,
-    shutdown: CancellationToken,
-) -> Result<(), Error> {
+pub async fn run(settings: Settings, admin_listener: TcpListener, shutdown: CancellationToken) -> Result<(), Error> {
     let mut registry = Registry::default();
-    let metrics = Arc::new(telemetry::Metrics::register(
-        &mut registry,
-        settings.sources.keys(),
-    ));
+    let metrics = Arc::new(telemetry::Metrics::register(&mut registry, settings.sources.keys()));
     let readiness = Arc::new(Readiness::new(&[CHECK_TOPICS, CHECK_GROUP, CHECK_STATE]));
     let admin_stop = CancellationToken::new();
-    let admin_task = tokio::spawn(admin::serve(
-        admin_listener,
-        Arc::new(registry),
-        readiness.clone(),
-        admin_stop.clone(),
-    ));
+    let admin_task =
+        tokio::spawn(admin::serve(admin_listener, Arc::new(registry), readiness.clone(), admin_stop.clone()));
     let result = run_inner(settings, metrics, readiness, shutdown).await;
     admin_stop.cancel();
     let _ = admin_task.await;
@@ -99,12 +88,8 @@ async fn run_inner(
 ) -> Result<(), Error> {
     let dir = settings.state_dir.clone();
     let store = tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::Task(format!("cannot create {}: {e}", dir.display())))?;
-        dedup::DedupStore::open(&dir).map_err(|source| Error::State {
-            dir: dir.display().to_string(),
-            source,
-        })
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Task(format!("cannot create {}: {e}", dir.display())))?;
+        dedup::DedupStore::open(&dir).map_err(|source| Error::State { dir: dir.display().to_string(), source })
     })
     .await
     .map_err(|e| Error::Task(e.to_string()))??;
@@ -115,11 +100,7 @@ async fn run_inner(
     };
     tracing::info!(partitions, raw = %settings.topics.raw, "topics ready");
 
-    let outputs = output::Outputs::new(
-        &settings.kafka,
-        &settings.topics.events,
-        &settings.topics.dlq,
-    )?;
+    let outputs = output::Outputs::new(&settings.kafka, &settings.topics.events, &settings.topics.dlq)?;
     let shared = Arc::new(partition::Shared {
         settings,
         store,
@@ -130,8 +111,7 @@ async fn run_inner(
         fatal_reason: std::sync::Mutex::new(None),
     });
     let consumer = consumer::create(&shared, tokio::runtime::Handle::current())?;
-    let group =
-        consumer::spawn_group_thread(consumer, shutdown).map_err(|e| Error::Task(e.to_string()))?;
+    let group = consumer::spawn_group_thread(consumer, shutdown).map_err(|e| Error::Task(e.to_string()))?;
     tokio::task::spawn_blocking(move || group.join())
         .await
         .map_err(|e| Error::Task(e.to_string()))?
@@ -170,24 +150,13 @@ async fn ensure_all_topics(
         let attempt = async {
             let raw = ensure_topics(
                 &settings.kafka,
-                &[TopicSpec {
-                    name: t.raw.clone(),
-                    partitions: t.raw_partitions,
-                    config: Vec::new(),
-                }],
+                &[TopicSpec { name: t.raw.clone(), partitions: t.raw_partitions, config: Vec::new() }],
             )
             .await?;
-            let partitions = raw
-                .first()
-                .map(|r| r.partitions)
-                .unwrap_or(t.raw_partitions);
+            let partitions = raw.first().map(|r| r.partitions).unwrap_or(t.raw_partitions);
             let outputs = [&t.events, &t.dlq]
                 .into_iter()
-                .map(|name| TopicSpec {
-                    name: name.clone(),
-                    partitions,
-                    config: Vec::new(),
-                })
+                .map(|name| TopicSpec { name: name.clone(), partitions, config: Vec::new() })
                 .collect::<Vec<_>>();
             Ok::<_, TopicError>((partitions, ensure_topics(&settings.kafka, &outputs).await?))
         };

@@ -11,12 +11,7 @@ use hookline_runtime::{shutdown, telemetry};
 #[command(version, about)]
 struct Args {
     /// The config file (see deploy/processor.example.toml). `HOOKLINE_*` variables override its fields.
-    #[arg(
-        long,
-        short,
-        env = "HOOKLINE_PROCESSOR_CONFIG",
-        default_value = "hookline-processor.toml"
-    )]
+    #[arg(long, short, env = "HOOKLINE_PROCESSOR_CONFIG", default_value = "hookline-processor.toml")]
     config: PathBuf,
     /// Validate the config and exit.
     #[arg(long)]
@@ -32,9 +27,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let settings = match hookline_processor::Config::load(&args.config)
-        .and_then(hookline_processor::Config::validate)
-    {
+    let settings = match hookline_processor::Config::load(&args.config).and_then(hookline_processor::Config::validate) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("hookline-processor: {e}");
@@ -57,9 +50,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(settings: hookline_processor::Settings) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {
         let addr = settings.listen;
         let listener = tokio::net::TcpListener::bind(addr)

@@ -29,11 +29,7 @@ pub struct Failure {
 
 impl Failure {
     fn new(class: ErrorClass, stage: Stage, reason: impl Into<String>) -> Self {
-        Failure {
-            class,
-            stage,
-            reason: reason.into(),
-        }
+        Failure { class, stage, reason: reason.into() }
     }
 }
 
@@ -54,13 +50,8 @@ pub fn to_event(
     at: Position,
     rules: Option<&SourceConfig>,
 ) -> Result<CloudEvent, Failure> {
-    let data: Box<RawValue> = serde_json::from_slice(body).map_err(|e| {
-        Failure::new(
-            ErrorClass::InvalidJson,
-            Stage::Parse,
-            format!("body is not JSON: {e}"),
-        )
-    })?;
+    let data: Box<RawValue> = serde_json::from_slice(body)
+        .map_err(|e| Failure::new(ErrorClass::InvalidJson, Stage::Parse, format!("body is not JSON: {e}")))?;
     let ty = match rules.and_then(|r| r.event_type.as_ref()) {
         None => format!("{}.webhook", meta.source),
         Some(selector) => event_type(selector, meta, &data)?,
@@ -72,10 +63,7 @@ pub fn to_event(
         source: format!("/webhooks/{}", meta.source),
         ty,
         time: received.clone(),
-        subject: key
-            .and_then(|k| std::str::from_utf8(k).ok())
-            .filter(|k| !k.is_empty())
-            .map(str::to_owned),
+        subject: key.and_then(|k| std::str::from_utf8(k).ok()).filter(|k| !k.is_empty()).map(str::to_owned),
         datacontenttype: "application/json".to_owned(),
         data,
         hooklinesource: meta.source.clone(),
@@ -85,20 +73,12 @@ pub fn to_event(
     })
 }
 
-fn event_type(
-    selector: &FieldSelector,
-    meta: &RawMeta,
-    data: &RawValue,
-) -> Result<String, Failure> {
+fn event_type(selector: &FieldSelector, meta: &RawMeta, data: &RawValue) -> Result<String, Failure> {
     let normalize = Stage::Normalize;
     match selector {
         FieldSelector::Header(name) => {
             let value = meta.http_header(name).ok_or_else(|| {
-                Failure::new(
-                    ErrorClass::MissingType,
-                    normalize,
-                    format!("event type header `{name}` is absent"),
-                )
+                Failure::new(ErrorClass::MissingType, normalize, format!("event type header `{name}` is absent"))
             })?;
             match std::str::from_utf8(value).map(str::trim) {
                 Ok(t) if !t.is_empty() => Ok(t.to_owned()),
@@ -110,13 +90,8 @@ fn event_type(
             }
         }
         FieldSelector::JsonPointer(pointer) => {
-            let parsed: Value = serde_json::from_str(data.get()).map_err(|e| {
-                Failure::new(
-                    ErrorClass::InvalidJson,
-                    Stage::Parse,
-                    format!("body is not JSON: {e}"),
-                )
-            })?;
+            let parsed: Value = serde_json::from_str(data.get())
+                .map_err(|e| Failure::new(ErrorClass::InvalidJson, Stage::Parse, format!("body is not JSON: {e}")))?;
             match parsed.pointer(pointer) {
                 None => Err(Failure::new(
                     ErrorClass::MissingType,
@@ -127,10 +102,7 @@ fn event_type(
                 Some(other) => Err(Failure::new(
                     ErrorClass::InvalidType,
                     normalize,
-                    format!(
-                        "event type field `{pointer}` is {}, not a non-empty string",
-                        kind(other)
-                    ),
+                    format!("event type field `{pointer}` is {}, not a non-empty string", kind(other)),
                 )),
             }
         }
@@ -166,10 +138,7 @@ mod tests {
         }
     }
 
-    const AT: Position = Position {
-        partition: 2,
-        offset: 40,
-    };
+    const AT: Position = Position { partition: 2, offset: 40 };
 
     #[test]
     fn default_mapping_satisfies_the_published_schema() {
@@ -180,30 +149,19 @@ mod tests {
         assert_eq!(e.ty, "shop.webhook");
         assert_eq!(e.subject.as_deref(), Some("order_9"));
         assert_eq!(e.time, "2025-11-27T09:00:00.123Z");
-        assert_eq!(
-            e.data.get().as_bytes(),
-            body,
-            "data is verbatim, big numbers included"
-        );
+        assert_eq!(e.data.get().as_bytes(), body, "data is verbatim, big numbers included");
         assert_eq!((e.hooklinepartition, e.hooklineoffset.as_str()), (2, "40"));
         let json = serde_json::to_value(&e).unwrap();
-        assert_eq!(
-            Contract::Event.validator().unwrap().violations(&json),
-            Vec::<String>::new()
-        );
+        assert_eq!(Contract::Event.validator().unwrap().violations(&json), Vec::<String>::new());
     }
 
     #[test]
     fn type_from_pointer_or_header() {
-        let rules = SourceConfig {
-            event_type: Some(FieldSelector::JsonPointer("/type".into())),
-        };
+        let rules = SourceConfig { event_type: Some(FieldSelector::JsonPointer("/type".into())) };
         let e = to_event(&meta(), None, br#"{"type":"order.paid"}"#, AT, Some(&rules)).unwrap();
         assert_eq!(e.ty, "order.paid");
         assert_eq!(e.subject, None);
-        let rules = SourceConfig {
-            event_type: Some(FieldSelector::Header("X-Shop-Topic".into())),
-        };
+        let rules = SourceConfig { event_type: Some(FieldSelector::Header("X-Shop-Topic".into())) };
         let e = to_event(&meta(), None, b"{}", AT, Some(&rules)).unwrap();
         assert_eq!(e.ty, "orders/create");
     }
@@ -216,23 +174,16 @@ mod tests {
         let f = to_event(&meta(), None, b"", AT, None).unwrap_err();
         assert_eq!(f.class, ErrorClass::InvalidJson);
 
-        let rules = SourceConfig {
-            event_type: Some(FieldSelector::JsonPointer("/type".into())),
-        };
+        let rules = SourceConfig { event_type: Some(FieldSelector::JsonPointer("/type".into())) };
         let f = to_event(&meta(), None, br#"{"kind":"x"}"#, AT, Some(&rules)).unwrap_err();
-        assert_eq!(
-            (f.class, f.stage),
-            (ErrorClass::MissingType, Stage::Normalize)
-        );
+        assert_eq!((f.class, f.stage), (ErrorClass::MissingType, Stage::Normalize));
         assert!(f.reason.contains("/type"), "{}", f.reason);
         let f = to_event(&meta(), None, br#"{"type":7}"#, AT, Some(&rules)).unwrap_err();
         assert_eq!(f.class, ErrorClass::InvalidType);
         let f = to_event(&meta(), None, br#"{"type":"  "}"#, AT, Some(&rules)).unwrap_err();
         assert_eq!(f.class, ErrorClass::InvalidType);
 
-        let rules = SourceConfig {
-            event_type: Some(FieldSelector::Header("x-missing".into())),
-        };
+        let rules = SourceConfig { event_type: Some(FieldSelector::Header("x-missing".into())) };
         let f = to_event(&meta(), None, b"{}", AT, Some(&rules)).unwrap_err();
         assert_eq!(f.class, ErrorClass::MissingType);
     }

@@ -60,10 +60,7 @@ pub struct Outputs {
 
 impl std::fmt::Debug for Outputs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outputs")
-            .field("events", &self.events)
-            .field("dlq", &self.dlq)
-            .finish_non_exhaustive()
+        f.debug_struct("Outputs").field("events", &self.events).field("dlq", &self.dlq).finish_non_exhaustive()
     }
 }
 
@@ -78,11 +75,7 @@ impl Outputs {
             .set("compression.type", "lz4")
             .set("message.timeout.ms", "0")
             .set("message.max.bytes", (66 * 1024 * 1024).to_string());
-        Ok(Outputs {
-            producer: config.create()?,
-            events: events.to_owned(),
-            dlq: dlq.to_owned(),
-        })
+        Ok(Outputs { producer: config.create()?, events: events.to_owned(), dlq: dlq.to_owned() })
     }
 
     fn topic(&self, target: Target) -> &str {
@@ -103,10 +96,7 @@ impl Outputs {
         loop {
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
             for (k, v) in &record.headers {
-                headers = headers.insert(Header {
-                    key: k.as_str(),
-                    value: Some(v.as_slice()),
-                });
+                headers = headers.insert(Header { key: k.as_str(), value: Some(v.as_slice()) });
             }
             let mut fr = FutureRecord::<[u8], [u8]>::to(self.topic(record.target))
                 .partition(partition)

@@ -111,11 +111,7 @@ pub async fn run(
     drop(done);
 }
 
-async fn process(
-    shared: &Arc<Shared>,
-    msg: &OwnedMessage,
-    stop: &CancellationToken,
-) -> Result<(), Interrupted> {
+async fn process(shared: &Arc<Shared>, msg: &OwnedMessage, stop: &CancellationToken) -> Result<(), Interrupted> {
     let started = Instant::now();
     let (envelope, identity) = identify(msg);
     shared.metrics.consumed(&identity.source);
@@ -123,26 +119,18 @@ async fn process(
 
     let (source, key) = (identity.source.clone(), identity.dedup_key.clone());
     if with_store(shared, stop, move |s| s.contains(&source, &key, now)).await? {
-        shared
-            .metrics
-            .duplicate(&identity.source, msg.partition(), msg.offset());
+        shared.metrics.duplicate(&identity.source, msg.partition(), msg.offset());
         return Ok(());
     }
 
     let (output, failure) = output_for(msg, &envelope, &identity, &shared.settings.sources, now);
-    shared
-        .outputs
-        .publish(msg.partition(), &output, stop)
-        .await
-        .map_err(|e| match e {
-            PublishError::Stopped => Interrupted::Stopped,
-            PublishError::Fatal(reason) => Interrupted::Fatal(reason),
-        })?;
+    shared.outputs.publish(msg.partition(), &output, stop).await.map_err(|e| match e {
+        PublishError::Stopped => Interrupted::Stopped,
+        PublishError::Fatal(reason) => Interrupted::Fatal(reason),
+    })?;
     match &failure {
         None => shared.metrics.event(&identity.source),
-        Some(f) => shared
-            .metrics
-            .dlq(&identity.source, msg.partition(), msg.offset(), f),
+        Some(f) => shared.metrics.dlq(&identity.source, msg.partition(), msg.offset(), f),
     }
 
     let window_ms = i64::try_from(shared.settings.dedup_window.as_millis()).unwrap_or(i64::MAX);
@@ -157,10 +145,7 @@ async fn process(
     // re-read would publish it twice. Only a fatal error interrupts this.
     let never = CancellationToken::new();
     with_store(shared, &never, move |s| {
-        s.record(
-            std::slice::from_ref(&entry),
-            (&checkpoint.0, checkpoint.1, checkpoint.2),
-        )
+        s.record(std::slice::from_ref(&entry), (&checkpoint.0, checkpoint.1, checkpoint.2))
     })
     .await?;
     shared.metrics.processed(started.elapsed().as_secs_f64());
@@ -169,11 +154,7 @@ async fn process(
 
 /// Runs a store call off the async workers, retrying with backoff while the store fails (a full or
 /// read-only disk): the partition stops advancing and `/readyz` says why, instead of records being skipped.
-async fn with_store<T, F>(
-    shared: &Arc<Shared>,
-    stop: &CancellationToken,
-    call: F,
-) -> Result<T, Interrupted>
+async fn with_store<T, F>(shared: &Arc<Shared>, stop: &CancellationToken, call: F) -> Result<T, Interrupted>
 where
     T: Send + 'static,
     F: Fn(&DedupStore) -> Result<T, StoreError> + Send + Sync + 'static,
@@ -192,11 +173,7 @@ where
                 shared.metrics.store_error(&e);
                 shared.readiness.fail(CHECK_STATE, e.to_string());
             }
-            Err(join) => {
-                return Err(Interrupted::Fatal(format!(
-                    "dedup store task failed: {join}"
-                )))
-            }
+            Err(join) => return Err(Interrupted::Fatal(format!("dedup store task failed: {join}"))),
         }
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}

@@ -40,10 +40,7 @@ pub enum Envelope {
 
 /// Reads the envelope and the identity of a raw record.
 pub fn identify(raw: &OwnedMessage) -> (Envelope, Identity) {
-    let headers = raw
-        .headers()
-        .map(|h| h.iter().map(|h| (h.key, h.value)).collect::<Vec<_>>())
-        .unwrap_or_default();
+    let headers = raw.headers().map(|h| h.iter().map(|h| (h.key, h.value)).collect::<Vec<_>>()).unwrap_or_default();
     match RawMeta::from_headers(headers.iter().copied()) {
         Ok(meta) => {
             let identity = Identity {
@@ -66,10 +63,7 @@ pub fn identify(raw: &OwnedMessage) -> (Envelope, Identity) {
             let identity = Identity {
                 source,
                 dedup_key: format!("raw:{}:{}:{}", raw.topic(), raw.partition(), raw.offset()),
-                received_at_ms: raw
-                    .timestamp()
-                    .to_millis()
-                    .unwrap_or_else(hookline_runtime::now_ms),
+                received_at_ms: raw.timestamp().to_millis().unwrap_or_else(hookline_runtime::now_ms),
                 synthetic: true,
             };
             (Envelope::Invalid(e), identity)
@@ -93,23 +87,11 @@ pub fn output_for(
                 stage: Stage::Envelope,
                 reason: format!("not a hookline raw record: {e}"),
             };
-            return (
-                crate::dlq::record(raw, identity, &failure, now_ms),
-                Some(failure),
-            );
+            return (crate::dlq::record(raw, identity, &failure, now_ms), Some(failure));
         }
     };
-    let at = Position {
-        partition: raw.partition(),
-        offset: raw.offset(),
-    };
-    match to_event(
-        meta,
-        raw.key(),
-        raw.payload().unwrap_or_default(),
-        at,
-        sources.get(&meta.source),
-    ) {
+    let at = Position { partition: raw.partition(), offset: raw.offset() };
+    match to_event(meta, raw.key(), raw.payload().unwrap_or_default(), at, sources.get(&meta.source)) {
         Ok(event) => match serde_json::to_vec(&event) {
             Ok(value) => {
                 let origin = Origin {
@@ -119,25 +101,10 @@ pub fn output_for(
                     raw_partition: raw.partition(),
                     raw_offset: raw.offset(),
                 };
-                let mut headers = vec![(
-                    header::CONTENT_TYPE_CE.to_owned(),
-                    header::CLOUDEVENTS_JSON.as_bytes().to_vec(),
-                )];
-                headers.extend(
-                    origin
-                        .to_headers()
-                        .into_iter()
-                        .map(|(k, v)| (k.to_owned(), v)),
-                );
-                (
-                    OutputRecord {
-                        target: Target::Events,
-                        key: raw.key().map(<[u8]>::to_vec),
-                        value,
-                        headers,
-                    },
-                    None,
-                )
+                let mut headers =
+                    vec![(header::CONTENT_TYPE_CE.to_owned(), header::CLOUDEVENTS_JSON.as_bytes().to_vec())];
+                headers.extend(origin.to_headers().into_iter().map(|(k, v)| (k.to_owned(), v)));
+                (OutputRecord { target: Target::Events, key: raw.key().map(<[u8]>::to_vec), value, headers }, None)
             }
             // Serializing a struct of strings and a validated RawValue cannot fail; if it ever did, the record
             // must still end somewhere.
@@ -147,16 +114,10 @@ pub fn output_for(
                     stage: Stage::Normalize,
                     reason: format!("cannot serialize the event: {e}"),
                 };
-                (
-                    crate::dlq::record(raw, identity, &failure, now_ms),
-                    Some(failure),
-                )
+                (crate::dlq::record(raw, identity, &failure, now_ms), Some(failure))
             }
         },
-        Err(failure) => (
-            crate::dlq::record(raw, identity, &failure, now_ms),
-            Some(failure),
-        ),
+        Err(failure) => (crate::dlq::record(raw, identity, &failure, now_ms), Some(failure)),
     }
 }
 
@@ -173,10 +134,7 @@ mod tests {
     fn raw(headers: &[(String, Vec<u8>)], value: &[u8]) -> OwnedMessage {
         let mut h = OwnedHeaders::new();
         for (k, v) in headers {
-            h = h.insert(Header {
-                key: k,
-                value: Some(v),
-            });
+            h = h.insert(Header { key: k, value: Some(v) });
         }
         OwnedMessage::new(
             Some(value.to_vec()),
@@ -208,9 +166,7 @@ mod tests {
             0,
             None,
             out.key.as_deref(),
-            out.headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), Some(v.as_slice()))),
+            out.headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_slice()))),
             Some(&out.value),
             value_as,
         );
@@ -227,34 +183,10 @@ mod tests {
         assert_eq!(out.target, Target::Events);
         assert_eq!(out.key.as_deref(), Some(&b"order_1"[..]));
         let record = view(&out, ValueAs::Json);
-        assert_eq!(
-            Contract::EventRecord
-                .validator()
-                .unwrap()
-                .violations(&record),
-            Vec::<String>::new()
-        );
-        assert_eq!(
-            Contract::Event
-                .validator()
-                .unwrap()
-                .violations(&record["value"]),
-            Vec::<String>::new()
-        );
-        let origin = Origin::from_headers(
-            out.headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), Some(v.as_slice()))),
-        )
-        .unwrap();
-        assert_eq!(
-            (
-                origin.raw_partition,
-                origin.raw_offset,
-                origin.dedup_key.as_str()
-            ),
-            (3, 77, "evt_1")
-        );
+        assert_eq!(Contract::EventRecord.validator().unwrap().violations(&record), Vec::<String>::new());
+        assert_eq!(Contract::Event.validator().unwrap().violations(&record["value"]), Vec::<String>::new());
+        let origin = Origin::from_headers(out.headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_slice())))).unwrap();
+        assert_eq!((origin.raw_partition, origin.raw_offset, origin.dedup_key.as_str()), (3, 77, "evt_1"));
     }
 
     #[test]
@@ -266,26 +198,11 @@ mod tests {
         assert_eq!(failure.unwrap().class, ErrorClass::InvalidJson);
         assert_eq!(out.target, Target::Dlq);
         assert_eq!(out.value, b"\xff not json");
-        assert_eq!(
-            &out.headers[..raw_headers.len()],
-            &raw_headers[..],
-            "raw headers first, intact"
-        );
-        let dlq = DlqMeta::from_headers(
-            out.headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), Some(v.as_slice()))),
-        )
-        .unwrap();
-        assert_eq!(
-            (dlq.stage, dlq.attempts, dlq.first_failure_ms),
-            (Stage::Parse, 1, 42)
-        );
+        assert_eq!(&out.headers[..raw_headers.len()], &raw_headers[..], "raw headers first, intact");
+        let dlq = DlqMeta::from_headers(out.headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_slice())))).unwrap();
+        assert_eq!((dlq.stage, dlq.attempts, dlq.first_failure_ms), (Stage::Parse, 1, 42));
         let record = view(&out, ValueAs::Base64);
-        assert_eq!(
-            Contract::DlqRecord.validator().unwrap().violations(&record),
-            Vec::<String>::new()
-        );
+        assert_eq!(Contract::DlqRecord.validator().unwrap().violations(&record), Vec::<String>::new());
     }
 
     #[test]
@@ -297,17 +214,9 @@ mod tests {
         assert_eq!(identity.source, "shop");
         let (out, failure) = output_for(&msg, &envelope, &identity, &BTreeMap::new(), 0);
         assert_eq!(failure.unwrap().class, ErrorClass::InvalidEnvelope);
-        let origin = Origin::from_headers(
-            out.headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), Some(v.as_slice()))),
-        )
-        .unwrap();
+        let origin = Origin::from_headers(out.headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_slice())))).unwrap();
         assert_eq!(origin.dedup_key, "raw:hookline.raw:3:77");
         let record = view(&out, ValueAs::Base64);
-        assert_eq!(
-            Contract::DlqRecord.validator().unwrap().violations(&record),
-            Vec::<String>::new()
-        );
+        assert_eq!(Contract::DlqRecord.validator().unwrap().violations(&record), Vec::<String>::new());
     }
 }

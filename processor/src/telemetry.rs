@@ -59,16 +59,9 @@ pub struct Metrics {
 
 impl Metrics {
     /// Registers every metric, with handles for each configured source.
-    pub fn register<'a>(
-        registry: &mut Registry,
-        sources: impl IntoIterator<Item = &'a String>,
-    ) -> Metrics {
+    pub fn register<'a>(registry: &mut Registry, sources: impl IntoIterator<Item = &'a String>) -> Metrics {
         let consumed = Family::<SourceLabel, Counter>::default();
-        registry.register(
-            "hookline_processor_records_consumed",
-            "Raw records read",
-            consumed.clone(),
-        );
+        registry.register("hookline_processor_records_consumed", "Raw records read", consumed.clone());
         let duplicates = Family::<SourceLabel, Counter>::default();
         registry.register(
             "hookline_processor_duplicates_dropped",
@@ -76,11 +69,7 @@ impl Metrics {
             duplicates.clone(),
         );
         let events = Family::<SourceLabel, Counter>::default();
-        registry.register(
-            "hookline_processor_events_produced",
-            "Events published",
-            events.clone(),
-        );
+        registry.register("hookline_processor_events_produced", "Events published", events.clone());
         let dlq = Family::<SourceClass, Counter>::default();
         registry.register(
             "hookline_processor_dlq_records",
@@ -113,30 +102,12 @@ impl Metrics {
         );
 
         let make = |source: &str| SourceHandles {
-            consumed: consumed
-                .get_or_create(&SourceLabel {
-                    source: source.to_owned(),
-                })
-                .clone(),
-            duplicates: duplicates
-                .get_or_create(&SourceLabel {
-                    source: source.to_owned(),
-                })
-                .clone(),
-            events: events
-                .get_or_create(&SourceLabel {
-                    source: source.to_owned(),
-                })
-                .clone(),
+            consumed: consumed.get_or_create(&SourceLabel { source: source.to_owned() }).clone(),
+            duplicates: duplicates.get_or_create(&SourceLabel { source: source.to_owned() }).clone(),
+            events: events.get_or_create(&SourceLabel { source: source.to_owned() }).clone(),
             dlq: ErrorClass::ALL
                 .iter()
-                .map(|c| {
-                    dlq.get_or_create(&SourceClass {
-                        source: source.to_owned(),
-                        class: c.as_str(),
-                    })
-                    .clone()
-                })
+                .map(|c| dlq.get_or_create(&SourceClass { source: source.to_owned(), class: c.as_str() }).clone())
                 .collect(),
         };
         Metrics {
@@ -181,10 +152,8 @@ impl Metrics {
             reason = %failure.reason,
             "record sent to the DLQ"
         );
-        if let Some(c) = ErrorClass::ALL
-            .iter()
-            .position(|c| *c == failure.class)
-            .and_then(|i| self.source(source).dlq.get(i))
+        if let Some(c) =
+            ErrorClass::ALL.iter().position(|c| *c == failure.class).and_then(|i| self.source(source).dlq.get(i))
         {
             c.inc();
         }
@@ -213,18 +182,12 @@ impl Metrics {
         };
         for p in known.iter() {
             if !lags.contains_key(p) {
-                self.lag.remove(&PartitionLabel {
-                    partition: p.to_string(),
-                });
+                self.lag.remove(&PartitionLabel { partition: p.to_string() });
             }
         }
         known.clear();
         for (p, lag) in lags {
-            self.lag
-                .get_or_create(&PartitionLabel {
-                    partition: p.to_string(),
-                })
-                .set(*lag);
+            self.lag.get_or_create(&PartitionLabel { partition: p.to_string() }).set(*lag);
             known.insert(*p);
         }
     }
@@ -241,33 +204,16 @@ mod tests {
         let m = Metrics::register(&mut registry, &["shop".to_owned()]);
         m.consumed("shop");
         m.consumed("attacker-chosen-name");
-        m.dlq(
-            "shop",
-            0,
-            1,
-            &Failure {
-                class: ErrorClass::InvalidJson,
-                stage: Stage::Parse,
-                reason: "x".into(),
-            },
-        );
+        m.dlq("shop", 0, 1, &Failure { class: ErrorClass::InvalidJson, stage: Stage::Parse, reason: "x".into() });
         m.lag(&BTreeMap::from([(0, 5), (1, 7)]));
         m.lag(&BTreeMap::from([(1, 3)]));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        assert!(
-            text.contains(r#"hookline_processor_records_consumed_total{source="shop"} 1"#),
-            "{text}"
-        );
+        assert!(text.contains(r#"hookline_processor_records_consumed_total{source="shop"} 1"#), "{text}");
         assert!(text.contains(r#"hookline_processor_records_consumed_total{source="_other"} 1"#));
         assert!(!text.contains("attacker"));
-        assert!(text.contains(
-            r#"hookline_processor_dlq_records_total{source="shop",class="invalid_json"} 1"#
-        ));
+        assert!(text.contains(r#"hookline_processor_dlq_records_total{source="shop",class="invalid_json"} 1"#));
         assert!(text.contains(r#"hookline_processor_consumer_lag_records{partition="1"} 3"#));
-        assert!(
-            !text.contains(r#"partition="0""#),
-            "revoked partitions leave the lag gauge"
-        );
+        assert!(!text.contains(r#"partition="0""#), "revoked partitions leave the lag gauge");
     }
 }

@@ -30,13 +30,8 @@ pub struct Readiness {
 impl Readiness {
     /// A readiness with the given checks, all failing until set.
     pub fn new(names: &[&'static str]) -> Self {
-        let checks = names
-            .iter()
-            .map(|n| (*n, Err("starting".to_owned())))
-            .collect();
-        Readiness {
-            checks: Mutex::new(checks),
-        }
+        let checks = names.iter().map(|n| (*n, Err("starting".to_owned()))).collect();
+        Readiness { checks: Mutex::new(checks) }
     }
 
     /// Marks a check as passing.
@@ -58,10 +53,9 @@ impl Readiness {
     /// The failing checks, as `name: reason`; empty when ready.
     pub fn failing(&self) -> Vec<String> {
         match self.checks.lock() {
-            Ok(checks) => checks
-                .iter()
-                .filter_map(|(n, s)| s.as_ref().err().map(|why| format!("{n}: {why}")))
-                .collect(),
+            Ok(checks) => {
+                checks.iter().filter_map(|(n, s)| s.as_ref().err().map(|why| format!("{n}: {why}"))).collect()
+            }
             Err(_) => vec!["readiness: lock poisoned".to_owned()],
         }
     }
@@ -76,10 +70,7 @@ impl Readiness {
 pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
     resp
 }
 
@@ -94,8 +85,7 @@ pub fn respond(
         return match path {
             "/livez" | "/readyz" | "/metrics" => {
                 let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-                r.headers_mut()
-                    .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+                r.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
                 Some(r)
             }
             _ => None,
@@ -108,25 +98,16 @@ pub fn respond(
             Some(if failing.is_empty() {
                 text(StatusCode::OK, "ready\n")
             } else {
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("not ready\n{}\n", failing.join("\n")),
-                )
+                text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready\n{}\n", failing.join("\n")))
             })
         }
         "/metrics" => {
             let mut body = String::with_capacity(16 * 1024);
             if prometheus_client::encoding::text::encode(&mut body, registry).is_err() {
-                return Some(text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "cannot encode metrics\n",
-                ));
+                return Some(text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n"));
             }
             let mut r = text(StatusCode::OK, body);
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static(METRICS_CONTENT_TYPE),
-            );
+            r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(METRICS_CONTENT_TYPE));
             Some(r)
         }
         _ => None,
@@ -160,9 +141,7 @@ pub async fn serve(
                 .unwrap_or_else(|| text(StatusCode::NOT_FOUND, "not found\n"));
             async move { Ok::<_, Infallible>(resp) }
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .into_owned();
+        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {

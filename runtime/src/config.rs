@@ -57,10 +57,7 @@ pub enum ConfigError {
 impl ConfigError {
     /// A field error.
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError::Field {
-            field: field.into(),
-            message: message.into(),
-        }
+        ConfigError::Field { field: field.into(), message: message.into() }
     }
 }
 
@@ -69,15 +66,9 @@ pub fn load<T: DeserializeOwned>(
     path: &Path,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     from_str_with_env(&text, env).map_err(|e| match e {
-        ConfigError::Syntax { message, .. } => ConfigError::Syntax {
-            path: path.to_owned(),
-            message,
-        },
+        ConfigError::Syntax { message, .. } => ConfigError::Syntax { path: path.to_owned(), message },
         other => other,
     })
 }
@@ -89,10 +80,7 @@ pub fn from_str_with_env<T: DeserializeOwned>(
 ) -> Result<T, ConfigError> {
     let mut root: toml::Table = text
         .parse()
-        .map_err(|e: toml::de::Error| ConfigError::Syntax {
-            path: PathBuf::new(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e: toml::de::Error| ConfigError::Syntax { path: PathBuf::new(), message: e.to_string() })?;
     apply_env(&mut root, env)?;
     deserialize(toml::Value::Table(root))
 }
@@ -102,45 +90,27 @@ pub fn deserialize<T: DeserializeOwned>(value: toml::Value) -> Result<T, ConfigE
     serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
         let message = e.into_inner().to_string();
-        ConfigError::Field {
-            field: if field == "." {
-                "(top level)".to_owned()
-            } else {
-                field
-            },
-            message,
-        }
+        ConfigError::Field { field: if field == "." { "(top level)".to_owned() } else { field }, message }
     })
 }
 
-fn apply_env(
-    root: &mut toml::Table,
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), ConfigError> {
+fn apply_env(root: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
     let mut overrides: Vec<(String, String)> = env
         .into_iter()
         .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__") || k == KAFKA_BROKERS_ENV)
         .collect();
     // Apply KAFKA_BROKERS first so that HOOKLINE_KAFKA__BROKERS wins; otherwise in name order, deterministic.
-    overrides
-        .sort_by(|a, b| (a.0 != KAFKA_BROKERS_ENV, &a.0).cmp(&(b.0 != KAFKA_BROKERS_ENV, &b.0)));
+    overrides.sort_by(|a, b| (a.0 != KAFKA_BROKERS_ENV, &a.0).cmp(&(b.0 != KAFKA_BROKERS_ENV, &b.0)));
     for (var, value) in overrides {
         let path: Vec<String> = if var == KAFKA_BROKERS_ENV {
             vec!["kafka".into(), "brokers".into()]
         } else {
-            var[ENV_PREFIX.len()..]
-                .split("__")
-                .map(str::to_ascii_lowercase)
-                .collect()
+            var[ENV_PREFIX.len()..].split("__").map(str::to_ascii_lowercase).collect()
         };
         if path.iter().any(String::is_empty) {
-            return Err(ConfigError::Env {
-                var,
-                message: "empty path segment".into(),
-            });
+            return Err(ConfigError::Env { var, message: "empty path segment".into() });
         }
-        set_path(root, &path, parse_env_value(&value))
-            .map_err(|message| ConfigError::Env { var, message })?;
+        set_path(root, &path, parse_env_value(&value)).map_err(|message| ConfigError::Env { var, message })?;
     }
     Ok(())
 }
@@ -157,12 +127,8 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
     let (last, parents) = path.split_last().ok_or("empty path")?;
     let mut cur = table;
     for (i, seg) in parents.iter().enumerate() {
-        let entry = cur
-            .entry(seg.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        cur = entry
-            .as_table_mut()
-            .ok_or_else(|| format!("`{}` is not a table", path[..=i].join(".")))?;
+        let entry = cur.entry(seg.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry.as_table_mut().ok_or_else(|| format!("`{}` is not a table", path[..=i].join(".")))?;
     }
     cur.insert(last.clone(), value);
     Ok(())
@@ -170,12 +136,7 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
 
 /// Checks that a socket address parses, naming the field otherwise.
 pub fn socket_addr(field: &str, value: &str) -> Result<std::net::SocketAddr, ConfigError> {
-    value.parse().map_err(|e| {
-        ConfigError::field(
-            field,
-            format!("`{value}` is not a socket address (host:port): {e}"),
-        )
-    })
+    value.parse().map_err(|e| ConfigError::field(field, format!("`{value}` is not a socket address (host:port): {e}")))
 }
 
 /// Checks that a number is within bounds, naming the field otherwise.
@@ -186,10 +147,7 @@ pub fn in_range<N: PartialOrd + std::fmt::Display + Copy>(
     max: N,
 ) -> Result<N, ConfigError> {
     if value < min || value > max {
-        return Err(ConfigError::field(
-            field,
-            format!("{value} is out of range ({min}..={max})"),
-        ));
+        return Err(ConfigError::field(field, format!("{value} is out of range ({min}..={max})")));
     }
     Ok(value)
 }
@@ -221,21 +179,14 @@ mod tests {
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn unknown_fields_are_named_with_their_path() {
-        let err = from_str_with_env::<Cfg>("[kafka]\nbrokers = 'a:1'\nbrokerz = 'b'\n", env(&[]))
-            .unwrap_err();
+        let err = from_str_with_env::<Cfg>("[kafka]\nbrokers = 'a:1'\nbrokerz = 'b'\n", env(&[])).unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains("kafka.brokerz") || msg.contains("`brokerz`"),
-            "{msg}"
-        );
+        assert!(msg.contains("kafka.brokerz") || msg.contains("`brokerz`"), "{msg}");
         assert!(matches!(err, ConfigError::Field { .. }));
     }
 
@@ -243,8 +194,7 @@ mod tests {
     fn missing_fields_and_wrong_types_are_named() {
         let err = from_str_with_env::<Cfg>("[kafka]\n", env(&[])).unwrap_err();
         assert!(err.to_string().contains("brokers"), "{err}");
-        let err = from_str_with_env::<Cfg>("[kafka]\nbrokers='a'\n[server]\nport='x'\n", env(&[]))
-            .unwrap_err();
+        let err = from_str_with_env::<Cfg>("[kafka]\nbrokers='a'\n[server]\nport='x'\n", env(&[])).unwrap_err();
         assert!(err.to_string().contains("server.port"), "{err}");
     }
 
@@ -258,32 +208,21 @@ mod tests {
         assert_eq!(cfg.kafka.brokers, "env:2");
         let cfg: Cfg = from_str_with_env(
             text,
-            env(&[
-                ("HOOKLINE_KAFKA__BROKERS", "hook:3"),
-                ("KAFKA_BROKERS", "env:2"),
-                ("HOOKLINE_LOG", "debug"),
-            ]),
+            env(&[("HOOKLINE_KAFKA__BROKERS", "hook:3"), ("KAFKA_BROKERS", "env:2"), ("HOOKLINE_LOG", "debug")]),
         )
         .unwrap();
         assert_eq!(cfg.kafka.brokers, "hook:3");
-        let cfg: Cfg =
-            from_str_with_env(text, env(&[("HOOKLINE_SERVER__NAME", "\"8080\"")])).unwrap();
+        let cfg: Cfg = from_str_with_env(text, env(&[("HOOKLINE_SERVER__NAME", "\"8080\"")])).unwrap();
         assert_eq!(cfg.server.name, "8080");
     }
 
     #[test]
     fn an_override_of_an_unknown_field_is_refused() {
-        let err = from_str_with_env::<Cfg>(
-            "[kafka]\nbrokers='a'\n",
-            env(&[("HOOKLINE_KAFKA__BROKER", "x")]),
-        )
-        .unwrap_err();
+        let err =
+            from_str_with_env::<Cfg>("[kafka]\nbrokers='a'\n", env(&[("HOOKLINE_KAFKA__BROKER", "x")])).unwrap_err();
         assert!(err.to_string().contains("broker"), "{err}");
-        let err = from_str_with_env::<Cfg>(
-            "[kafka]\nbrokers='a'\n",
-            env(&[("HOOKLINE_KAFKA__BROKERS__X", "x")]),
-        )
-        .unwrap_err();
+        let err = from_str_with_env::<Cfg>("[kafka]\nbrokers='a'\n", env(&[("HOOKLINE_KAFKA__BROKERS__X", "x")]))
+            .unwrap_err();
         assert!(matches!(err, ConfigError::Env { .. }), "{err}");
     }
 
@@ -301,14 +240,8 @@ mod tests {
 
     #[test]
     fn helpers_name_the_field() {
-        assert!(socket_addr("server.listen", "nope")
-            .unwrap_err()
-            .to_string()
-            .contains("server.listen"));
+        assert!(socket_addr("server.listen", "nope").unwrap_err().to_string().contains("server.listen"));
         assert_eq!(socket_addr("x", "127.0.0.1:80").unwrap().port(), 80);
-        assert!(in_range("server.max", 0u64, 1, 10)
-            .unwrap_err()
-            .to_string()
-            .contains("server.max"));
+        assert!(in_range("server.max", 0u64, 1, 10).unwrap_err().to_string().contains("server.max"));
     }
 }

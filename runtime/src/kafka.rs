@@ -61,17 +61,11 @@ impl KafkaConfig {
     /// Checks the section. `reserved` lists the librdkafka properties the calling binary sets itself.
     pub fn validate(&self, reserved: &[&str]) -> Result<(), ConfigError> {
         if self.brokers.split(',').any(|b| b.trim().is_empty()) {
-            return Err(ConfigError::field(
-                "kafka.brokers",
-                "must list at least one host:port, comma-separated",
-            ));
+            return Err(ConfigError::field("kafka.brokers", "must list at least one host:port, comma-separated"));
         }
         for key in self.client.keys() {
             if key == "bootstrap.servers" || key == "metadata.broker.list" {
-                return Err(ConfigError::field(
-                    format!("kafka.client.\"{key}\""),
-                    "set `kafka.brokers` instead",
-                ));
+                return Err(ConfigError::field(format!("kafka.client.\"{key}\""), "set `kafka.brokers` instead"));
             }
             if reserved.contains(&key.as_str()) {
                 return Err(ConfigError::field(
@@ -81,17 +75,9 @@ impl KafkaConfig {
             }
         }
         if self.replication_factor == 0 || self.replication_factor < -1 {
-            return Err(ConfigError::field(
-                "kafka.replication_factor",
-                "must be -1 (broker default) or at least 1",
-            ));
+            return Err(ConfigError::field("kafka.replication_factor", "must be -1 (broker default) or at least 1"));
         }
-        crate::config::in_range(
-            "kafka.admin_timeout_ms",
-            self.admin_timeout_ms,
-            100,
-            600_000,
-        )?;
+        crate::config::in_range("kafka.admin_timeout_ms", self.admin_timeout_ms, 100, 600_000)?;
         Ok(())
     }
 
@@ -156,46 +142,31 @@ pub enum TopicError {
 }
 
 /// The partition counts of the named topics that exist (absent topics are left out).
-pub async fn describe_topics(
-    kafka: &KafkaConfig,
-    names: &[&str],
-) -> Result<BTreeMap<String, i32>, TopicError> {
+pub async fn describe_topics(kafka: &KafkaConfig, names: &[&str]) -> Result<BTreeMap<String, i32>, TopicError> {
     let admin = admin_client(kafka)?;
     partition_counts(admin, kafka.admin_timeout(), names).await
 }
 
 /// Creates the topics that are missing and returns every topic's partition count.
-pub async fn ensure_topics(
-    kafka: &KafkaConfig,
-    specs: &[TopicSpec],
-) -> Result<Vec<TopicInfo>, TopicError> {
+pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<Vec<TopicInfo>, TopicError> {
     let admin = admin_client(kafka)?;
     let timeout = kafka.admin_timeout();
     let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
     let existing = partition_counts(admin.clone(), timeout, &names).await?;
-    let missing: Vec<&TopicSpec> = specs
-        .iter()
-        .filter(|s| !existing.contains_key(&s.name))
-        .collect();
+    let missing: Vec<&TopicSpec> = specs.iter().filter(|s| !existing.contains_key(&s.name)).collect();
     let mut created = Vec::new();
     if !missing.is_empty() {
         let new_topics: Vec<NewTopic<'_>> = missing
             .iter()
             .map(|s| {
-                let mut t = NewTopic::new(
-                    &s.name,
-                    s.partitions,
-                    TopicReplication::Fixed(kafka.replication_factor),
-                );
+                let mut t = NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(kafka.replication_factor));
                 for (k, v) in &s.config {
                     t = t.set(k, v);
                 }
                 t
             })
             .collect();
-        let opts = AdminOptions::new()
-            .operation_timeout(Some(timeout))
-            .request_timeout(Some(timeout));
+        let opts = AdminOptions::new().operation_timeout(Some(timeout)).request_timeout(Some(timeout));
         for result in admin.create_topics(new_topics.iter(), &opts).await? {
             match result {
                 Ok(name) => {
@@ -245,26 +216,16 @@ async fn partition_counts(
     names: &[&str],
 ) -> Result<BTreeMap<String, i32>, TopicError> {
     let wanted: Vec<String> = names.iter().map(|s| (*s).to_owned()).collect();
-    let counts =
-        tokio::task::spawn_blocking(move || -> Result<BTreeMap<String, i32>, KafkaError> {
-            let metadata = admin.inner().fetch_metadata(None, timeout)?;
-            Ok(metadata
-                .topics()
-                .iter()
-                .filter(|t| {
-                    wanted.iter().any(|w| w == t.name())
-                        && t.error().is_none()
-                        && !t.partitions().is_empty()
-                })
-                .map(|t| {
-                    (
-                        t.name().to_owned(),
-                        i32::try_from(t.partitions().len()).unwrap_or(i32::MAX),
-                    )
-                })
-                .collect())
-        })
-        .await??;
+    let counts = tokio::task::spawn_blocking(move || -> Result<BTreeMap<String, i32>, KafkaError> {
+        let metadata = admin.inner().fetch_metadata(None, timeout)?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|t| wanted.iter().any(|w| w == t.name()) && t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| (t.name().to_owned(), i32::try_from(t.partitions().len()).unwrap_or(i32::MAX)))
+            .collect())
+    })
+    .await??;
     Ok(counts)
 }
 
@@ -280,24 +241,10 @@ mod tests {
         assert!(err.contains("kafka.client.\"enable.idempotence\""), "{err}");
         let mut k = KafkaConfig::default();
         k.client.insert("bootstrap.servers".into(), "x:1".into());
-        assert!(k
-            .validate(&[])
-            .unwrap_err()
-            .to_string()
-            .contains("kafka.brokers"));
-        let k = KafkaConfig {
-            brokers: "a:1,".into(),
-            ..KafkaConfig::default()
-        };
-        assert!(k
-            .validate(&[])
-            .unwrap_err()
-            .to_string()
-            .contains("kafka.brokers"));
-        let k = KafkaConfig {
-            replication_factor: 0,
-            ..KafkaConfig::default()
-        };
+        assert!(k.validate(&[]).unwrap_err().to_string().contains("kafka.brokers"));
+        let k = KafkaConfig { brokers: "a:1,".into(), ..KafkaConfig::default() };
+        assert!(k.validate(&[]).unwrap_err().to_string().contains("kafka.brokers"));
+        let k = KafkaConfig { replication_factor: 0, ..KafkaConfig::default() };
         assert!(k.validate(&[]).is_err());
         KafkaConfig::default().validate(&[]).unwrap();
     }

@@ -21,10 +21,7 @@ pub fn on_signals() -> CancellationToken {
 #[cfg(unix)]
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -33,9 +30,7 @@ async fn wait_for_signal() {
         }
         _ => {
             // Without signal handlers the process can still be stopped; never return spuriously.
-            tracing::error!(
-                "cannot install signal handlers; graceful shutdown on signals is disabled"
-            );
+            tracing::error!("cannot install signal handlers; graceful shutdown on signals is disabled");
             std::future::pending::<()>().await;
         }
     }

@@ -21,9 +21,7 @@ impl LogFormat {
         match std::env::var("HOOKLINE_LOG_FORMAT").as_deref() {
             Err(_) | Ok("") | Ok("text") => Ok(LogFormat::Text),
             Ok("json") => Ok(LogFormat::Json),
-            Ok(other) => Err(format!(
-                "HOOKLINE_LOG_FORMAT must be `text` or `json`, not `{other}`"
-            )),
+            Ok(other) => Err(format!("HOOKLINE_LOG_FORMAT must be `text` or `json`, not `{other}`")),
         }
     }
 }
@@ -34,15 +32,9 @@ pub fn init(format: LogFormat) {
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.with_target(false).init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
     }
 }

@@ -28,12 +28,8 @@ pub enum ErrorClass {
 
 impl ErrorClass {
     /// Every class, in a fixed order (for metric label sets).
-    pub const ALL: [ErrorClass; 4] = [
-        ErrorClass::InvalidEnvelope,
-        ErrorClass::InvalidJson,
-        ErrorClass::MissingType,
-        ErrorClass::InvalidType,
-    ];
+    pub const ALL: [ErrorClass; 4] =
+        [ErrorClass::InvalidEnvelope, ErrorClass::InvalidJson, ErrorClass::MissingType, ErrorClass::InvalidType];
 
     /// The name written in the [`header::DLQ_CLASS`] header.
     pub fn as_str(self) -> &'static str {
@@ -102,15 +98,9 @@ impl DlqMeta {
         [
             (header::DLQ_CLASS, self.class.as_str().as_bytes().to_vec()),
             (header::DLQ_STAGE, self.stage.as_str().as_bytes().to_vec()),
-            (
-                header::DLQ_REASON,
-                truncate(&self.reason, MAX_REASON_BYTES).as_bytes().to_vec(),
-            ),
+            (header::DLQ_REASON, truncate(&self.reason, MAX_REASON_BYTES).as_bytes().to_vec()),
             (header::DLQ_ATTEMPTS, self.attempts.to_string().into_bytes()),
-            (
-                header::DLQ_FIRST_FAILURE_MS,
-                self.first_failure_ms.to_string().into_bytes(),
-            ),
+            (header::DLQ_FIRST_FAILURE_MS, self.first_failure_ms.to_string().into_bytes()),
         ]
     }
 
@@ -119,8 +109,7 @@ impl DlqMeta {
     where
         I: IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
     {
-        let (mut class, mut stage, mut reason, mut attempts, mut first) =
-            (None, None, None, None, None);
+        let (mut class, mut stage, mut reason, mut attempts, mut first) = (None, None, None, None, None);
         for (name, value) in headers {
             let slot = match name {
                 header::DLQ_CLASS => &mut class,
@@ -134,17 +123,13 @@ impl DlqMeta {
         }
         let text = |name: &'static str, v: Option<&'a [u8]>| -> Result<&'a str, HeaderError> {
             let v = v.ok_or(HeaderError::Missing(name))?;
-            std::str::from_utf8(v).map_err(|_| HeaderError::Invalid {
-                name,
-                why: "not UTF-8",
-            })
+            std::str::from_utf8(v).map_err(|_| HeaderError::Invalid { name, why: "not UTF-8" })
         };
         let invalid = |name: &'static str, why: &'static str| HeaderError::Invalid { name, why };
         Ok(DlqMeta {
             class: ErrorClass::parse(text(header::DLQ_CLASS, class)?)
                 .ok_or(invalid(header::DLQ_CLASS, "unknown class"))?,
-            stage: Stage::parse(text(header::DLQ_STAGE, stage)?)
-                .ok_or(invalid(header::DLQ_STAGE, "unknown stage"))?,
+            stage: Stage::parse(text(header::DLQ_STAGE, stage)?).ok_or(invalid(header::DLQ_STAGE, "unknown stage"))?,
             reason: text(header::DLQ_REASON, reason)?.to_owned(),
             attempts: text(header::DLQ_ATTEMPTS, attempts)?
                 .parse()
@@ -182,8 +167,7 @@ mod tests {
             first_failure_ms: 1_700_000_000_000,
         };
         let headers = meta.to_headers();
-        let back =
-            DlqMeta::from_headers(headers.iter().map(|(k, v)| (*k, Some(v.as_slice())))).unwrap();
+        let back = DlqMeta::from_headers(headers.iter().map(|(k, v)| (*k, Some(v.as_slice())))).unwrap();
         assert_eq!(back.class, ErrorClass::InvalidJson);
         assert_eq!(back.stage, Stage::Parse);
         assert_eq!(back.reason.len(), MAX_REASON_BYTES);

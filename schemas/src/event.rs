@@ -75,10 +75,7 @@ mod tests {
     #[test]
     fn rfc3339_formatting() {
         assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            rfc3339_millis(1_764_234_000_123),
-            "2025-11-27T09:00:00.123Z"
-        );
+        assert_eq!(rfc3339_millis(1_764_234_000_123), "2025-11-27T09:00:00.123Z");
         assert_eq!(rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
     }
 

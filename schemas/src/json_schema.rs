@@ -16,16 +16,14 @@ pub enum Contract {
     DlqRecord,
     /// The JSON view of a raw record.
     RawRecord,
+    /// The value of a quarantine-topic record (a refused request).
+    Rejected,
 }
 
 impl Contract {
     /// Every contract.
-    pub const ALL: [Contract; 4] = [
-        Contract::Event,
-        Contract::EventRecord,
-        Contract::DlqRecord,
-        Contract::RawRecord,
-    ];
+    pub const ALL: [Contract; 5] =
+        [Contract::Event, Contract::EventRecord, Contract::DlqRecord, Contract::RawRecord, Contract::Rejected];
 
     /// The file name under `schemas/json/`.
     pub fn file_name(self) -> &'static str {
@@ -34,6 +32,7 @@ impl Contract {
             Contract::EventRecord => "event-record.v1.schema.json",
             Contract::DlqRecord => "dlq-record.v1.schema.json",
             Contract::RawRecord => "raw-record.v1.schema.json",
+            Contract::Rejected => "rejected.v1.schema.json",
         }
     }
 
@@ -44,23 +43,17 @@ impl Contract {
             Contract::EventRecord => include_str!("../json/event-record.v1.schema.json"),
             Contract::DlqRecord => include_str!("../json/dlq-record.v1.schema.json"),
             Contract::RawRecord => include_str!("../json/raw-record.v1.schema.json"),
+            Contract::Rejected => include_str!("../json/rejected.v1.schema.json"),
         }
     }
 
     /// Compiles the schema.
     pub fn validator(self) -> Result<Validator, SchemaError> {
-        let schema: Value = serde_json::from_str(self.text()).map_err(|e| SchemaError {
-            contract: self,
-            message: e.to_string(),
-        })?;
-        let inner = jsonschema::validator_for(&schema).map_err(|e| SchemaError {
-            contract: self,
-            message: e.to_string(),
-        })?;
-        Ok(Validator {
-            contract: self,
-            inner,
-        })
+        let schema: Value =
+            serde_json::from_str(self.text()).map_err(|e| SchemaError { contract: self, message: e.to_string() })?;
+        let inner =
+            jsonschema::validator_for(&schema).map_err(|e| SchemaError { contract: self, message: e.to_string() })?;
+        Ok(Validator { contract: self, inner })
     }
 }
 
@@ -80,9 +73,7 @@ pub struct Validator {
 
 impl std::fmt::Debug for Validator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Validator")
-            .field("contract", &self.contract)
-            .finish_non_exhaustive()
+        f.debug_struct("Validator").field("contract", &self.contract).finish_non_exhaustive()
     }
 }
 
@@ -91,14 +82,7 @@ impl Validator {
     pub fn violations(&self, instance: &Value) -> Vec<String> {
         self.inner
             .iter_errors(instance)
-            .map(|e| {
-                format!(
-                    "{} at `{}`: {}",
-                    self.contract.file_name(),
-                    e.instance_path(),
-                    e
-                )
-            })
+            .map(|e| format!("{} at `{}`: {}", self.contract.file_name(), e.instance_path(), e))
             .collect()
     }
 }
@@ -113,12 +97,8 @@ mod tests {
     fn every_schema_compiles_and_matches_its_file_on_disk() {
         for c in Contract::ALL {
             c.validator().unwrap();
-            let on_disk = std::fs::read_to_string(format!(
-                "{}/json/{}",
-                env!("CARGO_MANIFEST_DIR"),
-                c.file_name()
-            ))
-            .unwrap();
+            let on_disk =
+                std::fs::read_to_string(format!("{}/json/{}", env!("CARGO_MANIFEST_DIR"), c.file_name())).unwrap();
             assert_eq!(on_disk, c.text());
         }
     }
@@ -158,10 +138,7 @@ mod tests {
         assert!(!v.violations(&bad_time).is_empty());
         let mut bad_ext = serde_json::to_value(event()).unwrap();
         bad_ext["Hookline-X"] = 1.into();
-        assert!(
-            !v.violations(&bad_ext).is_empty(),
-            "extension names must be lowercase alphanumeric"
-        );
+        assert!(!v.violations(&bad_ext).is_empty(), "extension names must be lowercase alphanumeric");
     }
 
     #[test]
@@ -182,20 +159,12 @@ mod tests {
             5,
             None,
             Some(b"order_1"),
-            raw_headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), Some(v.as_slice()))),
+            raw_headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_slice()))),
             Some(b"not json"),
             view::ValueAs::Json,
         );
         let raw_json = serde_json::to_value(&raw_view).unwrap();
-        assert_eq!(
-            Contract::RawRecord
-                .validator()
-                .unwrap()
-                .violations(&raw_json),
-            Vec::<String>::new()
-        );
+        assert_eq!(Contract::RawRecord.validator().unwrap().violations(&raw_json), Vec::<String>::new());
 
         let origin = output::Origin {
             source: "shop".into(),
@@ -211,10 +180,7 @@ mod tests {
             attempts: 1,
             first_failure_ms: 2,
         };
-        let mut dlq_headers: Vec<(&str, Vec<u8>)> = raw_headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.clone()))
-            .collect();
+        let mut dlq_headers: Vec<(&str, Vec<u8>)> = raw_headers.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         dlq_headers.extend(origin.to_headers());
         dlq_headers.extend(failure.to_headers());
         let dlq_view = view::RecordView::new(
@@ -228,19 +194,11 @@ mod tests {
             view::ValueAs::Base64,
         );
         let dlq_json = serde_json::to_value(&dlq_view).unwrap();
-        assert_eq!(
-            Contract::DlqRecord
-                .validator()
-                .unwrap()
-                .violations(&dlq_json),
-            Vec::<String>::new()
-        );
+        assert_eq!(Contract::DlqRecord.validator().unwrap().violations(&dlq_json), Vec::<String>::new());
         assert_eq!(dlq_view.value_bytes().unwrap(), b"not json");
 
-        let mut event_headers: Vec<(&str, Vec<u8>)> = vec![(
-            header::CONTENT_TYPE_CE,
-            header::CLOUDEVENTS_JSON.as_bytes().to_vec(),
-        )];
+        let mut event_headers: Vec<(&str, Vec<u8>)> =
+            vec![(header::CONTENT_TYPE_CE, header::CLOUDEVENTS_JSON.as_bytes().to_vec())];
         event_headers.extend(origin.to_headers());
         let event_bytes = serde_json::to_vec(&event()).unwrap();
         let event_view = view::RecordView::new(
@@ -254,13 +212,7 @@ mod tests {
             view::ValueAs::Json,
         );
         let event_json = serde_json::to_value(&event_view).unwrap();
-        assert_eq!(
-            Contract::EventRecord
-                .validator()
-                .unwrap()
-                .violations(&event_json),
-            Vec::<String>::new()
-        );
+        assert_eq!(Contract::EventRecord.validator().unwrap().violations(&event_json), Vec::<String>::new());
     }
 
     #[test]

@@ -29,10 +29,7 @@ impl Origin {
             (header::SOURCE, self.source.as_bytes().to_vec()),
             (header::DEDUP_KEY, self.dedup_key.as_bytes().to_vec()),
             (header::RAW_TOPIC, self.raw_topic.as_bytes().to_vec()),
-            (
-                header::RAW_PARTITION,
-                self.raw_partition.to_string().into_bytes(),
-            ),
+            (header::RAW_PARTITION, self.raw_partition.to_string().into_bytes()),
             (header::RAW_OFFSET, self.raw_offset.to_string().into_bytes()),
         ]
     }
@@ -42,8 +39,7 @@ impl Origin {
     where
         I: IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
     {
-        let (mut source, mut key, mut topic, mut partition, mut offset) =
-            (None, None, None, None, None);
+        let (mut source, mut key, mut topic, mut partition, mut offset) = (None, None, None, None, None);
         for (name, value) in headers {
             let slot = match name {
                 header::SOURCE => &mut source,
@@ -57,10 +53,7 @@ impl Origin {
         }
         let text = |name: &'static str, v: Option<&'a [u8]>| -> Result<&'a str, HeaderError> {
             let v = v.ok_or(HeaderError::Missing(name))?;
-            std::str::from_utf8(v).map_err(|_| HeaderError::Invalid {
-                name,
-                why: "not UTF-8",
-            })
+            std::str::from_utf8(v).map_err(|_| HeaderError::Invalid { name, why: "not UTF-8" })
         };
         Ok(Origin {
             source: text(header::SOURCE, source)?.to_owned(),
@@ -68,16 +61,10 @@ impl Origin {
             raw_topic: text(header::RAW_TOPIC, topic)?.to_owned(),
             raw_partition: text(header::RAW_PARTITION, partition)?
                 .parse()
-                .map_err(|_| HeaderError::Invalid {
-                    name: header::RAW_PARTITION,
-                    why: "not an integer",
-                })?,
-            raw_offset: text(header::RAW_OFFSET, offset)?.parse().map_err(|_| {
-                HeaderError::Invalid {
-                    name: header::RAW_OFFSET,
-                    why: "not an integer",
-                }
-            })?,
+                .map_err(|_| HeaderError::Invalid { name: header::RAW_PARTITION, why: "not an integer" })?,
+            raw_offset: text(header::RAW_OFFSET, offset)?
+                .parse()
+                .map_err(|_| HeaderError::Invalid { name: header::RAW_OFFSET, why: "not an integer" })?,
         })
     }
 }
@@ -96,15 +83,9 @@ mod tests {
             raw_offset: 123_456_789_012,
         };
         let headers = o.to_headers();
-        let back =
-            Origin::from_headers(headers.iter().map(|(k, v)| (*k, Some(v.as_slice())))).unwrap();
+        let back = Origin::from_headers(headers.iter().map(|(k, v)| (*k, Some(v.as_slice())))).unwrap();
         assert_eq!(back, o);
-        let partial = Origin::from_headers(
-            headers
-                .iter()
-                .skip(1)
-                .map(|(k, v)| (*k, Some(v.as_slice()))),
-        );
+        let partial = Origin::from_headers(headers.iter().skip(1).map(|(k, v)| (*k, Some(v.as_slice()))));
         assert_eq!(partial, Err(HeaderError::Missing(header::SOURCE)));
     }
 }

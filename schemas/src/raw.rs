@@ -29,12 +29,8 @@ pub enum KeyOrigin {
 
 impl KeyOrigin {
     /// Every origin, in a fixed order (for metric label sets).
-    pub const ALL: [KeyOrigin; 4] = [
-        KeyOrigin::Header,
-        KeyOrigin::JsonPointer,
-        KeyOrigin::Provider,
-        KeyOrigin::BodySha256,
-    ];
+    pub const ALL: [KeyOrigin; 4] =
+        [KeyOrigin::Header, KeyOrigin::JsonPointer, KeyOrigin::Provider, KeyOrigin::BodySha256];
 
     /// The name written in the [`header::DEDUP_KEY_ORIGIN`] header.
     pub fn as_str(self) -> &'static str {
@@ -95,30 +91,15 @@ impl RawMeta {
     /// The headers to write on the raw record, in a stable order.
     pub fn to_headers(&self) -> Vec<(String, Vec<u8>)> {
         let mut out = Vec::with_capacity(7 + self.http_headers.len());
-        out.push((
-            header::VERSION.to_owned(),
-            header::RECORD_VERSION.as_bytes().to_vec(),
-        ));
+        out.push((header::VERSION.to_owned(), header::RECORD_VERSION.as_bytes().to_vec()));
         out.push((header::SOURCE.to_owned(), self.source.as_bytes().to_vec()));
-        out.push((
-            header::RECEIVED_AT_MS.to_owned(),
-            self.received_at_ms.to_string().into_bytes(),
-        ));
-        out.push((
-            header::DEDUP_KEY.to_owned(),
-            self.dedup_key.as_bytes().to_vec(),
-        ));
-        out.push((
-            header::DEDUP_KEY_ORIGIN.to_owned(),
-            self.dedup_key_origin.as_str().as_bytes().to_vec(),
-        ));
+        out.push((header::RECEIVED_AT_MS.to_owned(), self.received_at_ms.to_string().into_bytes()));
+        out.push((header::DEDUP_KEY.to_owned(), self.dedup_key.as_bytes().to_vec()));
+        out.push((header::DEDUP_KEY_ORIGIN.to_owned(), self.dedup_key_origin.as_str().as_bytes().to_vec()));
         if let Some(ct) = &self.content_type {
             out.push((header::CONTENT_TYPE.to_owned(), ct.as_bytes().to_vec()));
         }
-        out.push((
-            header::REQUEST_ID.to_owned(),
-            self.request_id.as_bytes().to_vec(),
-        ));
+        out.push((header::REQUEST_ID.to_owned(), self.request_id.as_bytes().to_vec()));
         for (name, value) in &self.http_headers {
             out.push((format!("{}{name}", header::HTTP_PREFIX), value.clone()));
         }
@@ -146,9 +127,7 @@ impl RawMeta {
                 header::RECEIVED_AT_MS => received = Some(text(header::RECEIVED_AT_MS, value)?),
                 header::DEDUP_KEY => dedup_key = Some(text(header::DEDUP_KEY, value)?),
                 header::DEDUP_KEY_ORIGIN => origin = Some(text(header::DEDUP_KEY_ORIGIN, value)?),
-                header::CONTENT_TYPE => {
-                    content_type = Some(text(header::CONTENT_TYPE, value)?.to_owned())
-                }
+                header::CONTENT_TYPE => content_type = Some(text(header::CONTENT_TYPE, value)?.to_owned()),
                 header::REQUEST_ID => request_id = Some(text(header::REQUEST_ID, value)?),
                 _ => {
                     if let Some(http) = name.strip_prefix(header::HTTP_PREFIX) {
@@ -159,37 +138,24 @@ impl RawMeta {
         }
         let version = version.ok_or(HeaderError::Missing(header::VERSION))?;
         if version != header::RECORD_VERSION.as_bytes() {
-            return Err(HeaderError::UnsupportedVersion(
-                String::from_utf8_lossy(version).into_owned(),
-            ));
+            return Err(HeaderError::UnsupportedVersion(String::from_utf8_lossy(version).into_owned()));
         }
         let source = source.ok_or(HeaderError::Missing(header::SOURCE))?;
         if source.is_empty() {
-            return Err(HeaderError::Invalid {
-                name: header::SOURCE,
-                why: "empty",
-            });
+            return Err(HeaderError::Invalid { name: header::SOURCE, why: "empty" });
         }
         let received_at_ms = received
             .ok_or(HeaderError::Missing(header::RECEIVED_AT_MS))?
             .parse::<i64>()
-            .map_err(|_| HeaderError::Invalid {
-                name: header::RECEIVED_AT_MS,
-                why: "not an integer",
-            })?;
+            .map_err(|_| HeaderError::Invalid { name: header::RECEIVED_AT_MS, why: "not an integer" })?;
         let dedup_key = dedup_key.ok_or(HeaderError::Missing(header::DEDUP_KEY))?;
         if dedup_key.is_empty() || dedup_key.len() > MAX_KEY_BYTES {
-            return Err(HeaderError::Invalid {
-                name: header::DEDUP_KEY,
-                why: "empty or too long",
-            });
+            return Err(HeaderError::Invalid { name: header::DEDUP_KEY, why: "empty or too long" });
         }
         let dedup_key_origin = origin
             .map(|o| {
-                KeyOrigin::parse(o).ok_or(HeaderError::Invalid {
-                    name: header::DEDUP_KEY_ORIGIN,
-                    why: "unknown origin",
-                })
+                KeyOrigin::parse(o)
+                    .ok_or(HeaderError::Invalid { name: header::DEDUP_KEY_ORIGIN, why: "unknown origin" })
             })
             .transpose()?
             .ok_or(HeaderError::Missing(header::DEDUP_KEY_ORIGIN))?;
@@ -199,27 +165,19 @@ impl RawMeta {
             dedup_key: dedup_key.to_owned(),
             dedup_key_origin,
             content_type,
-            request_id: request_id
-                .ok_or(HeaderError::Missing(header::REQUEST_ID))?
-                .to_owned(),
+            request_id: request_id.ok_or(HeaderError::Missing(header::REQUEST_ID))?.to_owned(),
             http_headers,
         })
     }
 
     /// The first value of a request header, by case-insensitive name.
     pub fn http_header(&self, name: &str) -> Option<&[u8]> {
-        self.http_headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        self.http_headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
     }
 }
 
 fn text<'a>(name: &'static str, value: &'a [u8]) -> Result<&'a str, HeaderError> {
-    std::str::from_utf8(value).map_err(|_| HeaderError::Invalid {
-        name,
-        why: "not UTF-8",
-    })
+    std::str::from_utf8(value).map_err(|_| HeaderError::Invalid { name, why: "not UTF-8" })
 }
 
 /// Bounds a key to [`MAX_KEY_BYTES`]: a longer key becomes `sha256:` followed by the hex SHA-256 of the key.
@@ -229,10 +187,7 @@ pub fn bounded_key(key: &str) -> std::borrow::Cow<'_, str> {
     if key.len() <= MAX_KEY_BYTES {
         return std::borrow::Cow::Borrowed(key);
     }
-    std::borrow::Cow::Owned(format!(
-        "sha256:{}",
-        hex::encode(Sha256::digest(key.as_bytes()))
-    ))
+    std::borrow::Cow::Owned(format!("sha256:{}", hex::encode(Sha256::digest(key.as_bytes()))))
 }
 
 #[cfg(test)]
@@ -247,10 +202,7 @@ mod tests {
             dedup_key_origin: KeyOrigin::JsonPointer,
             content_type: Some("application/json".into()),
             request_id: "0f0e".into(),
-            http_headers: vec![
-                ("x-github-event".into(), b"push".to_vec()),
-                ("accept".into(), b"*/*".to_vec()),
-            ],
+            http_headers: vec![("x-github-event".into(), b"push".to_vec()), ("accept".into(), b"*/*".to_vec())],
         }
     }
 
@@ -258,12 +210,7 @@ mod tests {
     fn headers_round_trip() {
         let meta = sample();
         let headers = meta.to_headers();
-        let back = RawMeta::from_headers(
-            headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), Some(v.as_slice()))),
-        )
-        .unwrap();
+        let back = RawMeta::from_headers(headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_slice())))).unwrap();
         assert_eq!(back, meta);
         assert_eq!(back.http_header("X-GitHub-Event"), Some(&b"push"[..]));
     }
@@ -274,20 +221,11 @@ mod tests {
         let headers = meta.to_headers();
         let without = |name: &str| {
             RawMeta::from_headers(
-                headers
-                    .iter()
-                    .filter(|(k, _)| k != name)
-                    .map(|(k, v)| (k.as_str(), Some(v.as_slice()))),
+                headers.iter().filter(|(k, _)| k != name).map(|(k, v)| (k.as_str(), Some(v.as_slice()))),
             )
         };
-        assert_eq!(
-            without(header::DEDUP_KEY),
-            Err(HeaderError::Missing(header::DEDUP_KEY))
-        );
-        assert_eq!(
-            without(header::VERSION),
-            Err(HeaderError::Missing(header::VERSION))
-        );
+        assert_eq!(without(header::DEDUP_KEY), Err(HeaderError::Missing(header::DEDUP_KEY)));
+        assert_eq!(without(header::VERSION), Err(HeaderError::Missing(header::VERSION)));
         let bad_time = headers.iter().map(|(k, v)| {
             if k == header::RECEIVED_AT_MS {
                 (k.as_str(), Some(&b"yesterday"[..]))
@@ -297,10 +235,7 @@ mod tests {
         });
         assert!(matches!(
             RawMeta::from_headers(bad_time),
-            Err(HeaderError::Invalid {
-                name: header::RECEIVED_AT_MS,
-                ..
-            })
+            Err(HeaderError::Invalid { name: header::RECEIVED_AT_MS, .. })
         ));
         let future = headers.iter().map(|(k, v)| {
             if k == header::VERSION {
@@ -309,10 +244,7 @@ mod tests {
                 (k.as_str(), Some(v.as_slice()))
             }
         });
-        assert_eq!(
-            RawMeta::from_headers(future),
-            Err(HeaderError::UnsupportedVersion("2".into()))
-        );
+        assert_eq!(RawMeta::from_headers(future), Err(HeaderError::UnsupportedVersion("2".into())));
     }
 
     #[test]

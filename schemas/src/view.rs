@@ -56,12 +56,7 @@ impl RecordView {
     ) -> Self {
         let headers = headers
             .into_iter()
-            .map(|(k, v)| {
-                (
-                    k.to_owned(),
-                    String::from_utf8_lossy(v.unwrap_or_default()).into_owned(),
-                )
-            })
+            .map(|(k, v)| (k.to_owned(), String::from_utf8_lossy(v.unwrap_or_default()).into_owned()))
             .collect();
         let json = match (value_as, value) {
             (ValueAs::Json, Some(v)) => serde_json::from_slice(v).ok(),

@@ -8,6 +8,9 @@
 //! This is test code: a failed setup step panics, which fails the test that called it.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod sign;
+pub mod tls;
+
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -42,8 +45,7 @@ pub fn tansu_path() -> PathBuf {
         return PathBuf::from(p);
     }
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    let cache =
-        std::env::var("HOOKLINE_CACHE").unwrap_or_else(|_| format!("{home}/.cache/hookline"));
+    let cache = std::env::var("HOOKLINE_CACHE").unwrap_or_else(|_| format!("{home}/.cache/hookline"));
     PathBuf::from(cache).join("tools/tansu-0.6.0-libsql/bin/tansu")
 }
 
@@ -51,19 +53,12 @@ pub fn tansu_path() -> PathBuf {
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    format!(
-        "{prefix}-{}-{n}-{}",
-        std::process::id(),
-        hookline_runtime::now_ms() % 1_000_000
-    )
+    format!("{prefix}-{}-{n}-{}", std::process::id(), hookline_runtime::now_ms() % 1_000_000)
 }
 
 /// A free loopback port (bound then released; a race with other processes is retried by callers).
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port")
 }
 
 /// A Kafka cluster for one test: a local Tansu broker, or the cluster named by `KAFKA_BROKERS`.
@@ -85,10 +80,7 @@ impl Kafka {
     pub fn start() -> Kafka {
         init_logs();
         match std::env::var("KAFKA_BROKERS") {
-            Ok(b) if !b.is_empty() => Kafka {
-                brokers: b,
-                local: None,
-            },
+            Ok(b) if !b.is_empty() => Kafka { brokers: b, local: None },
             _ => Kafka::local(),
         }
     }
@@ -96,24 +88,14 @@ impl Kafka {
     /// Always a local broker, whatever `KAFKA_BROKERS` says (for tests that stop and restart it).
     pub fn local() -> Kafka {
         init_logs();
-        let mut broker = LocalBroker {
-            port: 0,
-            dir: tempfile::tempdir().expect("temp dir"),
-            child: None,
-        };
+        let mut broker = LocalBroker { port: 0, dir: tempfile::tempdir().expect("temp dir"), child: None };
         for _ in 0..5 {
             broker.port = free_port();
             if broker.spawn() {
-                return Kafka {
-                    brokers: format!("127.0.0.1:{}", broker.port),
-                    local: Some(broker),
-                };
+                return Kafka { brokers: format!("127.0.0.1:{}", broker.port), local: Some(broker) };
             }
         }
-        panic!(
-            "could not start a Tansu broker on a free port (binary: {})",
-            tansu_path().display()
-        );
+        panic!("could not start a Tansu broker on a free port (binary: {})", tansu_path().display());
     }
 
     /// `host:port` of the bootstrap brokers.
@@ -158,9 +140,7 @@ impl LocalBroker {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(
-                std::fs::File::create(self.dir.path().join("broker.log"))
-                    .map(Stdio::from)
-                    .unwrap_or(Stdio::null()),
+                std::fs::File::create(self.dir.path().join("broker.log")).map(Stdio::from).unwrap_or(Stdio::null()),
             );
         die_with_parent(&mut cmd);
         let Ok(child) = cmd.spawn() else { return false };
@@ -210,16 +190,12 @@ pub fn die_with_parent(cmd: &mut Command) {
 }
 
 fn metadata_ok(brokers: &str) -> bool {
-    let Ok(consumer) = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("log_level", "0")
-        .create::<BaseConsumer>()
+    let Ok(consumer) =
+        ClientConfig::new().set("bootstrap.servers", brokers).set("log_level", "0").create::<BaseConsumer>()
     else {
         return false;
     };
-    consumer
-        .fetch_metadata(None, Duration::from_millis(500))
-        .is_ok()
+    consumer.fetch_metadata(None, Duration::from_millis(500)).is_ok()
 }
 
 /// Topic names unique to one test.
@@ -251,39 +227,41 @@ impl Topics {
 /// The demo secret test sources use.
 pub const SECRET: &str = "test-secret";
 
-/// The `[producer]` section of [`ingress_config`]: a 3 s bounded wait.
+/// The `[producer]` section of test ingresses: a 3 s bounded wait.
 pub const TEST_PRODUCER: &str = "ack_timeout_ms = 3000\nlinger_ms = 1\n";
+
+/// What varies between test ingresses.
+#[derive(Debug, Clone)]
+pub struct IngressOptions<'a> {
+    /// Raw topic partitions.
+    pub partitions: i32,
+    /// Lines added to `[server]`.
+    pub server: &'a str,
+    /// The `[producer]` section's lines.
+    pub producer: &'a str,
+    /// TOML appended at the end (more sources, `[quarantine]`…).
+    pub extra: &'a str,
+    /// Include the `shop` source.
+    pub shop: bool,
+}
+
+impl Default for IngressOptions<'_> {
+    fn default() -> Self {
+        IngressOptions { partitions: 2, server: "", producer: TEST_PRODUCER, extra: "", shop: true }
+    }
+}
 
 /// An ingress config for tests: source `shop` (HMAC-SHA256, `X-Signature: sha256=…`, dedup key `/id`,
 /// ordering key `/order`), plus `extra` TOML appended.
-pub fn ingress_config(
-    kafka: &Kafka,
-    topics: &Topics,
-    partitions: i32,
-    extra: &str,
-) -> hookline_ingress::Settings {
-    ingress_config_with(kafka, topics, partitions, TEST_PRODUCER, extra)
+pub fn ingress_config(kafka: &Kafka, topics: &Topics, partitions: i32, extra: &str) -> hookline_ingress::Settings {
+    ingress_settings(kafka, topics, &IngressOptions { partitions, extra, ..IngressOptions::default() })
 }
 
-/// [`ingress_config`] with another `[producer]` section body.
-pub fn ingress_config_with(
-    kafka: &Kafka,
-    topics: &Topics,
-    partitions: i32,
-    producer: &str,
-    extra: &str,
-) -> hookline_ingress::Settings {
-    let text = format!(
-        r#"
-        [server]
-        listen = "127.0.0.1:0"
-        [kafka]
-        brokers = "{brokers}"
-        [topics]
-        raw = "{raw}"
-        raw_partitions = {partitions}
-        [producer]
-        {producer}
+/// The TOML text of a test ingress config.
+pub fn ingress_toml(kafka: &Kafka, topics: &Topics, o: &IngressOptions<'_>) -> String {
+    let shop = if o.shop {
+        format!(
+            r#"
         [sources.shop]
         dedup_key = {{ json_pointer = "/id" }}
         ordering_key = {{ json_pointer = "/order" }}
@@ -292,23 +270,105 @@ pub fn ingress_config_with(
         header = "X-Signature"
         prefix = "sha256="
         secrets = [{{ value = "{SECRET}" }}]
+        "#
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        {server}
+        [kafka]
+        brokers = "{brokers}"
+        [topics]
+        raw = "{raw}"
+        raw_partitions = {partitions}
+        [producer]
+        {producer}
+        {shop}
         {extra}
         "#,
+        server = o.server,
         brokers = kafka.brokers(),
         raw = topics.raw,
-    );
-    hookline_runtime::config::from_str_with_env::<hookline_ingress::Config>(&text, Vec::new())
+        partitions = o.partitions,
+        producer = o.producer,
+        extra = o.extra,
+    )
+}
+
+/// A validated test ingress config.
+pub fn ingress_settings(kafka: &Kafka, topics: &Topics, o: &IngressOptions<'_>) -> hookline_ingress::Settings {
+    hookline_runtime::config::from_str_with_env::<hookline_ingress::Config>(&ingress_toml(kafka, topics, o), Vec::new())
         .and_then(hookline_ingress::Config::validate)
         .expect("test ingress config")
 }
 
+/// A binary of this workspace, built next to the test executable (`make test` builds them first), or in
+/// `HOOKLINE_BIN_DIR`.
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var("HOOKLINE_BIN_DIR").map(PathBuf::from).unwrap_or_else(|_| {
+        let exe = std::env::current_exe().expect("test executable path");
+        exe.parent().and_then(Path::parent).map(Path::to_path_buf).expect("target dir")
+    });
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is not built: run `cargo build --bins` (make test does)", path.display());
+    path
+}
+
+/// A child process of a test, killed when dropped.
+#[derive(Debug)]
+pub struct Process {
+    child: Option<Child>,
+}
+
+impl Process {
+    /// Starts `cmd`; it dies with the test process.
+    pub fn spawn(mut cmd: Command) -> Process {
+        die_with_parent(&mut cmd);
+        Process { child: Some(cmd.spawn().expect("spawn")) }
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or_default()
+    }
+
+    /// Sends a signal (`"TERM"`, `"KILL"`).
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status();
+    }
+
+    /// Waits up to `timeout` for it to exit; its exit code (`None` if killed by a signal or still running).
+    pub fn wait(&mut self, timeout: Duration) -> Option<Option<i32>> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status.code());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// A processor config for tests, state in `state_dir`, plus `extra` TOML appended.
-pub fn processor_config(
-    kafka: &Kafka,
-    topics: &Topics,
-    state_dir: &Path,
-    extra: &str,
-) -> hookline_processor::Settings {
+pub fn processor_config(kafka: &Kafka, topics: &Topics, state_dir: &Path, extra: &str) -> hookline_processor::Settings {
     let text = format!(
         r#"
         [server]
@@ -350,26 +410,23 @@ pub struct Running {
 }
 
 impl Running {
-    /// Starts an ingress.
+    /// Starts an ingress and waits until `/readyz` answers 200 over plain HTTP.
     pub async fn ingress(settings: hookline_ingress::Settings) -> Running {
+        let running = Running::ingress_unchecked(settings).await;
+        running.wait_ready(Duration::from_secs(30)).await;
+        running
+    }
+
+    /// Starts an ingress without waiting for it (a TLS one cannot be asked over plain HTTP).
+    pub async fn ingress_unchecked(settings: hookline_ingress::Settings) -> Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let stop = CancellationToken::new();
         let task = tokio::spawn({
             let stop = stop.clone();
-            async move {
-                hookline_ingress::run(settings, listener, stop)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
+            async move { hookline_ingress::run(settings, listener, stop).await.map_err(|e| e.to_string()) }
         });
-        let running = Running {
-            addr,
-            stop,
-            task: Some(task),
-        };
-        running.wait_ready(Duration::from_secs(30)).await;
-        running
+        Running { addr, stop, task: Some(task) }
     }
 
     /// Starts a processor and waits until it has joined its group.
@@ -379,17 +436,9 @@ impl Running {
         let stop = CancellationToken::new();
         let task = tokio::spawn({
             let stop = stop.clone();
-            async move {
-                hookline_processor::run(settings, listener, stop)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
+            async move { hookline_processor::run(settings, listener, stop).await.map_err(|e| e.to_string()) }
         });
-        let running = Running {
-            addr,
-            stop,
-            task: Some(task),
-        };
+        let running = Running { addr, stop, task: Some(task) };
         running.wait_ready(Duration::from_secs(60)).await;
         running
     }
@@ -424,10 +473,7 @@ impl Running {
 
     /// The metrics text.
     pub async fn metrics(&self) -> String {
-        get(&format!("http://{}/metrics", self.addr))
-            .await
-            .map(|r| r.text())
-            .unwrap_or_default()
+        get(&format!("http://{}/metrics", self.addr)).await.map(|r| r.text()).unwrap_or_default()
     }
 }
 
@@ -470,11 +516,7 @@ pub async fn get(url: &str) -> anyhow::Result<Reply> {
 }
 
 /// `POST url` with headers and body.
-pub async fn post(
-    url: &str,
-    headers: &[(&str, String)],
-    body: impl Into<Bytes>,
-) -> anyhow::Result<Reply> {
+pub async fn post(url: &str, headers: &[(&str, String)], body: impl Into<Bytes>) -> anyhow::Result<Reply> {
     let mut req = http::Request::post(url);
     for (k, v) in headers {
         req = req.header(*k, v);
@@ -487,11 +529,7 @@ pub async fn send(req: http::Request<Full<Bytes>>) -> anyhow::Result<Reply> {
     let resp = client().request(req).await?;
     let (parts, body) = resp.into_parts();
     let body = body.collect().await?.to_bytes();
-    Ok(Reply {
-        status: parts.status.as_u16(),
-        headers: parts.headers,
-        body,
-    })
+    Ok(Reply { status: parts.status.as_u16(), headers: parts.headers, body })
 }
 
 /// `sha256=` and the hex HMAC-SHA256 of `body` under `secret`, computed independently of the ingress.
@@ -507,10 +545,7 @@ pub async fn post_signed(ingress: &Running, body: &str) -> Reply {
     let url = format!("http://{}/webhooks/shop", ingress.addr);
     post(
         &url,
-        &[
-            ("content-type", "application/json".into()),
-            ("x-signature", sign(SECRET, body.as_bytes())),
-        ],
+        &[("content-type", "application/json".into()), ("x-signature", sign(SECRET, body.as_bytes()))],
         body.to_owned(),
     )
     .await
@@ -528,11 +563,9 @@ pub async fn read_topic(
 ) -> Vec<RecordView> {
     let brokers = brokers.to_owned();
     let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        read_topic_blocking(&brokers, &topic, expected, settle, timeout)
-    })
-    .await
-    .expect("reader task")
+    tokio::task::spawn_blocking(move || read_topic_blocking(&brokers, &topic, expected, settle, timeout))
+        .await
+        .expect("reader task")
 }
 
 fn read_topic_blocking(
@@ -555,11 +588,7 @@ fn read_topic_blocking(
     let partitions = loop {
         match consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) {
             Ok(md) => {
-                let n = md
-                    .topics()
-                    .first()
-                    .map(|t| t.partitions().len())
-                    .unwrap_or(0);
+                let n = md.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
                 if n > 0 {
                     break n;
                 }
@@ -574,15 +603,10 @@ fn read_topic_blocking(
     };
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, i32::try_from(p).unwrap_or(0), Offset::Beginning)
-            .expect("tpl");
+        tpl.add_partition_offset(topic, i32::try_from(p).unwrap_or(0), Offset::Beginning).expect("tpl");
     }
     consumer.assign(&tpl).expect("assign");
-    let value_as = if topic.ends_with("events") {
-        ValueAs::Json
-    } else {
-        ValueAs::Base64
-    };
+    let value_as = if topic.ends_with("events") { ValueAs::Json } else { ValueAs::Base64 };
     let mut out = Vec::new();
     let mut complete_since: Option<Instant> = None;
     while Instant::now() < deadline {
@@ -593,10 +617,8 @@ fn read_topic_blocking(
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
-                let headers: Vec<(&str, Option<&[u8]>)> = m
-                    .headers()
-                    .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
-                    .unwrap_or_default();
+                let headers: Vec<(&str, Option<&[u8]>)> =
+                    m.headers().map(|h| h.iter().map(|h| (h.key, h.value)).collect()).unwrap_or_default();
                 out.push(RecordView::new(
                     m.topic(),
                     m.partition(),

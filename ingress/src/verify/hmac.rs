@@ -1,224 +1,319 @@
-//! Generic HMAC-SHA256 over the raw body, sent in one header, hex or base64, with an optional prefix
-//! (`X-Signature: sha256=5d41…`).
+//! Generic HMAC, for any sender that signs with a shared secret: the algorithm (SHA-1/256/512), the header
+//! and its encoding and prefix, and what is signed, as a template of the body and of other headers'
+//! values — `{body}`, `{timestamp}.{body}`, `{id}.{timestamp}.{body}` — with a timestamp tolerance.
+//!
+//! ```toml
+//! [sources.acme.verify]
+//! scheme = "hmac"
+//! header = "X-Acme-Signature"
+//! algorithm = "sha256"
+//! encoding = "hex"
+//! prefix = "sha256="
+//! template = "{timestamp}.{body}"
+//! timestamp_header = "X-Acme-Timestamp"
+//! tolerance_secs = 300
+//! secrets = [{ env = "ACME_SECRET" }]
+//! ```
 
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use http::{HeaderMap, HeaderName};
-use serde::Deserialize;
-use sha2::Sha256;
+use http::HeaderName;
 
-use super::{single_header, Secret, VerifyError};
+use super::common::{check_window, matching_secret, single_header, timestamp_header, Algorithm, Encoding};
+use super::{Request, Scheme, Secret, VerifyError, MAX_SIGNATURES};
 
-type HmacSha256 = Hmac<Sha256>;
-
-/// How the signature bytes are written in the header.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Encoding {
-    /// Lowercase or uppercase hexadecimal.
-    #[default]
-    Hex,
-    /// Standard base64 with padding.
-    Base64,
+/// One piece of a signed-content template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Literal text.
+    Literal(String),
+    /// The raw body.
+    Body,
+    /// The timestamp header's value.
+    Timestamp,
+    /// The id header's value.
+    Id,
 }
 
-/// A configured generic HMAC-SHA256 scheme.
+/// Parses a template such as `{id}.{timestamp}.{body}`. It must hold `{body}` exactly once; `{timestamp}`
+/// and `{id}` at most once each. Braces are only allowed around those three names.
+pub fn parse_template(template: &str) -> Result<Vec<Segment>, String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while !rest.is_empty() {
+        match rest.find('{') {
+            Some(0) => {
+                let end = rest.find('}').ok_or("an opening `{` has no closing `}`")?;
+                out.push(match &rest[1..end] {
+                    "body" => Segment::Body,
+                    "timestamp" => Segment::Timestamp,
+                    "id" => Segment::Id,
+                    other => {
+                        return Err(format!("unknown placeholder `{{{other}}}` (use {{body}}, {{timestamp}}, {{id}})"))
+                    }
+                });
+                rest = &rest[end + 1..];
+            }
+            Some(i) => {
+                out.push(Segment::Literal(rest[..i].to_owned()));
+                rest = &rest[i..];
+            }
+            None => {
+                out.push(Segment::Literal(rest.to_owned()));
+                rest = "";
+            }
+        }
+    }
+    if out.iter().any(|s| matches!(s, Segment::Literal(l) if l.contains('}'))) {
+        return Err("a closing `}` has no opening `{`".into());
+    }
+    let count = |seg: &Segment| out.iter().filter(|s| *s == seg).count();
+    if count(&Segment::Body) != 1 {
+        return Err("the template must contain {body} exactly once".into());
+    }
+    if count(&Segment::Timestamp) > 1 || count(&Segment::Id) > 1 {
+        return Err("{timestamp} and {id} may appear at most once".into());
+    }
+    Ok(out)
+}
+
+/// Unit of the timestamp header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampUnit {
+    /// Seconds since the Unix epoch.
+    #[default]
+    Seconds,
+    /// Milliseconds since the Unix epoch.
+    Milliseconds,
+}
+
+/// A configured generic HMAC scheme.
 #[derive(Debug)]
 pub struct HmacScheme {
-    header: HeaderName,
-    encoding: Encoding,
-    prefix: String,
-    secrets: Vec<Secret>,
+    /// Signature header.
+    pub header: HeaderName,
+    /// Hash function.
+    pub algorithm: Algorithm,
+    /// Encoding of the signature.
+    pub encoding: Encoding,
+    /// Text before the signature in the header (`sha256=`).
+    pub prefix: String,
+    /// What is signed.
+    pub template: Vec<Segment>,
+    /// Header of `{timestamp}`; when set, the timestamp window is enforced.
+    pub timestamp_header: Option<HeaderName>,
+    /// Unit of the timestamp.
+    pub timestamp_unit: TimestampUnit,
+    /// Header of `{id}`.
+    pub id_header: Option<HeaderName>,
+    /// Allowed distance from now of the timestamp, in seconds.
+    pub tolerance_secs: u64,
+    /// Live secrets.
+    pub secrets: Vec<Secret>,
 }
 
 impl HmacScheme {
-    /// A scheme reading `header`, with at least one secret.
-    pub fn new(
-        header: HeaderName,
-        encoding: Encoding,
-        prefix: String,
-        secrets: Vec<Secret>,
-    ) -> Self {
+    /// A scheme signing the body alone, hex, with the given prefix (the simplest configuration).
+    pub fn body_only(header: HeaderName, encoding: Encoding, prefix: &str, secrets: Vec<Secret>) -> Self {
         HmacScheme {
             header,
+            algorithm: Algorithm::Sha256,
             encoding,
-            prefix,
+            prefix: prefix.to_owned(),
+            template: vec![Segment::Body],
+            timestamp_header: None,
+            timestamp_unit: TimestampUnit::Seconds,
+            id_header: None,
+            tolerance_secs: 300,
             secrets,
         }
     }
 
-    /// The signature header.
-    pub fn header(&self) -> &HeaderName {
-        &self.header
+    /// The header value a sender holding `secret` sends (for tests and the CLI).
+    pub fn sign(&self, secret: &[u8], body: &[u8], timestamp: Option<&str>, id: Option<&str>) -> String {
+        let parts = self.parts(body, timestamp.unwrap_or_default(), id.unwrap_or_default());
+        format!("{}{}", self.prefix, self.encoding.encode(&self.algorithm.mac(secret, &parts)))
     }
 
-    /// The live secrets.
-    pub fn secrets(&self) -> &[Secret] {
-        &self.secrets
-    }
-
-    /// Verifies `body` against the signature header; returns the position of the matching secret.
-    pub fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<usize, VerifyError> {
-        let malformed = || VerifyError::MalformedSignature(self.header.to_string());
-        let value = single_header(headers, &self.header)?;
-        let value = std::str::from_utf8(value).map_err(|_| malformed())?.trim();
-        let encoded = value
-            .strip_prefix(self.prefix.as_str())
-            .ok_or_else(malformed)?;
-        let signature = match self.encoding {
-            Encoding::Hex => hex::decode(encoded).map_err(|_| malformed())?,
-            Encoding::Base64 => base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .map_err(|_| malformed())?,
-        };
-        if signature.len() != 32 {
-            return Err(malformed());
-        }
-        for (i, secret) in self.secrets.iter().enumerate() {
-            let mut mac =
-                HmacSha256::new_from_slice(secret.expose()).map_err(|_| VerifyError::Mismatch)?;
-            mac.update(body);
-            // Constant-time comparison.
-            if mac.verify_slice(&signature).is_ok() {
-                return Ok(i);
-            }
-        }
-        Err(VerifyError::Mismatch)
-    }
-
-    /// The header value a sender holding `secret` would send for `body` (for tests and the CLI).
-    pub fn sign(&self, secret: &[u8], body: &[u8]) -> String {
-        format!("{}{}", self.prefix, sign(self.encoding, secret, body))
+    fn parts<'a>(&'a self, body: &'a [u8], timestamp: &'a str, id: &'a str) -> Vec<&'a [u8]> {
+        self.template
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(l) => l.as_bytes(),
+                Segment::Body => body,
+                Segment::Timestamp => timestamp.as_bytes(),
+                Segment::Id => id.as_bytes(),
+            })
+            .collect()
     }
 }
 
-/// The encoded HMAC-SHA256 of `body` under `secret`, without prefix.
-pub fn sign(encoding: Encoding, secret: &[u8], body: &[u8]) -> String {
-    let mut mac = match HmacSha256::new_from_slice(secret) {
-        Ok(mac) => mac,
-        // HMAC accepts keys of any length; this cannot happen.
-        Err(_) => return String::new(),
-    };
-    mac.update(body);
-    let tag = mac.finalize().into_bytes();
-    match encoding {
-        Encoding::Hex => hex::encode(tag),
-        Encoding::Base64 => base64::engine::general_purpose::STANDARD.encode(tag),
+impl Scheme for HmacScheme {
+    fn name(&self) -> &'static str {
+        "hmac"
+    }
+
+    fn verify(&self, req: &Request<'_>) -> Result<usize, VerifyError> {
+        let malformed = || VerifyError::MalformedSignature(self.header.to_string());
+        let timestamp = match &self.timestamp_header {
+            None => "",
+            Some(name) => {
+                let max_digits = if self.timestamp_unit == TimestampUnit::Seconds { 12 } else { 15 };
+                let (ts, text) = timestamp_header(req.headers, name, max_digits)?;
+                let secs = if self.timestamp_unit == TimestampUnit::Seconds { ts } else { ts / 1000 };
+                check_window(secs, req.now_secs, self.tolerance_secs)?;
+                text
+            }
+        };
+        let id = match &self.id_header {
+            None => "",
+            Some(name) => single_header(req.headers, name)?,
+        };
+        let value = single_header(req.headers, &self.header)?;
+        // Several signatures may be sent during a rotation, separated by spaces or commas.
+        let mut candidates = Vec::new();
+        for entry in value.split([' ', ',']).filter(|e| !e.is_empty()) {
+            let encoded = entry.strip_prefix(self.prefix.as_str()).ok_or_else(malformed)?;
+            let sig =
+                self.encoding.decode(encoded).filter(|s| s.len() == self.algorithm.mac_len()).ok_or_else(malformed)?;
+            candidates.push(sig);
+            if candidates.len() > MAX_SIGNATURES {
+                return Err(malformed());
+            }
+        }
+        if candidates.is_empty() {
+            return Err(malformed());
+        }
+        let parts = self.parts(req.body, timestamp, id);
+        matching_secret(&self.secrets, &candidates, |key| self.algorithm.mac(key, &parts))
+    }
+
+    fn secrets(&self) -> &[Secret] {
+        &self.secrets
+    }
+
+    fn credential_headers(&self) -> Vec<HeaderName> {
+        vec![self.header.clone()]
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::{HeaderMap, HeaderValue, Method, Uri};
 
-    fn scheme(encoding: Encoding, prefix: &str, secrets: &[&str]) -> HmacScheme {
-        HmacScheme::new(
-            HeaderName::from_static("x-signature"),
-            encoding,
-            prefix.to_owned(),
-            secrets
-                .iter()
-                .enumerate()
-                .map(|(i, s)| Secret::new(i.to_string(), s.as_bytes().to_vec()))
-                .collect(),
-        )
+    fn secrets(list: &[&str]) -> Vec<Secret> {
+        list.iter().enumerate().map(|(i, s)| Secret::new(i.to_string(), s.as_bytes().to_vec())).collect()
     }
 
-    fn headers(value: &str) -> HeaderMap {
+    fn check(
+        scheme: &HmacScheme,
+        headers: &[(&'static str, String)],
+        body: &[u8],
+        now: i64,
+    ) -> Result<usize, VerifyError> {
         let mut h = HeaderMap::new();
-        h.insert("x-signature", HeaderValue::from_str(value).unwrap());
-        h
+        for (k, v) in headers {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        let uri = Uri::from_static("/webhooks/x");
+        scheme.verify(&Request { method: &Method::POST, uri: &uri, headers: &h, body, now_secs: now })
     }
 
     #[test]
-    fn rfc_4231_test_case_2() {
-        // RFC 4231 §4.3: key "Jefe", data "what do ya want for nothing?".
+    fn templates_parse_and_refuse_nonsense() {
+        assert_eq!(parse_template("{body}").unwrap(), vec![Segment::Body]);
         assert_eq!(
-            sign(Encoding::Hex, b"Jefe", b"what do ya want for nothing?"),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+            parse_template("v0:{timestamp}:{body}").unwrap(),
+            vec![Segment::Literal("v0:".into()), Segment::Timestamp, Segment::Literal(":".into()), Segment::Body]
         );
-    }
-
-    #[test]
-    fn github_documented_example_verifies() {
-        // docs.github.com "Validating webhook deliveries": secret "It's a Secret to Everybody",
-        // payload "Hello, World!", X-Hub-Signature-256 below.
-        let s = scheme(Encoding::Hex, "sha256=", &["It's a Secret to Everybody"]);
-        let h = headers("sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17");
-        assert_eq!(s.verify(&h, b"Hello, World!"), Ok(0));
-    }
-
-    #[test]
-    fn sign_then_verify_in_both_encodings() {
-        for enc in [Encoding::Hex, Encoding::Base64] {
-            let s = scheme(enc, "", &["k1"]);
-            let body = br#"{"id":"evt_1"}"#;
-            assert_eq!(s.verify(&headers(&s.sign(b"k1", body)), body), Ok(0));
+        for bad in ["", "{timestamp}", "{body}{body}", "{bodY}", "{body", "x}{body}", "{id}{id}{body}"] {
+            assert!(parse_template(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
-    fn a_tampered_body_or_wrong_secret_is_a_mismatch() {
-        let s = scheme(Encoding::Hex, "sha256=", &["right"]);
-        let sig = s.sign(b"right", b"{\"amount\":100}");
-        assert_eq!(
-            s.verify(&headers(&sig), b"{\"amount\":900}"),
-            Err(VerifyError::Mismatch)
+    fn github_documented_example_verifies_as_generic_hmac() {
+        // docs.github.com, "Validating webhook deliveries": secret "It's a Secret to Everybody",
+        // payload "Hello, World!".
+        let s = HmacScheme::body_only(
+            HeaderName::from_static("x-hub-signature-256"),
+            Encoding::Hex,
+            "sha256=",
+            secrets(&["It's a Secret to Everybody"]),
         );
-        let wrong = s.sign(b"wrong", b"{\"amount\":100}");
-        assert_eq!(
-            s.verify(&headers(&wrong), b"{\"amount\":100}"),
-            Err(VerifyError::Mismatch)
-        );
+        let sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17".to_owned();
+        assert_eq!(check(&s, &[("x-hub-signature-256", sig)], b"Hello, World!", 0), Ok(0));
+    }
+
+    fn timed(algorithm: Algorithm, encoding: Encoding) -> HmacScheme {
+        HmacScheme {
+            header: HeaderName::from_static("x-sig"),
+            algorithm,
+            encoding,
+            prefix: String::new(),
+            template: parse_template("{id}.{timestamp}.{body}").unwrap(),
+            timestamp_header: Some(HeaderName::from_static("x-ts")),
+            timestamp_unit: TimestampUnit::Seconds,
+            id_header: Some(HeaderName::from_static("x-id")),
+            tolerance_secs: 300,
+            secrets: secrets(&["old", "new"]),
+        }
     }
 
     #[test]
-    fn any_live_secret_matches_and_its_position_is_reported() {
-        let s = scheme(Encoding::Hex, "", &["old", "new"]);
-        assert_eq!(s.verify(&headers(&s.sign(b"new", b"x")), b"x"), Ok(1));
-        assert_eq!(s.verify(&headers(&s.sign(b"old", b"x")), b"x"), Ok(0));
+    fn sign_then_verify_every_algorithm_and_encoding_with_a_template() {
+        for alg in [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512] {
+            for enc in [Encoding::Hex, Encoding::Base64] {
+                let s = timed(alg, enc);
+                let sig = s.sign(b"new", b"{}", Some("1000"), Some("msg_1"));
+                let h = [("x-sig", sig), ("x-ts", "1000".into()), ("x-id", "msg_1".into())];
+                assert_eq!(check(&s, &h, b"{}", 1000), Ok(1), "{alg:?} {enc:?}");
+                // Tampering with any signed part fails.
+                assert_eq!(check(&s, &h, b"{ }", 1000), Err(VerifyError::Mismatch));
+                let mut other_id = h.clone();
+                other_id[2].1 = "msg_2".into();
+                assert_eq!(check(&s, &other_id, b"{}", 1000), Err(VerifyError::Mismatch));
+            }
+        }
     }
 
     #[test]
-    fn malformed_missing_and_duplicated_headers_are_rejected() {
-        let s = scheme(Encoding::Hex, "sha256=", &["k"]);
-        let good = s.sign(b"k", b"x");
-        let malformed = |v: &str| s.verify(&headers(v), b"x");
-        assert!(matches!(
-            malformed("sha1=abcd"),
-            Err(VerifyError::MalformedSignature(_))
-        ));
-        assert!(matches!(
-            malformed("sha256=zz"),
-            Err(VerifyError::MalformedSignature(_))
-        ));
-        assert!(matches!(
-            malformed("sha256=abcd"),
-            Err(VerifyError::MalformedSignature(_))
-        ));
-        assert!(matches!(
-            malformed(&format!("sha256={}", "a".repeat(5000))),
-            Err(VerifyError::MalformedSignature(_))
-        ));
-        assert!(matches!(
-            s.verify(&HeaderMap::new(), b"x"),
-            Err(VerifyError::MissingSignature(_))
-        ));
-        let mut twice = headers(&good);
-        twice.append("x-signature", HeaderValue::from_str(&good).unwrap());
-        assert!(matches!(
-            s.verify(&twice, b"x"),
-            Err(VerifyError::DuplicateSignature(_))
-        ));
-        assert_eq!(s.verify(&headers(&good), b"x"), Ok(0));
-        // Uppercase hex is accepted.
-        assert_eq!(
-            s.verify(
-                &headers(&good.to_uppercase().replace("SHA256=", "sha256=")),
-                b"x"
-            ),
-            Ok(0)
-        );
+    fn stale_future_and_missing_timestamps_are_refused() {
+        let s = timed(Algorithm::Sha256, Encoding::Hex);
+        let sig = s.sign(b"old", b"{}", Some("1000"), Some("m"));
+        let h = |ts: &str| vec![("x-sig", sig.clone()), ("x-ts", ts.to_owned()), ("x-id", "m".to_owned())];
+        assert_eq!(check(&s, &h("1000"), b"{}", 1301), Err(VerifyError::StaleTimestamp(300)));
+        assert_eq!(check(&s, &h("1000"), b"{}", 699), Err(VerifyError::FutureTimestamp(300)));
+        assert!(matches!(check(&s, &h("10e2"), b"{}", 1000), Err(VerifyError::MalformedTimestamp(_))));
+        let no_ts = vec![("x-sig", sig.clone()), ("x-id", "m".to_owned())];
+        assert!(matches!(check(&s, &no_ts, b"{}", 1000), Err(VerifyError::MissingTimestamp(_))));
+    }
+
+    #[test]
+    fn millisecond_timestamps_are_windowed_in_seconds() {
+        let mut s = timed(Algorithm::Sha256, Encoding::Hex);
+        s.timestamp_unit = TimestampUnit::Milliseconds;
+        let sig = s.sign(b"old", b"{}", Some("1000999"), Some("m"));
+        let h = vec![("x-sig", sig), ("x-ts", "1000999".to_owned()), ("x-id", "m".to_owned())];
+        assert_eq!(check(&s, &h, b"{}", 1000), Ok(0));
+        assert_eq!(check(&s, &h, b"{}", 1301), Err(VerifyError::StaleTimestamp(300)));
+    }
+
+    #[test]
+    fn malformed_signatures_are_refused_not_panicked_on() {
+        let s = HmacScheme::body_only(HeaderName::from_static("x-sig"), Encoding::Hex, "sha256=", secrets(&["k"]));
+        for bad in ["sha1=abcd", "sha256=zz", "sha256=abcd", "", "sha256=", &format!("sha256={}", "0".repeat(5000))] {
+            let r = check(&s, &[("x-sig", bad.to_owned())], b"x", 0);
+            assert!(matches!(r, Err(VerifyError::MalformedSignature(_))), "{bad:?}: {r:?}");
+        }
+        let many = vec![format!("sha256={}", "0".repeat(64)); MAX_SIGNATURES + 1].join(" ");
+        assert!(matches!(check(&s, &[("x-sig", many)], b"x", 0), Err(VerifyError::MalformedSignature(_))));
+        let good = s.sign(b"k", b"x", None, None);
+        let two = vec![("x-sig", good.clone()), ("x-sig", good.clone())];
+        assert!(matches!(check(&s, &two, b"x", 0), Err(VerifyError::DuplicateSignature(_))));
+        // A rotation may send the old and the new signature together.
+        let both = format!("sha256={} {good}", "0".repeat(64));
+        assert_eq!(check(&s, &[("x-sig", both)], b"x", 0), Ok(0));
+        assert_eq!(check(&s, &[("x-sig", good.to_uppercase().replace("SHA256=", "sha256="))], b"x", 0), Ok(0));
     }
 }

@@ -27,17 +27,9 @@ fn config(text: &str) -> tempfile::NamedTempFile {
 /// Runs the binary on `text` and returns (exit code, stderr).
 fn run(text: &str, extra_args: &[&str]) -> (Option<i32>, String) {
     let f = config(text);
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(f.path())
-        .args(extra_args)
-        .env_remove("KAFKA_BROKERS")
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out =
+        Command::new(BIN).arg("--config").arg(f.path()).args(extra_args).env_remove("KAFKA_BROKERS").output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 #[test]
@@ -49,13 +41,8 @@ fn an_unknown_field_stops_the_binary_and_is_named() {
 
 #[test]
 fn a_missing_secret_stops_the_binary_and_is_named() {
-    let (code, err) = run(
-        &GOOD.replace(
-            "secrets = [{ value = \"s\" }]",
-            "secrets = [{ env = \"HOOKLINE_IT_UNSET\" }]",
-        ),
-        &[],
-    );
+    let (code, err) =
+        run(&GOOD.replace("secrets = [{ value = \"s\" }]", "secrets = [{ env = \"HOOKLINE_IT_UNSET\" }]"), &[]);
     assert_eq!(code, Some(2));
     assert!(err.contains("sources.shop.verify.secrets[0].env"), "{err}");
 }
@@ -68,25 +55,16 @@ fn an_unusable_listen_address_stops_the_binary_and_is_named() {
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let (code, err) = run(
-        &GOOD.replace("127.0.0.1:0", &format!("127.0.0.1:{port}")),
-        &[],
-    );
+    let (code, err) = run(&GOOD.replace("127.0.0.1:0", &format!("127.0.0.1:{port}")), &[]);
     assert_eq!(code, Some(1));
-    assert!(
-        err.contains("server.listen") && err.contains(&port.to_string()),
-        "{err}"
-    );
+    assert!(err.contains("server.listen") && err.contains(&port.to_string()), "{err}");
 }
 
 #[test]
 fn check_validates_without_starting() {
     let (code, err) = run(GOOD, &["--check"]);
     assert_eq!(code, Some(0), "{err}");
-    let missing = Command::new(BIN)
-        .args(["--config", "/nonexistent/hookline.toml"])
-        .output()
-        .unwrap();
+    let missing = Command::new(BIN).args(["--config", "/nonexistent/hookline.toml"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/hookline.toml"));
 }
@@ -103,23 +81,14 @@ fn sigterm_stops_the_binary_cleanly() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "still running before the signal"
-    );
+    assert!(child.try_wait().unwrap().is_none(), "still running before the signal");
     let started = Instant::now();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "did not stop after SIGTERM"
-        );
+        assert!(started.elapsed() < Duration::from_secs(10), "did not stop after SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0));

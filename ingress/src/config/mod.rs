@@ -1,0 +1,655 @@
+//! The ingress config: one TOML file (`deploy/ingress.example.toml` documents every field) plus `HOOKLINE_*`
+//! environment overrides. [`Config::validate`] turns it into [`Settings`] once at startup; every error names
+//! the field it is about, and the process refuses to start.
+
+mod verify;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookline_runtime::config::{in_range, socket_addr, ConfigError};
+use hookline_runtime::kafka::KafkaConfig;
+use http::HeaderName;
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use self::verify::{resolve_secret, scheme};
+pub use self::verify::{SecretConfig, VerifyConfig};
+use crate::keys::KeySelector;
+use crate::limits::TokenBucket;
+use crate::verify::{Secret, Verifier};
+
+/// The librdkafka properties the ingress sets itself; `kafka.client` may not override them.
+pub const RESERVED_PRODUCER_PROPERTIES: &[&str] = &[
+    "enable.idempotence",
+    "acks",
+    "request.required.acks",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.kbytes",
+    "linger.ms",
+    "queue.buffering.max.ms",
+    "compression.type",
+    "compression.codec",
+    "partitioner",
+    "message.max.bytes",
+];
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`: the HTTP listener.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// `[kafka]`: the cluster.
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    /// `[topics]`: where raw webhooks go.
+    #[serde(default)]
+    pub topics: TopicsConfig,
+    /// `[producer]`: how records are stored.
+    #[serde(default)]
+    pub producer: ProducerConfig,
+    /// `[quarantine]`: where refused requests are recorded, if anywhere.
+    pub quarantine: Option<QuarantineConfig>,
+    /// `[sources.NAME]`: one table per webhook sender, served at `POST /webhooks/NAME`.
+    pub sources: BTreeMap<String, SourceConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `127.0.0.1:8080`; use `0.0.0.0:8080` in a container.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Largest accepted body, for sources that set none, counted on the bytes actually read (chunked bodies
+    /// included). Default 1 MiB. Larger requests get 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// Time allowed to receive a request's headers and then its whole body, each. Default 10000 ms. A
+    /// slower client gets 408 (body) or a closed connection (headers).
+    #[serde(default = "default_read_timeout_ms")]
+    pub read_timeout_ms: u64,
+    /// On SIGTERM, how long in-flight requests may take to finish before the process exits. Default 10000 ms.
+    #[serde(default = "default_drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
+    /// A connection with no request for this long is closed. Default 60000 ms.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Webhook requests handled at once; beyond it, 503 at once. Default 1024. Bounds memory: at most this
+    /// many bodies are held.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: u32,
+    /// Open connections; beyond it, new ones wait in the kernel's listen backlog. Default 10000.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Largest request head (request line and headers), in bytes. Default 16384; larger gets 431.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: u32,
+    /// Most request headers. Default 100; more gets 431.
+    #[serde(default = "default_max_headers")]
+    pub max_headers: u32,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` / `Forwarded` headers are believed when working out the
+    /// client address for `allowed_ips`. Default none: the peer address is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// `[server.tls]`: serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN). Default: plain HTTP (HTTP/1.1 and h2c).
+    pub tls: Option<TlsConfig>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".to_owned()
+}
+fn default_max_body_bytes() -> u64 {
+    1024 * 1024
+}
+fn default_read_timeout_ms() -> u64 {
+    10_000
+}
+fn default_drain_timeout_ms() -> u64 {
+    10_000
+}
+fn default_idle_timeout_ms() -> u64 {
+    60_000
+}
+fn default_max_in_flight() -> u32 {
+    1024
+}
+fn default_max_connections() -> u32 {
+    10_000
+}
+fn default_max_header_bytes() -> u32 {
+    16 * 1024
+}
+fn default_max_headers() -> u32 {
+    100
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            max_body_bytes: default_max_body_bytes(),
+            read_timeout_ms: default_read_timeout_ms(),
+            drain_timeout_ms: default_drain_timeout_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            max_in_flight: default_max_in_flight(),
+            max_connections: default_max_connections(),
+            max_header_bytes: default_max_header_bytes(),
+            max_headers: default_max_headers(),
+            trusted_proxies: Vec::new(),
+            tls: None,
+        }
+    }
+}
+
+/// `[server.tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+}
+
+/// `[topics]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsConfig {
+    /// The raw topic. Default `hookline.raw`.
+    #[serde(default = "default_raw_topic")]
+    pub raw: String,
+    /// Partitions of the raw topic when the ingress creates it. Default 12. The processors of one group scale
+    /// up to this many. An existing topic is used as it is.
+    #[serde(default = "default_raw_partitions")]
+    pub raw_partitions: i32,
+}
+
+fn default_raw_topic() -> String {
+    "hookline.raw".to_owned()
+}
+fn default_raw_partitions() -> i32 {
+    12
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig { raw: default_raw_topic(), raw_partitions: default_raw_partitions() }
+    }
+}
+
+/// `[producer]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProducerConfig {
+    /// The longest a request waits for Kafka's acknowledgement before it is answered 503. Default 5000 ms.
+    /// A 503 does not mean the record was dropped: it may still be stored, and the sender's retry is then
+    /// absorbed by deduplication.
+    #[serde(default = "default_ack_timeout_ms")]
+    pub ack_timeout_ms: u64,
+    /// How long librdkafka keeps trying to deliver a record (`message.timeout.ms`), at least `ack_timeout_ms`.
+    /// Default 300000 ms (librdkafka's own default). A record whose request was already answered 503 may
+    /// still be stored meanwhile, which is harmless: the sender's retry is deduplicated. When records time
+    /// out, librdkafka bumps the idempotent producer's epoch; Tansu 0.6 cannot handle that (its storage
+    /// stops until restarted), so with Tansu keep this longer than any broker outage.
+    #[serde(default = "default_delivery_timeout_ms")]
+    pub delivery_timeout_ms: u64,
+    /// `Retry-After` of 503 answers, in seconds. Default 5.
+    #[serde(default = "default_retry_after_secs")]
+    pub retry_after_secs: u32,
+    /// How long librdkafka waits to batch records. Default 5 ms: adds at most that to each ack.
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u32,
+    /// `none`, `gzip`, `snappy`, `lz4` or `zstd`. Default `lz4`.
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    /// Records waiting in librdkafka's queue before new requests are shed with 503. Default 100000.
+    #[serde(default = "default_max_queued_messages")]
+    pub max_queued_messages: u32,
+    /// Bytes waiting in librdkafka's queue before new requests are shed with 503, in KiB. Default 65536 (64 MiB).
+    #[serde(default = "default_max_queued_kbytes")]
+    pub max_queued_kbytes: u32,
+}
+
+fn default_ack_timeout_ms() -> u64 {
+    5_000
+}
+fn default_delivery_timeout_ms() -> u64 {
+    300_000
+}
+fn default_retry_after_secs() -> u32 {
+    5
+}
+fn default_linger_ms() -> u32 {
+    5
+}
+fn default_compression() -> String {
+    "lz4".to_owned()
+}
+fn default_max_queued_messages() -> u32 {
+    100_000
+}
+fn default_max_queued_kbytes() -> u32 {
+    65_536
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            ack_timeout_ms: default_ack_timeout_ms(),
+            delivery_timeout_ms: default_delivery_timeout_ms(),
+            retry_after_secs: default_retry_after_secs(),
+            linger_ms: default_linger_ms(),
+            compression: default_compression(),
+            max_queued_messages: default_max_queued_messages(),
+            max_queued_kbytes: default_max_queued_kbytes(),
+        }
+    }
+}
+
+/// `[quarantine]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineConfig {
+    /// The topic, created at startup if missing.
+    pub topic: String,
+    /// Partitions when created. Default 3.
+    #[serde(default = "default_quarantine_partitions")]
+    pub partitions: i32,
+    /// Records per second at most; the excess is counted and dropped. Default 50.
+    #[serde(default = "default_quarantine_rate")]
+    pub max_records_per_sec: u32,
+    /// Bytes of a refused body kept (base64). Default 0: only its size and SHA-256. Bodies can hold personal
+    /// data; raise this only where the topic is access-controlled.
+    #[serde(default)]
+    pub body_prefix_bytes: u32,
+}
+
+fn default_quarantine_partitions() -> i32 {
+    3
+}
+fn default_quarantine_rate() -> u32 {
+    50
+}
+
+/// `[sources.NAME]`: one webhook sender.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// How requests are authenticated (`[sources.NAME.verify]`, keyed by `scheme`).
+    pub verify: VerifyConfig,
+    /// Must be `true` for `scheme = "none"`: an explicit acknowledgement that anyone who can reach the
+    /// ingress can write to this source.
+    #[serde(default)]
+    pub allow_unverified: bool,
+    /// Largest accepted body for this source; default `server.max_body_bytes`.
+    pub max_body_bytes: Option<u64>,
+    /// Where the dedup key comes from: `{ header = "X-Event-Id" }` or `{ json_pointer = "/id" }`. When unset:
+    /// the provider's own id if the scheme has one; when absent from a request: the SHA-256 of the body.
+    pub dedup_key: Option<KeySelectorConfig>,
+    /// Where the ordering key comes from (same forms). When unset: the provider's entity key (Stripe
+    /// `data.object.id`, GitHub repository and PR/issue, Shopify resource, Paddle `data.id`), else the dedup key.
+    pub ordering_key: Option<KeySelectorConfig>,
+    /// Accepted `Content-Type` media types (`application/json`); others get 415. Default: any.
+    pub content_types: Option<Vec<String>>,
+    /// Token-bucket rate limit; beyond it, 429 with `Retry-After`. Default: none.
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Requests of this source handled at once; beyond it, 503 at once. Default: only the global bound.
+    pub max_in_flight: Option<u32>,
+    /// Client addresses (CIDRs) allowed to send; others get 403. Default: any.
+    pub allowed_ips: Option<Vec<String>>,
+    /// Answer `GET ?<param>=<value>` with the value: a generic endpoint-ownership check.
+    pub challenge: Option<ChallengeConfig>,
+}
+
+/// `rate_limit = { per_second = 100, burst = 200 }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained requests per second.
+    pub per_second: f64,
+    /// Requests allowed in a burst above the rate. Default: one second's worth.
+    pub burst: Option<u32>,
+}
+
+/// `[sources.NAME.challenge]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeConfig {
+    /// The query parameter carrying the challenge (`challenge`, `crc_token`…).
+    pub param: String,
+    /// Answer with the bare value (`text`, default) or as `{"<param>": value}` (`json`).
+    #[serde(default)]
+    pub respond: ChallengeResponse,
+    /// A query parameter that must carry the verify token below.
+    pub token_param: Option<String>,
+    /// The verify token (required with `token_param`).
+    pub token: Option<SecretConfig>,
+}
+
+/// How a generic GET challenge is answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChallengeResponse {
+    /// `text/plain` body: the value.
+    #[default]
+    Text,
+    /// `application/json` body: `{"<param>": value}`.
+    Json,
+}
+
+/// `{ header = "X-Id" }` or `{ json_pointer = "/id" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum KeySelectorConfig {
+    /// A request header.
+    Header(String),
+    /// An RFC 6901 JSON pointer into the body.
+    JsonPointer(String),
+}
+
+/// The validated config the ingress runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Header and body read deadline, each.
+    pub read_timeout: Duration,
+    /// Drain deadline on shutdown.
+    pub drain_timeout: Duration,
+    /// Idle connection deadline.
+    pub idle_timeout: Duration,
+    /// Requests handled at once.
+    pub max_in_flight: usize,
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Largest request head.
+    pub max_header_bytes: usize,
+    /// Most headers.
+    pub max_headers: usize,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// HTTPS certificate and key.
+    pub tls: Option<TlsConfig>,
+    /// The cluster.
+    pub kafka: KafkaConfig,
+    /// The raw topic.
+    pub raw_topic: String,
+    /// Partitions to create the raw topic with.
+    pub raw_partitions: i32,
+    /// Producer behaviour.
+    pub producer: ProducerConfig,
+    /// Refused-request recording.
+    pub quarantine: Option<QuarantineConfig>,
+    /// The sources by name.
+    pub sources: BTreeMap<String, Arc<Source>>,
+}
+
+impl Settings {
+    /// The bounded wait for Kafka's acknowledgement.
+    pub fn ack_timeout(&self) -> Duration {
+        Duration::from_millis(self.producer.ack_timeout_ms)
+    }
+}
+
+/// A validated source.
+#[derive(Debug)]
+pub struct Source {
+    /// Its name (the URL path segment).
+    pub name: String,
+    /// How its requests are verified.
+    pub verifier: Verifier,
+    /// Largest accepted body.
+    pub max_body_bytes: usize,
+    /// Dedup key selector (configured or the provider's).
+    pub dedup_key: Option<KeySelector>,
+    /// Ordering key selector (configured or the provider's).
+    pub ordering_key: Option<KeySelector>,
+    /// Accepted media types (lowercase), or any.
+    pub content_types: Option<Vec<String>>,
+    /// Rate limit.
+    pub rate_limit: Option<TokenBucket>,
+    /// Per-source bound on requests at once.
+    pub max_in_flight: Option<usize>,
+    /// Allowed client networks, or any.
+    pub allowed_ips: Option<Vec<IpNet>>,
+    /// Generic GET challenge.
+    pub challenge: Option<Challenge>,
+}
+
+/// A validated generic GET challenge.
+#[derive(Debug)]
+pub struct Challenge {
+    /// Query parameter of the challenge.
+    pub param: String,
+    /// Answer form.
+    pub respond: ChallengeResponse,
+    /// Token parameter and expected token.
+    pub token: Option<(String, Secret)>,
+}
+
+impl Config {
+    /// Loads `path` with environment overrides.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        hookline_runtime::config::load(path, std::env::vars())
+    }
+
+    /// Checks every field and resolves secrets. The first problem found is returned, naming its field.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let s = &self.server;
+        let listen = socket_addr("server.listen", &s.listen)?;
+        in_range("server.max_body_bytes", s.max_body_bytes, 1, 64 * 1024 * 1024)?;
+        in_range("server.read_timeout_ms", s.read_timeout_ms, 100, 600_000)?;
+        in_range("server.drain_timeout_ms", s.drain_timeout_ms, 0, 600_000)?;
+        in_range("server.idle_timeout_ms", s.idle_timeout_ms, 100, 3_600_000)?;
+        in_range("server.max_in_flight", s.max_in_flight, 1, 1_000_000)?;
+        in_range("server.max_connections", s.max_connections, 1, 1_000_000)?;
+        in_range("server.max_header_bytes", s.max_header_bytes, 8192, 1024 * 1024)?;
+        in_range("server.max_headers", s.max_headers, 8, 1000)?;
+        let trusted_proxies = cidrs("server.trusted_proxies", &s.trusted_proxies)?;
+        if let Some(tls) = &s.tls {
+            for (field, path) in [("server.tls.cert_file", &tls.cert_file), ("server.tls.key_file", &tls.key_file)] {
+                std::fs::metadata(path)
+                    .map_err(|e| ConfigError::field(field, format!("cannot read {}: {e}", path.display())))?;
+            }
+        }
+        self.kafka.validate(RESERVED_PRODUCER_PROPERTIES)?;
+        if self.topics.raw.is_empty() {
+            return Err(ConfigError::field("topics.raw", "must not be empty"));
+        }
+        in_range("topics.raw_partitions", self.topics.raw_partitions, 1, 10_000)?;
+        let p = &self.producer;
+        in_range("producer.ack_timeout_ms", p.ack_timeout_ms, 100, 120_000)?;
+        in_range("producer.delivery_timeout_ms", p.delivery_timeout_ms, p.ack_timeout_ms, 3_600_000)?;
+        in_range("producer.retry_after_secs", p.retry_after_secs, 1, 3600)?;
+        in_range("producer.linger_ms", p.linger_ms, 0, 1000)?;
+        in_range("producer.max_queued_messages", p.max_queued_messages, 1, 10_000_000)?;
+        in_range("producer.max_queued_kbytes", p.max_queued_kbytes, 1, 2_097_151)?;
+        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&p.compression.as_str()) {
+            return Err(ConfigError::field(
+                "producer.compression",
+                format!("`{}` is not one of none, gzip, snappy, lz4, zstd", p.compression),
+            ));
+        }
+        if let Some(q) = &self.quarantine {
+            if q.topic.is_empty() || q.topic == self.topics.raw {
+                return Err(ConfigError::field("quarantine.topic", "must be a topic of its own"));
+            }
+            in_range("quarantine.partitions", q.partitions, 1, 1000)?;
+            in_range("quarantine.max_records_per_sec", q.max_records_per_sec, 1, 100_000)?;
+            in_range("quarantine.body_prefix_bytes", q.body_prefix_bytes, 0, 4096)?;
+        }
+        if self.sources.is_empty() {
+            return Err(ConfigError::field("sources", "at least one source must be configured"));
+        }
+        let mut sources = BTreeMap::new();
+        for (name, source) in self.sources {
+            let validated = source.validate(&name, self.server.max_body_bytes)?;
+            sources.insert(name, Arc::new(validated));
+        }
+        let s = self.server;
+        Ok(Settings {
+            listen,
+            read_timeout: Duration::from_millis(s.read_timeout_ms),
+            drain_timeout: Duration::from_millis(s.drain_timeout_ms),
+            idle_timeout: Duration::from_millis(s.idle_timeout_ms),
+            max_in_flight: s.max_in_flight as usize,
+            max_connections: s.max_connections as usize,
+            max_header_bytes: s.max_header_bytes as usize,
+            max_headers: s.max_headers as usize,
+            trusted_proxies,
+            tls: s.tls,
+            kafka: self.kafka,
+            raw_topic: self.topics.raw,
+            raw_partitions: self.topics.raw_partitions,
+            producer: self.producer,
+            quarantine: self.quarantine,
+            sources,
+        })
+    }
+}
+
+impl SourceConfig {
+    fn validate(self, name: &str, default_max_body: u64) -> Result<Source, ConfigError> {
+        let field = |f: &str| format!("sources.{name}.{f}");
+        if !hookline_schemas::is_valid_source_name(name) {
+            return Err(ConfigError::field(
+                format!("sources.{name}"),
+                "a source name is 1-64 characters of a-z, 0-9, `_` and `-`, starting with a letter or digit",
+            ));
+        }
+        let max_body = self.max_body_bytes.unwrap_or(default_max_body);
+        in_range(&field("max_body_bytes"), max_body, 1, 64 * 1024 * 1024)?;
+        let verifier =
+            match (self.verify, self.allow_unverified) {
+                (VerifyConfig::None, true) => Verifier::Unverified,
+                (VerifyConfig::None, false) => return Err(ConfigError::field(
+                    field("allow_unverified"),
+                    "scheme \"none\" accepts requests without any signature; set allow_unverified = true to confirm",
+                )),
+                (_, true) => {
+                    return Err(ConfigError::field(
+                        field("allow_unverified"),
+                        "only applies to scheme \"none\"; remove it from a verified source",
+                    ))
+                }
+                (other, false) => Verifier::Scheme(scheme(other, &field("verify"))?),
+            };
+        let dedup_key = match self.dedup_key {
+            Some(k) => Some(k.validate(&field("dedup_key"))?),
+            None => verifier.default_dedup_key(),
+        };
+        let ordering_key = match self.ordering_key {
+            Some(k) => Some(k.validate(&field("ordering_key"))?),
+            None => verifier.default_ordering_key(),
+        };
+        let content_types = self.content_types.map(|list| media_types(&field("content_types"), list)).transpose()?;
+        let rate_limit = self
+            .rate_limit
+            .map(|r| {
+                if !(r.per_second > 0.0 && r.per_second <= 1_000_000.0) {
+                    return Err(ConfigError::field(
+                        field("rate_limit.per_second"),
+                        "must be above 0 and at most 1000000",
+                    ));
+                }
+                let burst = r.burst.map_or(r.per_second.ceil().max(1.0), f64::from);
+                in_range(&field("rate_limit.burst"), burst, 1.0, 10_000_000.0)?;
+                Ok(TokenBucket::new(r.per_second, burst))
+            })
+            .transpose()?;
+        let max_in_flight = self
+            .max_in_flight
+            .map(|n| in_range(&field("max_in_flight"), n, 1, 1_000_000).map(|n| n as usize))
+            .transpose()?;
+        let allowed_ips = self.allowed_ips.map(|list| cidrs(&field("allowed_ips"), &list)).transpose()?;
+        let challenge = self
+            .challenge
+            .map(|c| {
+                if c.param.is_empty() {
+                    return Err(ConfigError::field(field("challenge.param"), "must name a query parameter"));
+                }
+                let token = match (c.token_param, c.token) {
+                    (None, None) => None,
+                    (Some(p), Some(t)) => Some((p, resolve_secret(&field("challenge.token"), t, 0)?)),
+                    _ => {
+                        return Err(ConfigError::field(
+                            field("challenge"),
+                            "set both token_param and token, or neither",
+                        ))
+                    }
+                };
+                Ok(Challenge { param: c.param, respond: c.respond, token })
+            })
+            .transpose()?;
+        Ok(Source {
+            name: name.to_owned(),
+            verifier,
+            max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
+            dedup_key,
+            ordering_key,
+            content_types,
+            rate_limit,
+            max_in_flight,
+            allowed_ips,
+            challenge,
+        })
+    }
+}
+
+impl KeySelectorConfig {
+    fn validate(self, field: &str) -> Result<KeySelector, ConfigError> {
+        match self {
+            KeySelectorConfig::Header(h) => Ok(KeySelector::header(header_name(&format!("{field}.header"), &h)?)),
+            KeySelectorConfig::JsonPointer(p) => {
+                if !p.starts_with('/') {
+                    return Err(ConfigError::field(
+                        format!("{field}.json_pointer"),
+                        format!("`{p}` is not a JSON pointer (RFC 6901): it must start with `/`, as in \"/id\""),
+                    ));
+                }
+                Ok(KeySelector::pointer(p))
+            }
+        }
+    }
+}
+
+fn media_types(field: &str, list: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    if list.is_empty() {
+        return Err(ConfigError::field(field, "an empty list would refuse everything; remove it to accept any"));
+    }
+    list.into_iter()
+        .map(|ct| {
+            let ct = ct.trim().to_ascii_lowercase();
+            if ct.contains(';') || !ct.contains('/') {
+                return Err(ConfigError::field(field, format!("`{ct}` is not a media type such as application/json")));
+            }
+            Ok(ct)
+        })
+        .collect()
+}
+
+fn cidrs(field: &str, list: &[String]) -> Result<Vec<IpNet>, ConfigError> {
+    list.iter()
+        .map(|c| {
+            c.parse::<IpNet>()
+                .or_else(|_| c.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| ConfigError::field(field, format!("`{c}` is not an IP network such as 203.0.113.0/24")))
+        })
+        .collect()
+}
+
+pub(crate) fn header_name(field: &str, value: &str) -> Result<HeaderName, ConfigError> {
+    HeaderName::from_bytes(value.as_bytes())
+        .map_err(|_| ConfigError::field(field, format!("`{value}` is not a valid HTTP header name")))
+}
+
+#[cfg(test)]
+mod tests;

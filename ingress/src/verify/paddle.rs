@@ -1,0 +1,132 @@
+//! Paddle Billing: `Paddle-Signature: ts=1671552777;h1=<hex HMAC-SHA256 of "{ts}:{body}">` under the
+//! notification destination's secret key. Several `h1` entries may be sent while a secret is rotated. Paddle's
+//! SDKs allow 5 seconds of clock difference by default, and so does hookline (`tolerance_secs`).
+//!
+//! Reference: <https://developer.paddle.com/webhooks/signature-verification>; vectors from
+//! `paddle-python-sdk` `PaddleSignature`. Default keys: dedup = `notification_id`; ordering = `data.id`, the
+//! entity the event is about.
+
+use http::HeaderName;
+
+use super::common::{check_window, matching_secret, parse_timestamp, single_header, Algorithm};
+use super::{Request, Scheme, Secret, VerifyError, MAX_SIGNATURES};
+use crate::keys::KeySelector;
+
+/// The signature header.
+pub const HEADER: HeaderName = HeaderName::from_static("paddle-signature");
+/// Paddle's SDK default.
+pub const DEFAULT_TOLERANCE_SECS: u64 = 5;
+
+/// A configured Paddle notification destination.
+#[derive(Debug)]
+pub struct Paddle {
+    /// Secret keys.
+    pub secrets: Vec<Secret>,
+    /// Tolerance in seconds.
+    pub tolerance_secs: u64,
+}
+
+impl Paddle {
+    /// The `Paddle-Signature` value.
+    pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+        let mac = Algorithm::Sha256.mac(secret, &[timestamp.to_string().as_bytes(), b":", body]);
+        format!("ts={timestamp};h1={}", hex::encode(mac))
+    }
+}
+
+impl Scheme for Paddle {
+    fn name(&self) -> &'static str {
+        "paddle"
+    }
+
+    fn verify(&self, req: &Request<'_>) -> Result<usize, VerifyError> {
+        let malformed = || VerifyError::MalformedSignature(HEADER.to_string());
+        let value = single_header(req.headers, &HEADER)?;
+        let mut timestamp = None;
+        let mut candidates = Vec::new();
+        for item in value.split(';') {
+            let (key, val) = item.trim().split_once('=').ok_or_else(malformed)?;
+            match key {
+                "ts" if timestamp.is_none() => {
+                    timestamp = Some((
+                        parse_timestamp(val, 12).ok_or_else(|| VerifyError::MalformedTimestamp("ts".into()))?,
+                        val,
+                    ));
+                }
+                "h1" => {
+                    candidates.push(hex::decode(val).ok().filter(|s| s.len() == 32).ok_or_else(malformed)?);
+                    if candidates.len() > MAX_SIGNATURES {
+                        return Err(malformed());
+                    }
+                }
+                // Paddle's SDKs refuse unknown keys and a repeated timestamp.
+                _ => return Err(malformed()),
+            }
+        }
+        let (ts, text) = timestamp.ok_or_else(|| VerifyError::MissingTimestamp("ts".into()))?;
+        if candidates.is_empty() {
+            return Err(malformed());
+        }
+        check_window(ts, req.now_secs, self.tolerance_secs)?;
+        matching_secret(&self.secrets, &candidates, |key| {
+            Algorithm::Sha256.mac(key, &[text.as_bytes(), b":", req.body])
+        })
+    }
+
+    fn secrets(&self) -> &[Secret] {
+        &self.secrets
+    }
+
+    fn credential_headers(&self) -> Vec<HeaderName> {
+        vec![HEADER]
+    }
+
+    fn default_dedup_key(&self) -> Option<KeySelector> {
+        Some(KeySelector::provider_pointer("/notification_id"))
+    }
+
+    fn default_ordering_key(&self) -> Option<KeySelector> {
+        Some(KeySelector::provider_pointer("/data/id"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::test_support::{request, secrets, Vector};
+
+    fn paddle(list: &[&str]) -> Paddle {
+        Paddle { secrets: secrets(list), tolerance_secs: DEFAULT_TOLERANCE_SECS }
+    }
+
+    #[test]
+    fn official_library_vectors_verify() {
+        for v in Vector::load("paddle") {
+            assert_eq!(&Paddle::sign(v.secret.as_bytes(), v.now, v.body.as_bytes()), &v.headers["paddle-signature"]);
+            assert_eq!(
+                paddle(&[&v.secret]).verify(&request(&v.headers(), v.body.as_bytes(), v.now).req()),
+                Ok(0),
+                "{}",
+                v.name
+            );
+        }
+    }
+
+    #[test]
+    fn rotation_tampering_time_and_malformed() {
+        let s = paddle(&["pdl_ntfset_old", "pdl_ntfset_new"]);
+        let body = br#"{"notification_id":"ntf_1"}"#;
+        let new = Paddle::sign(b"pdl_ntfset_new", 1000, body);
+        let old = Paddle::sign(b"pdl_ntfset_old", 1000, body);
+        let both = format!("{new};h1={}", old.split("h1=").nth(1).unwrap());
+        let check = |sig: &str, body: &[u8], now| s.verify(&request(&[("paddle-signature", sig)], body, now).req());
+        assert_eq!(check(&new, body, 1000), Ok(1));
+        assert_eq!(check(&both, body, 1000), Ok(0));
+        assert_eq!(check(&new, b"{}", 1000), Err(VerifyError::Mismatch));
+        assert_eq!(check(&new, body, 1006), Err(VerifyError::StaleTimestamp(5)));
+        assert_eq!(check(&new, body, 994), Err(VerifyError::FutureTimestamp(5)));
+        for bad in ["ts=1000", "h1=00", "ts=1000;h1=zz", "ts=1000;h2=00", "ts=abc;h1=00", "garbage"] {
+            assert!(check(bad, body, 1000).is_err_and(|e| e != VerifyError::Mismatch), "{bad}");
+        }
+    }
+}

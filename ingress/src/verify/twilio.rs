@@ -1,0 +1,217 @@
+//! Twilio: `X-Twilio-Signature: <base64 HMAC-SHA1>` under the account's auth token (or HMAC-SHA256 under a
+//! SharedKey secret, `algorithm = "sha256"`), over the full public URL Twilio requested followed, for a
+//! form-encoded POST, by every parameter name and value sorted by name (then by value). For a JSON body the
+//! URL carries `bodySHA256=<hex SHA-256 of the body>` and only the URL is signed; the digest must then match
+//! the body. As in Twilio's own validators, the URL is tried with and without its default port.
+//!
+//! The URL is the source's `public_url` (the one configured at Twilio, without query) followed by the query
+//! string of the request as received.
+//!
+//! Reference: <https://www.twilio.com/docs/usage/webhooks/webhooks-security> (its example is a test below);
+//! vectors from `twilio` (Python) `RequestValidator.compute_signature`. Default dedup key:
+//! `I-Twilio-Idempotency-Token`.
+
+use base64::Engine as _;
+use http::HeaderName;
+use sha2::{Digest, Sha256};
+
+use super::common::{check_public_url, ct_eq, matching_secret, single_header, with_query, Algorithm};
+use super::{Request, Scheme, Secret, VerifyError};
+use crate::keys::KeySelector;
+
+/// The signature header.
+pub const HEADER: HeaderName = HeaderName::from_static("x-twilio-signature");
+/// Twilio's idempotency token, the same on every retry.
+pub const IDEMPOTENCY: HeaderName = HeaderName::from_static("i-twilio-idempotency-token");
+
+/// A configured Twilio endpoint.
+#[derive(Debug)]
+pub struct Twilio {
+    /// Auth tokens (or SharedKey secrets).
+    pub secrets: Vec<Secret>,
+    /// HMAC-SHA1 (auth token) or HMAC-SHA256 (SharedKey).
+    pub algorithm: Algorithm,
+    /// The public URL as configured, then without and with an explicit port (Twilio's validators try both).
+    bases: Vec<String>,
+}
+
+impl Twilio {
+    /// A Twilio endpoint whose URL, as configured at Twilio, is `public_url` (absolute, without query).
+    pub fn new(secrets: Vec<Secret>, algorithm: Algorithm, public_url: &str) -> Result<Twilio, String> {
+        Ok(Twilio { secrets, algorithm, bases: url_variants(public_url)? })
+    }
+
+    /// The signature Twilio sends for a request to `url` with these form parameters.
+    pub fn sign(algorithm: Algorithm, secret: &[u8], url: &str, params: &[(String, String)]) -> String {
+        base64::engine::general_purpose::STANDARD
+            .encode(algorithm.mac(secret, &[signed_string(url, params).as_bytes()]))
+    }
+}
+
+/// The configured public URL as written, then without and with an explicit port.
+pub fn url_variants(public_url: &str) -> Result<Vec<String>, String> {
+    let url = check_public_url(public_url)?;
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let path = url.path();
+    let mut out = vec![public_url.to_owned()];
+    for v in [format!("{}://{host}{path}", url.scheme()), format!("{}://{host}:{port}{path}", url.scheme())] {
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+fn signed_string(url: &str, params: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    let mut s = url.to_owned();
+    for (k, v) in sorted {
+        s.push_str(k);
+        s.push_str(v);
+    }
+    s
+}
+
+fn is_form(req: &Request<'_>) -> bool {
+    req.headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.trim().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
+}
+
+impl Scheme for Twilio {
+    fn name(&self) -> &'static str {
+        "twilio"
+    }
+
+    fn verify(&self, req: &Request<'_>) -> Result<usize, VerifyError> {
+        let value = single_header(req.headers, &HEADER)?;
+        let sig = base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .ok()
+            .filter(|s| s.len() == self.algorithm.mac_len())
+            .ok_or_else(|| VerifyError::MalformedSignature(HEADER.to_string()))?;
+        let query = req.uri.query();
+        let body_digest = query.and_then(|q| {
+            form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "bodySHA256").map(|(_, v)| v.into_owned())
+        });
+        let params: Vec<(String, String)> = match &body_digest {
+            Some(_) => Vec::new(),
+            None if is_form(req) => {
+                form_urlencoded::parse(req.body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+            }
+            None => Vec::new(),
+        };
+        let matched = self.bases.iter().find_map(|base| {
+            let s = signed_string(&with_query(base, query), &params);
+            matching_secret(&self.secrets, std::slice::from_ref(&sig), |key| self.algorithm.mac(key, &[s.as_bytes()]))
+                .ok()
+        });
+        let matched = matched.ok_or(VerifyError::Mismatch)?;
+        if let Some(digest) = body_digest {
+            if !ct_eq(hex::encode(Sha256::digest(req.body)).as_bytes(), digest.to_ascii_lowercase().as_bytes()) {
+                return Err(VerifyError::BodyDigestMismatch);
+            }
+        }
+        Ok(matched)
+    }
+
+    fn secrets(&self) -> &[Secret] {
+        &self.secrets
+    }
+
+    fn credential_headers(&self) -> Vec<HeaderName> {
+        vec![HEADER]
+    }
+
+    fn default_dedup_key(&self) -> Option<KeySelector> {
+        Some(KeySelector::provider_header(IDEMPOTENCY))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::test_support::{request_to, secrets, Vector};
+    use http::Method;
+
+    fn twilio(secret: &str, url: &str) -> Twilio {
+        Twilio::new(secrets(&[secret]), Algorithm::Sha1, url).unwrap()
+    }
+
+    const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
+
+    #[test]
+    fn twilios_documented_example_verifies() {
+        // twilio.com/docs/usage/webhooks/webhooks-security, "Validating signatures": auth token 12345,
+        // URL https://mycompany.com/myapp.php?foo=1&bar=2 and five POST parameters.
+        let t = twilio("12345", "https://mycompany.com/myapp.php");
+        let body = "CallSid=CA1234567890ABCDE&Caller=%2B12349013030&Digits=1234&From=%2B12349013030&To=%2B18005551212";
+        let h = [FORM, ("x-twilio-signature", "0/KCTR6DLpKmkAf8muzZqo1nDgQ=")];
+        let req = request_to(Method::POST, "/webhooks/twilio?foo=1&bar=2", &h, body.as_bytes(), 0);
+        assert_eq!(t.verify(&req.req()), Ok(0));
+    }
+
+    #[test]
+    fn official_library_vectors_verify() {
+        for v in Vector::load("twilio") {
+            let public: url::Url = v.url.as_deref().unwrap().parse().unwrap();
+            let mut base = public.clone();
+            base.set_query(None);
+            let path_and_query = match public.query() {
+                Some(q) => format!("/webhooks/twilio?{q}"),
+                None => "/webhooks/twilio".to_owned(),
+            };
+            let t = Twilio::new(secrets(&[&v.secret]), Algorithm::Sha1, base.as_str()).unwrap();
+            let params: Vec<(String, String)> = if v.headers["content-type"].contains("form") {
+                form_urlencoded::parse(v.body.as_bytes()).map(|(k, val)| (k.into_owned(), val.into_owned())).collect()
+            } else {
+                Vec::new()
+            };
+            let signed = Twilio::sign(Algorithm::Sha1, v.secret.as_bytes(), v.url.as_deref().unwrap(), &params);
+            assert_eq!(&signed, &v.headers["x-twilio-signature"], "{}", v.name);
+            assert_eq!(t.verify(&v.request_to(&path_and_query).req()), Ok(0), "{}", v.name);
+        }
+    }
+
+    #[test]
+    fn json_bodies_are_checked_against_their_signed_digest() {
+        let t = twilio("token", "https://hooks.example.com/twilio");
+        let body = br#"{"event":"x"}"#;
+        let digest = hex::encode(Sha256::digest(body));
+        let url = format!("https://hooks.example.com/twilio?bodySHA256={digest}");
+        let sig = Twilio::sign(Algorithm::Sha1, b"token", &url, &[]);
+        let uri = format!("/webhooks/t?bodySHA256={digest}");
+        let h = [("content-type", "application/json"), ("x-twilio-signature", sig.as_str())];
+        assert_eq!(t.verify(&request_to(Method::POST, &uri, &h, body, 0).req()), Ok(0));
+        assert_eq!(
+            t.verify(&request_to(Method::POST, &uri, &h, br#"{"event":"y"}"#, 0).req()),
+            Err(VerifyError::BodyDigestMismatch)
+        );
+    }
+
+    #[test]
+    fn the_port_variant_tampering_and_wrong_urls() {
+        let t = twilio("token", "https://hooks.example.com/twilio");
+        let params = vec![("B".to_owned(), "2".to_owned()), ("A".to_owned(), "1".to_owned())];
+        let body = b"B=2&A=1";
+        let with_port = Twilio::sign(Algorithm::Sha1, b"token", "https://hooks.example.com:443/twilio", &params);
+        let h = [FORM, ("x-twilio-signature", with_port.as_str())];
+        assert_eq!(t.verify(&request_to(Method::POST, "/x", &h, body, 0).req()), Ok(0), "default port accepted");
+        assert_eq!(t.verify(&request_to(Method::POST, "/x", &h, b"B=2&A=9", 0).req()), Err(VerifyError::Mismatch));
+        assert_eq!(t.verify(&request_to(Method::POST, "/x?extra=1", &h, body, 0).req()), Err(VerifyError::Mismatch));
+        let other = twilio("token", "https://elsewhere.example.com/twilio");
+        assert_eq!(other.verify(&request_to(Method::POST, "/x", &h, body, 0).req()), Err(VerifyError::Mismatch));
+        assert!(url_variants("https://x.com/a?b=1").is_err());
+        assert!(url_variants("/relative").is_err());
+        assert_eq!(url_variants("https://x.com/a").unwrap(), vec!["https://x.com/a", "https://x.com:443/a"]);
+        let bad = [FORM, ("x-twilio-signature", "not base64!")];
+        assert!(matches!(
+            t.verify(&request_to(Method::POST, "/x", &bad, body, 0).req()),
+            Err(VerifyError::MalformedSignature(_))
+        ));
+    }
+}

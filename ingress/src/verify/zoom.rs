@@ -1,0 +1,93 @@
+//! Zoom: `x-zm-signature: v0=<hex HMAC-SHA256 of "v0:{timestamp}:{body}">` under the app's secret token, with
+//! `x-zm-request-timestamp` (seconds). Default tolerance 300 s.
+//!
+//! Zoom validates an endpoint with a signed `{"event":"endpoint.url_validation","payload":{"plainToken":…}}`
+//! POST, answered `{"plainToken":…,"encryptedToken":<hex HMAC-SHA256 of plainToken>}` and not stored.
+//!
+//! Reference: <https://developers.zoom.us/docs/api/webhooks/#verify-webhook-events>.
+
+use http::HeaderName;
+
+use super::common::Algorithm;
+use super::slack::verify_v0;
+use super::{Handshake, Request, Scheme, Secret, VerifyError};
+
+/// The signature header.
+pub const HEADER: HeaderName = HeaderName::from_static("x-zm-signature");
+/// The timestamp header.
+pub const TIMESTAMP: HeaderName = HeaderName::from_static("x-zm-request-timestamp");
+
+/// A configured Zoom app endpoint.
+#[derive(Debug)]
+pub struct Zoom {
+    /// Secret tokens.
+    pub secrets: Vec<Secret>,
+    /// Tolerance in seconds.
+    pub tolerance_secs: u64,
+}
+
+impl Scheme for Zoom {
+    fn name(&self) -> &'static str {
+        "zoom"
+    }
+
+    fn verify(&self, req: &Request<'_>) -> Result<usize, VerifyError> {
+        verify_v0(req, &HEADER, &TIMESTAMP, self.tolerance_secs, &self.secrets)
+    }
+
+    fn secrets(&self) -> &[Secret] {
+        &self.secrets
+    }
+
+    fn credential_headers(&self) -> Vec<HeaderName> {
+        vec![HEADER]
+    }
+
+    fn handshake(&self, req: &Request<'_>, matched: usize) -> Option<Handshake> {
+        let body: serde_json::Value = serde_json::from_slice(req.body).ok()?;
+        if body.get("event")?.as_str()? != "endpoint.url_validation" {
+            return None;
+        }
+        let plain = body.pointer("/payload/plainToken")?.as_str()?;
+        let secret = self.secrets.get(matched)?;
+        let encrypted = hex::encode(Algorithm::Sha256.mac(secret.expose(), &[plain.as_bytes()]));
+        Some(Handshake::json(&serde_json::json!({ "plainToken": plain, "encryptedToken": encrypted })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::slack::Slack;
+    use crate::verify::test_support::{request, secrets};
+
+    fn zoom() -> Zoom {
+        Zoom { secrets: secrets(&["secret-token"]), tolerance_secs: 300 }
+    }
+
+    #[test]
+    fn sign_then_verify_and_tamper() {
+        let sig = Slack::sign(b"secret-token", "1000", b"{}");
+        let h = |sig: &str| [("x-zm-signature", sig.to_owned()), ("x-zm-request-timestamp", "1000".to_owned())];
+        let check = |sig: &str, body: &[u8], now| {
+            let h = h(sig);
+            zoom().verify(&request(&[(h[0].0, h[0].1.as_str()), (h[1].0, h[1].1.as_str())], body, now).req())
+        };
+        assert_eq!(check(&sig, b"{}", 1000), Ok(0));
+        assert_eq!(check(&sig, b"[]", 1000), Err(VerifyError::Mismatch));
+        assert_eq!(check(&sig, b"{}", 2000), Err(VerifyError::StaleTimestamp(300)));
+    }
+
+    #[test]
+    fn url_validation_is_answered_with_the_encrypted_token() {
+        let body = br#"{"payload":{"plainToken":"qgg8vlvZRS6UYooatFL8Aw"},"event_ts":1654503849680,"event":"endpoint.url_validation"}"#;
+        let answer = zoom().handshake(&request(&[], body, 0).req(), 0).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+        assert_eq!(json["plainToken"], "qgg8vlvZRS6UYooatFL8Aw");
+        assert_eq!(
+            json["encryptedToken"].as_str().unwrap(),
+            hex::encode(Algorithm::Sha256.mac(b"secret-token", &[b"qgg8vlvZRS6UYooatFL8Aw"]))
+        );
+        assert_eq!(zoom().handshake(&request(&[], br#"{"event":"meeting.started"}"#, 0).req(), 0), None);
+    }
+}

@@ -1,0 +1,427 @@
+//! Issue 3's scenarios: every provider's scheme through the real ingress and broker, admission control
+//! (429, 503, 413, 415, slow clients), the network edge (IP allowlist, TLS, HTTP/2), handshakes, the
+//! quarantine, and a SIGTERM drain of the real binary under load.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hookline_e2e::sign::Provider;
+use hookline_e2e::*;
+use hookline_schemas::json_schema::Contract;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{SETTLE, TIMEOUT};
+
+const PUBLIC: &str = "https://hooks.example.com";
+
+fn now() -> i64 {
+    hookline_runtime::now_ms() / 1000
+}
+
+async fn ingress_with(kafka: &Kafka, topics: &Topics, o: IngressOptions<'_>) -> Running {
+    Running::ingress(ingress_settings(kafka, topics, &o)).await
+}
+
+async fn post_pairs(ingress: &Running, source: &str, headers: &[(String, String)], body: String) -> Reply {
+    let pairs: Vec<(&str, String)> = headers.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    post(&format!("http://{}/webhooks/{source}", ingress.addr), &pairs, body).await.expect("request")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_providers_scheme_is_accepted_end_to_end_with_its_own_keys() {
+    let kafka = Kafka::start();
+    let topics = Topics::unique();
+    let sources = Provider::all_sources_toml(PUBLIC);
+    let ingress =
+        ingress_with(&kafka, &topics, IngressOptions { extra: &sources, shop: false, ..Default::default() }).await;
+
+    let mut expected = Vec::new();
+    for (i, p) in Provider::ALL.iter().enumerate() {
+        let n = 100 + u32::try_from(i).unwrap();
+        let body = p.body(n);
+        let headers = p.headers(&body, now(), n, PUBLIC);
+        let reply = post_pairs(&ingress, p.source(), &headers, body.clone()).await;
+        assert_eq!(reply.status, 202, "{p:?}: {}", reply.text());
+        // The same request with one byte of the body changed is refused.
+        let tampered = body.replacen(&n.to_string(), &(n + 1).to_string(), 1);
+        assert_ne!(tampered, body);
+        let reply = post_pairs(&ingress, p.source(), &headers, tampered).await;
+        if !matches!(p, Provider::Bearer | Provider::Basic) {
+            assert_eq!(reply.status, 401, "{p:?} accepted a tampered body: {}", reply.text());
+        }
+        expected.push((*p, n, body));
+    }
+    let expected_records = expected.len() + 2; // bearer and basic do not sign the body
+    let raw = read_topic(kafka.brokers(), &topics.raw, expected_records, SETTLE, TIMEOUT).await;
+    for (p, n, body) in &expected {
+        let record = raw
+            .iter()
+            .find(|r| r.headers["hookline-source"] == p.source() && r.value_bytes().unwrap() == body.as_bytes())
+            .unwrap_or_else(|| panic!("{p:?}: no raw record"));
+        match p.expected_dedup_key(*n) {
+            Some(key) => {
+                assert_eq!(record.headers["hookline-dedup-key"], key, "{p:?}");
+                assert_eq!(record.headers["hookline-dedup-key-origin"], "provider", "{p:?}");
+            }
+            None => assert_eq!(record.headers["hookline-dedup-key-origin"], "body_sha256", "{p:?}"),
+        }
+        let key = record.key.clone().unwrap();
+        match p {
+            Provider::Stripe => assert_eq!(key, format!("in_{n}")),
+            Provider::GitHub => assert_eq!(key, format!("acme/api#{n}")),
+            Provider::Shopify => assert_eq!(key, format!("gid://shopify/Order/{n}")),
+            Provider::Paddle => assert_eq!(key, format!("txn_{n}")),
+            _ => assert_eq!(key, record.headers["hookline-dedup-key"], "{p:?}: no entity key, so the dedup key"),
+        }
+        for header in record.headers.keys() {
+            assert!(
+                !["http-stripe-signature", "http-x-hub-signature-256", "http-authorization", "http-paddle-signature"]
+                    .contains(&header.as_str()),
+                "{p:?}: credential header {header} stored"
+            );
+        }
+    }
+    let metrics = ingress.metrics().await;
+    assert!(metrics.contains(r#"hookline_ingress_secret_matches_total{source="stripe",secret="0"} 1"#), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_and_future_timestamps_are_refused() {
+    let kafka = Kafka::start();
+    let topics = Topics::unique();
+    let sources = Provider::all_sources_toml(PUBLIC);
+    let ingress =
+        ingress_with(&kafka, &topics, IngressOptions { extra: &sources, shop: false, ..Default::default() }).await;
+    for p in [Provider::Stripe, Provider::Slack, Provider::StandardWebhooks, Provider::HubSpot, Provider::Acme] {
+        for skew in [-3600, 3600] {
+            let body = p.body(1);
+            let headers = p.headers(&body, now() + skew, 1, PUBLIC);
+            let reply = post_pairs(&ingress, p.source(), &headers, body).await;
+            assert_eq!(reply.status, 401, "{p:?} skew {skew}: {}", reply.text());
+        }
+    }
+    let metrics = ingress.metrics().await;
+    assert!(
+        metrics.contains(r#"hookline_ingress_verification_failures_total{source="stripe",reason="stale_timestamp"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics
+        .contains(r#"hookline_ingress_verification_failures_total{source="stripe",reason="future_timestamp"} 1"#));
+    assert!(read_topic(kafka.brokers(), &topics.raw, 0, SETTLE, TIMEOUT).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_and_spent_budgets_503_both_with_retry_after() {
+    let kafka = Kafka::start();
+    let topics = Topics::unique();
+    let extra = "[sources.limited]\nrate_limit = { per_second = 0.5, burst = 2 }\nallow_unverified = true\nverify = { scheme = \"none\" }\n\
+                 [sources.narrow]\nmax_in_flight = 1\nallow_unverified = true\nverify = { scheme = \"none\" }\n";
+    let ingress = ingress_with(&kafka, &topics, IngressOptions { extra, ..Default::default() }).await;
+    let base = format!("http://{}", ingress.addr);
+
+    let statuses: Vec<Reply> = {
+        let mut out = Vec::new();
+        for i in 0..3 {
+            out.push(post(&format!("{base}/webhooks/limited"), &[], format!("{{\"n\":{i}}}")).await.unwrap());
+        }
+        out
+    };
+    assert_eq!(statuses.iter().map(|r| r.status).collect::<Vec<_>>(), vec![202, 202, 429]);
+    let retry: u64 = statuses[2].headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "a token comes back within 2 s: {retry}");
+
+    // Hold the only in-flight slot of `narrow` with a request whose body never finishes.
+    let mut slow = tokio::net::TcpStream::connect(ingress.addr).await.unwrap();
+    slow.write_all(b"POST /webhooks/narrow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"partial\":")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let shed = post(&format!("{base}/webhooks/narrow"), &[], "{}").await.unwrap();
+    assert_eq!(shed.status, 503, "{}", shed.text());
+    assert!(started.elapsed() < Duration::from_secs(1), "shed at once, not queued: {:?}", started.elapsed());
+    assert!(shed.headers.contains_key("retry-after"));
+    drop(slow);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ok = post(&format!("{base}/webhooks/narrow"), &[], "{}").await.unwrap();
+    assert_eq!(ok.status, 202, "the slot is free again once the slow request is gone: {}", ok.text());
+    let metrics = ingress.metrics().await;
+    assert!(
+        metrics.contains(r#"hookline_ingress_requests_total{source="limited",outcome="rate_limited"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"hookline_ingress_requests_total{source="narrow",outcome="overloaded"} 1"#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_types_sizes_and_slow_clients_are_refused() {
+    let kafka = Kafka::start();
+    let topics = Topics::unique();
+    let extra = "[sources.typed]\ncontent_types = [\"application/json\"]\nmax_body_bytes = 64\nallow_unverified = true\nverify = { scheme = \"none\" }\n";
+    let ingress = ingress_with(
+        &kafka,
+        &topics,
+        IngressOptions { extra, server: "read_timeout_ms = 1000\nidle_timeout_ms = 1000", ..Default::default() },
+    )
+    .await;
+    let url = format!("http://{}/webhooks/typed", ingress.addr);
+    let xml = post(&url, &[("content-type", "application/xml".into())], "<a/>").await.unwrap();
+    assert_eq!(xml.status, 415);
+    let none = post(&url, &[], "{}").await.unwrap();
+    assert_eq!(none.status, 415, "no content type is not an accepted one");
+    let json = post(&url, &[("content-type", "application/json; charset=utf-8".into())], "{}").await.unwrap();
+    assert_eq!(json.status, 202, "{}", json.text());
+
+    // Oversized chunked body: no Content-Length, the limit counts the bytes read.
+    let mut stream = tokio::net::TcpStream::connect(ingress.addr).await.unwrap();
+    let chunk = "y".repeat(40);
+    let request = format!(
+        "POST /webhooks/typed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\
+         Connection: close\r\n\r\n28\r\n{chunk}\r\n28\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
+    // Slowloris: headers that never finish are cut off after the read timeout.
+    let mut slow = tokio::net::TcpStream::connect(ingress.addr).await.unwrap();
+    slow.write_all(b"POST /webhooks/typed HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the server must close a connection whose headers never complete");
+    assert!(started.elapsed() < Duration::from_secs(5), "closed after {:?}", started.elapsed());
+
+    // A body trickled slower than the read timeout gets 408.
+    let mut trickle = tokio::net::TcpStream::connect(ingress.addr).await.unwrap();
+    trickle
+        .write_all(b"POST /webhooks/typed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), trickle.read_to_string(&mut answer)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // An idle keep-alive connection is not held open forever either.
+    let mut idle = tokio::net::TcpStream::connect(ingress.addr).await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), idle.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "an idle connection is closed");
+
+    let raw = read_topic(kafka.brokers(), &topics.raw, 1, SETTLE, TIMEOUT).await;
+    assert_eq!(raw.len(), 1, "only the accepted webhook is stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ip_allowlist_believes_forwarding_headers_only_from_trusted_proxies() {
+    let kafka = Kafka::start();
+    let topics = Topics::unique();
+    let extra = "[sources.office]\nallowed_ips = [\"203.0.113.0/24\"]\nallow_unverified = true\nverify = { scheme = \"none\" }\n";
+    let direct = ingress_with(&kafka, &topics, IngressOptions { extra, ..Default::default() }).await;
+    let url = format!("http://{}/webhooks/office", direct.addr);
+    assert_eq!(post(&url, &[], "{}").await.unwrap().status, 403, "127.0.0.1 is not allowed");
+    let spoofed = post(&url, &[("x-forwarded-for", "203.0.113.7".into())], "{}").await.unwrap();
+    assert_eq!(spoofed.status, 403, "forwarding headers from an untrusted peer are ignored");
+
+    let behind_proxy = ingress_with(
+        &kafka,
+        &topics,
+        IngressOptions { extra, server: "trusted_proxies = [\"127.0.0.0/8\"]", ..Default::default() },
+    )
+    .await;
+    let url = format!("http://{}/webhooks/office", behind_proxy.addr);
+    let via_proxy = post(&url, &[("x-forwarded-for", "198.51.100.1, 203.0.113.7".into())], "{}").await.unwrap();
+    assert_eq!(via_proxy.status, 202, "{}", via_proxy.text());
+    let forwarded = post(&url, &[("forwarded", "for=203.0.113.8;proto=https".into())], "{}").await.unwrap();
+    assert_eq!(forwarded.status, 202);
+    let outsider = post(&url, &[("x-forwarded-for", "203.0.113.7, 198.51.100.1".into())], "{}").await.unwrap();
+    assert_eq!(outsider.status, 403, "the nearest untrusted hop is the client");
+    let metrics = behind_proxy.metrics().await;
+    assert!(metrics.contains(r#"hookline_ingress_requests_total{source="office",outcome="forbidden"} 1"#), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_http2_and_http1_and_plain_http_serves_h2c() {
+    let kafka = Kafka::start();
+    let topics = Topics::unique();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, root) = tls::self_signed(dir.path());
+    let server = format!(
+        "[server.tls]\ncert_file = {:?}\nkey_file = {:?}",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    // `[server.tls]` must come after the plain `[server]` keys, so it goes at the end.
+    let ingress = Running::ingress_unchecked(ingress_settings(
+        &kafka,
+        &topics,
+        &IngressOptions { extra: &server, ..Default::default() },
+    ))
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tls::get_status(ingress.addr, &root, "/readyz").await.ok() != Some(200) {
+        assert!(Instant::now() < deadline, "the TLS ingress did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body = r#"{"id":"tls-1","order":"o"}"#.to_owned();
+    let headers = vec![("x-signature".to_owned(), sign(SECRET, body.as_bytes()))];
+    let (reply, alpn) =
+        tls::post(ingress.addr, &root, tls::Alpn::H2, "/webhooks/shop", &headers, body.clone()).await.unwrap();
+    assert_eq!((reply.status, alpn.as_slice()), (202, &b"h2"[..]), "{}", reply.text());
+    let body1 = r#"{"id":"tls-2","order":"o"}"#.to_owned();
+    let headers1 = vec![("x-signature".to_owned(), sign(SECRET, body1.as_bytes()))];
+    let (reply, alpn) =
+        tls::post(ingress.addr, &root, tls::Alpn::Http1, "/webhooks/shop", &headers1, body1).await.unwrap();
+    assert_eq!((reply.status, alpn.as_slice()), (202, &b"http/1.1"[..]));
+    assert!(get(&format!("http://{}/livez", ingress.addr)).await.is_err(), "plain HTTP is not served on a TLS port");
+
+    let plain = Running::ingress(ingress_config(&kafka, &topics, 2, "")).await;
+    let body2 = r#"{"id":"h2c-1","order":"o"}"#.to_owned();
+    let headers2 = vec![("x-signature".to_owned(), sign(SECRET, body2.as_bytes()))];
+    let reply = tls::post_h2c(plain.addr, "/webhooks/shop", &headers2, body2).await.unwrap();
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    let raw = read_topic(kafka.brokers(), &topics.raw, 3, SETTLE, TIMEOUT).await;
+    let keys: BTreeSet<&str> = raw.iter().map(|r| r.headers["hookline-dedup-key"].as_str()).collect();
+    assert_eq!(keys, BTreeSet::from(["tls-1", "tls-2", "h2c-1"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ownership_handshakes_are_answered_and_never_stored() {
+    let kafka = Kafka::start();
+    let topics = Topics::unique();
+    let mut sources = Provider::all_sources_toml(PUBLIC);
+    sources.push_str("[sources.generic]\nallow_unverified = true\nverify = { scheme = \"none\" }\nchallenge = { param = \"challenge\", token_param = \"token\", token = { value = \"tok\" } }\n");
+    let ingress =
+        ingress_with(&kafka, &topics, IngressOptions { extra: &sources, shop: false, ..Default::default() }).await;
+    let base = format!("http://{}", ingress.addr);
+
+    let slack_body =
+        r#"{"token":"x","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+    let headers = Provider::Slack.headers(slack_body, now(), 0, PUBLIC);
+    let reply = post_pairs(&ingress, "slack", &headers, slack_body.to_owned()).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["challenge"], "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P");
+    let forged = post(&format!("{base}/webhooks/slack"), &[("content-type", "application/json".into())], slack_body)
+        .await
+        .unwrap();
+    assert_eq!(forged.status, 401, "an unsigned url_verification is refused");
+
+    let zoom_body = r#"{"payload":{"plainToken":"qgg8vlvZRS6UYooatFL8Aw"},"event_ts":1654503849680,"event":"endpoint.url_validation"}"#;
+    let headers = Provider::Zoom.headers(zoom_body, now(), 0, PUBLIC);
+    let reply = post_pairs(&ingress, "zoom", &headers, zoom_body.to_owned()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["plainToken"], "qgg8vlvZRS6UYooatFL8Aw");
+    assert_eq!(reply.json()["encryptedToken"].as_str().unwrap().len(), 64);
+
+    let meta = get(&format!(
+        "{base}/webhooks/meta?hub.mode=subscribe&hub.verify_token=meta-verify-token&hub.challenge=1158201444"
+    ))
+    .await
+    .unwrap();
+    assert_eq!((meta.status, meta.text().as_str()), (200, "1158201444"));
+    let wrong =
+        get(&format!("{base}/webhooks/meta?hub.mode=subscribe&hub.verify_token=guess&hub.challenge=1")).await.unwrap();
+    assert_eq!(wrong.status, 401);
+    let generic = get(&format!("{base}/webhooks/generic?challenge=abc&token=tok")).await.unwrap();
+    assert_eq!((generic.status, generic.text().as_str()), (200, "abc"));
+    assert_eq!(get(&format!("{base}/webhooks/stripe")).await.unwrap().status, 405, "no GET check for Stripe");
+
+    assert!(read_topic(kafka.brokers(), &topics.raw, 0, SETTLE, TIMEOUT).await.is_empty(), "handshakes are not stored");
+    let metrics = ingress.metrics().await;
+    assert!(metrics.contains(r#"hookline_ingress_requests_total{source="slack",outcome="handshake"} 1"#), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_requests_are_quarantined_with_their_cause_and_without_credentials() {
+    let kafka = Kafka::start();
+    let topics = Topics::unique();
+    let quarantine = format!("{}.rejected", topics.raw);
+    let extra = format!("[quarantine]\ntopic = \"{quarantine}\"\npartitions = 1\n");
+    let ingress = ingress_with(&kafka, &topics, IngressOptions { extra: &extra, ..Default::default() }).await;
+    let url = format!("http://{}/webhooks/shop", ingress.addr);
+    let body = r#"{"id":"evt_q","order":"o","card":"4242424242424242"}"#;
+    let wrong_secret = sign("an-old-secret", body.as_bytes());
+    assert_eq!(post(&url, &[("x-signature", wrong_secret.clone())], body).await.unwrap().status, 401);
+    assert_eq!(post(&format!("http://{}/webhooks/nowhere", ingress.addr), &[], "{}").await.unwrap().status, 404);
+
+    let records = read_topic(kafka.brokers(), &quarantine, 2, SETTLE, TIMEOUT).await;
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let validator = Contract::Rejected.validator().unwrap();
+    let values: Vec<serde_json::Value> =
+        records.iter().map(|r| serde_json::from_slice(&r.value_bytes().unwrap()).unwrap()).collect();
+    for v in &values {
+        assert_eq!(validator.violations(v), Vec::<String>::new(), "{v:#}");
+        let text = v.to_string();
+        assert!(!text.contains(&wrong_secret[7..]) && !text.contains("4242424242424242"), "leaked: {text}");
+    }
+    let mismatch = values.iter().find(|v| v["reason"] == "mismatch").expect("a mismatch record");
+    assert_eq!(mismatch["source"], "shop");
+    assert_eq!(mismatch["status"], 401);
+    assert!(mismatch["headers"]["x-signature"].as_str().unwrap().starts_with("<redacted"));
+    assert_eq!(mismatch["body_bytes"], body.len());
+    let unknown = values.iter().find(|v| v["reason"] == "unknown_source").expect("an unknown-source record");
+    assert_eq!(unknown["requested_source"], "nowhere");
+    let metrics = ingress.metrics().await;
+    assert!(metrics.contains(r#"hookline_ingress_quarantined_total{reason="mismatch"} 1"#), "{metrics}");
+}
+
+/// The real binary under load gets SIGTERM: it stops accepting, finishes what it had, flushes, exits 0, and
+/// every webhook it answered 202 is on the raw topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_and_loses_no_accepted_webhook() {
+    let kafka = Kafka::start();
+    let topics = Topics::unique();
+    let port = free_port();
+    let toml = ingress_toml(&kafka, &topics, &IngressOptions::default())
+        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""));
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(toml.as_bytes()).unwrap();
+    let mut cmd = Command::new(bin("hookline-ingress"));
+    cmd.arg("--config").arg(file.path()).env_remove("KAFKA_BROKERS").env("HOOKLINE_LOG", "warn");
+    let mut ingress = Process::spawn(cmd);
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&format!("{base}/readyz")).await.map(|r| r.status).ok() != Some(200) {
+        assert!(Instant::now() < deadline, "the ingress binary did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let stop_at = Instant::now() + Duration::from_millis(1500);
+    let mut senders = Vec::new();
+    for worker in 0..16 {
+        let base = base.clone();
+        senders.push(tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            let mut refused = 0;
+            for i in 0.. {
+                let body = format!(r#"{{"id":"w{worker}-{i}","order":"o{worker}"}}"#);
+                let url = format!("{base}/webhooks/shop");
+                match post(&url, &[("x-signature", sign(SECRET, body.as_bytes()))], body).await {
+                    Ok(r) if r.status == 202 => accepted.push(r.json()["dedup_key"].as_str().unwrap().to_owned()),
+                    Ok(r) => assert!(r.status == 503, "only 202 or 503 while draining, got {}", r.status),
+                    Err(_) => refused += 1,
+                }
+                if refused > 3 || Instant::now() > stop_at + Duration::from_secs(5) {
+                    break;
+                }
+            }
+            accepted
+        }));
+    }
+    tokio::time::sleep_until(stop_at.into()).await;
+    ingress.signal("TERM");
+    let code = tokio::task::spawn_blocking(move || ingress.wait(Duration::from_secs(15))).await.unwrap();
+    assert_eq!(code, Some(Some(0)), "the binary exits 0 within the drain timeout");
+    let mut accepted = BTreeSet::new();
+    for s in senders {
+        accepted.extend(s.await.unwrap());
+    }
+    assert!(accepted.len() > 20, "the load ran before the signal: {}", accepted.len());
+    let raw = read_topic(kafka.brokers(), &topics.raw, accepted.len(), SETTLE, TIMEOUT).await;
+    let stored: BTreeSet<String> = raw.iter().map(|r| r.headers["hookline-dedup-key"].clone()).collect();
+    let lost: Vec<&String> = accepted.difference(&stored).collect();
+    assert!(lost.is_empty(), "202'd but not stored: {lost:?}");
+}
