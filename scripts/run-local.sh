@@ -62,6 +62,7 @@ else
   pids+=($!)
   for _ in $(seq 1 100); do port_free "$broker_port" || break; sleep 0.1; done
   if port_free "$broker_port"; then echo "the broker did not start; see $run_dir/logs/broker.log" >&2; exit 1; fi
+  scripts/tansu-index.py "$run_dir/broker/tansu.db"
   echo "broker:    tansu on $brokers (data in $run_dir/broker)"
 fi
 

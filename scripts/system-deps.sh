@@ -4,7 +4,7 @@
 # headers (TLS to Kafka), prometheus (promtool for rule tests), wrk (load), curl and openssl (make run's demo).
 set -euo pipefail
 packages=(build-essential cmake pkg-config libssl-dev libcurl4-openssl-dev clang libclang-dev zlib1g-dev
-          curl openssl prometheus wrk)
+          curl openssl python3 prometheus wrk)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

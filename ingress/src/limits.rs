@@ -1,6 +1,7 @@
 //! Admission control: token-bucket rate limits (429) and bounded in-flight budgets (503), both answered at
 //! once, before the body is read. Nothing here queues: a request either gets a permit now or an answer now.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,102 @@ impl Budget {
     }
 }
 
+/// An adaptive bound on requests waiting for Kafka: it shrinks when acknowledgements get slower than a
+/// target and grows back while they are fast, so under overload the excess is answered 503 at once instead
+/// of queueing until every answer is late (additive increase, multiplicative decrease, every 100 ms).
+#[derive(Debug)]
+pub struct AdaptiveLimit {
+    min: usize,
+    max: usize,
+    target: Duration,
+    limit: AtomicUsize,
+    in_flight: Arc<AtomicUsize>,
+    window: Mutex<Window>,
+}
+
+#[derive(Debug)]
+struct Window {
+    started: Instant,
+    samples: u32,
+    slow: u32,
+    saturated: bool,
+}
+
+/// A request counted against an [`AdaptiveLimit`] until dropped.
+#[derive(Debug)]
+pub struct LimitPermit(Arc<AtomicUsize>);
+
+impl Drop for LimitPermit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl AdaptiveLimit {
+    /// A limit between `min` and `max`, starting at `max`, aiming at acknowledgements within `target`.
+    pub fn new(min: usize, max: usize, target: Duration) -> Self {
+        AdaptiveLimit {
+            min: min.max(1),
+            max: max.max(1),
+            target,
+            limit: AtomicUsize::new(max.max(1)),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            window: Mutex::new(Window { started: Instant::now(), samples: 0, slow: 0, saturated: false }),
+        }
+    }
+
+    /// A permit now, or `None` when the current limit is reached.
+    pub fn try_acquire(&self) -> Option<LimitPermit> {
+        let limit = self.limit.load(Ordering::Acquire);
+        let mut current = self.in_flight.load(Ordering::Acquire);
+        loop {
+            if current >= limit {
+                if let Ok(mut w) = self.window.lock() {
+                    w.saturated = true;
+                }
+                return None;
+            }
+            match self.in_flight.compare_exchange_weak(current, current + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(LimitPermit(self.in_flight.clone())),
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    /// Records one acknowledgement's latency (or a failure, as `None`: counted as slow).
+    pub fn record(&self, latency: Option<Duration>) {
+        self.record_at(latency, Instant::now());
+    }
+
+    fn record_at(&self, latency: Option<Duration>, now: Instant) {
+        let Ok(mut w) = self.window.lock() else { return };
+        w.samples += 1;
+        if latency.is_none_or(|l| l > self.target) {
+            w.slow += 1;
+        }
+        if now.saturating_duration_since(w.started) < Duration::from_millis(100) {
+            return;
+        }
+        let limit = self.limit.load(Ordering::Acquire);
+        let next = if w.slow * 10 > w.samples {
+            // More than a tenth of the window was slow: back off.
+            (limit * 4 / 5).max(self.min)
+        } else if w.saturated {
+            // Fast and requests were turned away: grow.
+            (limit + (limit / 20).max(1)).min(self.max)
+        } else {
+            limit
+        };
+        self.limit.store(next, Ordering::Release);
+        *w = Window { started: now, samples: 0, slow: 0, saturated: false };
+    }
+
+    /// The current limit.
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Acquire)
+    }
+}
+
 /// `Retry-After` in whole seconds, at least 1.
 pub fn retry_after_secs(wait: Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0 || wait.is_zero())
@@ -107,6 +204,40 @@ mod tests {
         assert_eq!(budget.in_use(2), 2);
         drop(a);
         assert!(budget.try_acquire().is_some());
+    }
+
+    #[test]
+    fn the_adaptive_limit_backs_off_when_slow_and_grows_back_when_fast() {
+        let l = AdaptiveLimit::new(4, 100, Duration::from_millis(100));
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut step = |l: &AdaptiveLimit, latency_ms: u64| {
+            now += Duration::from_millis(101);
+            l.record_at(Some(Duration::from_millis(latency_ms)), now);
+        };
+        assert_eq!(l.limit(), 100);
+        step(&l, 500);
+        assert_eq!(l.limit(), 80, "slow acks shrink the limit by a fifth");
+        for _ in 0..30 {
+            step(&l, 500);
+        }
+        assert_eq!(l.limit(), 4, "never below the minimum");
+        step(&l, 10);
+        assert_eq!(l.limit(), 4, "fast but not saturated: unchanged");
+        let permits: Vec<_> = (0..4).map(|_| l.try_acquire().unwrap()).collect();
+        assert!(l.try_acquire().is_none(), "the limit holds");
+        step(&l, 10);
+        assert_eq!(l.limit(), 5, "fast and saturated: grows");
+        drop(permits);
+        assert!(l.try_acquire().is_some());
+        for _ in 0..200 {
+            assert!(l.try_acquire().is_some() || l.limit() == 100);
+            l.window.lock().unwrap().saturated = true;
+            step(&l, 10);
+        }
+        assert_eq!(l.limit(), 100, "never above the maximum");
+        l.record_at(None, now + Duration::from_millis(500));
+        assert_eq!(l.limit(), 80, "failures count as slow");
     }
 
     #[test]

@@ -133,11 +133,8 @@ impl RawProducer {
 
     /// Stores one record; see the module invariant.
     pub async fn store(&self, key: &str, body: &[u8], meta: &RawMeta) -> Result<Stored, StoreError> {
-        let headers = meta.to_headers();
-        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
-        for (name, value) in &headers {
-            owned = owned.insert(Header { key: name.as_str(), value: Some(value.as_slice()) });
-        }
+        let (name, value) = meta.to_header();
+        let owned = OwnedHeaders::new_with_capacity(1).insert(Header { key: name, value: Some(value.as_slice()) });
         let record = FutureRecord::to(&self.topic).key(key).payload(body).headers(owned);
         let producer = self.producer();
         let started = Instant::now();
@@ -249,13 +246,14 @@ mod tests {
 
     fn meta() -> RawMeta {
         RawMeta {
+            v: hookline_schemas::header::VERSION,
             source: "s".into(),
             received_at_ms: 1,
             dedup_key: "k".into(),
             dedup_key_origin: KeyOrigin::Header,
             content_type: None,
             request_id: "r".into(),
-            http_headers: vec![],
+            headers: vec![],
         }
     }
 

@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ChallengeResponse, Settings, Source};
-use crate::limits::{retry_after_secs, Budget};
+use crate::limits::{retry_after_secs, AdaptiveLimit, Budget};
 use crate::net::client_ip;
 use crate::producer::RawProducer;
 use crate::quarantine::{Quarantine, Rejection};
@@ -73,6 +73,7 @@ pub struct App {
     readiness: Arc<Readiness>,
     topics_ready: AtomicBool,
     in_flight: Budget,
+    adaptive: AdaptiveLimit,
     routes: HashMap<String, Route>,
 }
 
@@ -110,8 +111,10 @@ impl App {
             .collect();
         let producer = RawProducer::new(&settings)?;
         let quarantine = Quarantine::new(&settings)?;
+        let target = Duration::from_millis(settings.producer.target_ack_latency_ms);
         Ok(App {
             in_flight: Budget::new(settings.max_in_flight),
+            adaptive: AdaptiveLimit::new((settings.max_in_flight / 64).max(8), settings.max_in_flight, target),
             settings,
             producer,
             quarantine,
@@ -211,6 +214,10 @@ impl App {
                 None,
             );
         };
+        let Some(_admitted) = self.adaptive.try_acquire() else {
+            let message = "Kafka is slow to acknowledge; retry later";
+            return self.refuse(&refusal, Outcome::Overloaded, "overloaded", message, None);
+        };
         let _local = match &route.budget {
             Some(budget) => match budget.try_acquire() {
                 Some(permit) => Some(permit),
@@ -298,15 +305,19 @@ impl App {
         let keys =
             crate::keys::keys(source.dedup_key.as_ref(), source.ordering_key.as_ref(), &parts.headers, verified.body());
         let meta = RawMeta {
+            v: hookline_schemas::header::VERSION,
             source: source.name.clone(),
             received_at_ms,
             dedup_key: keys.dedup,
             dedup_key_origin: keys.dedup_origin,
             content_type: parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned),
             request_id: uuid::Uuid::now_v7().to_string(),
-            http_headers: kept_headers(&parts.headers, &route.dropped_headers),
+            headers: kept_headers(&parts.headers, &route.dropped_headers),
         };
-        match self.producer.store(&keys.ordering, verified.body(), &meta).await {
+        let stored = self.producer.store(&keys.ordering, verified.body(), &meta).await;
+        self.adaptive.record(stored.as_ref().ok().map(|s| s.ack_latency));
+        self.metrics.admission_limit(self.adaptive.limit());
+        match stored {
             Ok(stored) => {
                 m.accepted(
                     verified.body().len(),
@@ -641,11 +652,11 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-fn kept_headers(headers: &HeaderMap, dropped: &[HeaderName]) -> Vec<(String, Vec<u8>)> {
+fn kept_headers(headers: &HeaderMap, dropped: &[HeaderName]) -> Vec<(String, String)> {
     headers
         .iter()
         .filter(|(name, _)| !dropped.contains(name))
-        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
         .collect()
 }
 
@@ -681,7 +692,7 @@ mod tests {
         let kept = kept_headers(&h, &dropped);
         let names: Vec<&str> = kept.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, vec!["x-github-event", "x-multi", "x-multi"]);
-        assert_eq!(kept[2].1, b"2");
+        assert_eq!(kept[2].1, "2");
     }
 
     #[test]

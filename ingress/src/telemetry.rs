@@ -176,6 +176,7 @@ pub struct SourceMetrics {
 #[derive(Debug, Clone)]
 pub struct Metrics {
     in_flight: Gauge,
+    admission_limit: Gauge,
     connections: Gauge,
     producer_queue: Gauge,
     producer_replacements: Family<ReasonLabel, Counter>,
@@ -265,6 +266,12 @@ impl Metrics {
         );
         let in_flight = Gauge::default();
         registry.register("hookline_ingress_in_flight_requests", "Webhook requests being handled", in_flight.clone());
+        let admission_limit = Gauge::default();
+        registry.register(
+            "hookline_ingress_admission_limit_requests",
+            "Requests currently admitted at once to wait for Kafka (shrinks when acks are slower than the target)",
+            admission_limit.clone(),
+        );
         let connections = Gauge::default();
         registry.register("hookline_ingress_open_connections", "Client connections open", connections.clone());
         let producer_queue = Gauge::default();
@@ -305,6 +312,7 @@ impl Metrics {
         };
         Metrics {
             in_flight,
+            admission_limit,
             connections,
             producer_queue,
             producer_replacements,
@@ -340,6 +348,11 @@ impl Metrics {
                 self.quarantine_dropped.inc();
             }
         }
+    }
+
+    /// The adaptive admission limit.
+    pub fn admission_limit(&self, limit: usize) {
+        self.admission_limit.set(i64::try_from(limit).unwrap_or(i64::MAX));
     }
 
     /// Records waiting in the producer.

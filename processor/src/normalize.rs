@@ -80,12 +80,12 @@ fn event_type(selector: &FieldSelector, meta: &RawMeta, data: &RawValue) -> Resu
             let value = meta.http_header(name).ok_or_else(|| {
                 Failure::new(ErrorClass::MissingType, normalize, format!("event type header `{name}` is absent"))
             })?;
-            match std::str::from_utf8(value).map(str::trim) {
-                Ok(t) if !t.is_empty() => Ok(t.to_owned()),
+            match value.trim() {
+                t if !t.is_empty() => Ok(t.to_owned()),
                 _ => Err(Failure::new(
                     ErrorClass::InvalidType,
                     normalize,
-                    format!("event type header `{name}` is empty or not UTF-8"),
+                    format!("event type header `{name}` is empty"),
                 )),
             }
         }
@@ -128,13 +128,14 @@ mod tests {
 
     fn meta() -> RawMeta {
         RawMeta {
+            v: 1,
             source: "shop".into(),
             received_at_ms: 1_764_234_000_123,
             dedup_key: "evt_1".into(),
             dedup_key_origin: KeyOrigin::JsonPointer,
             content_type: Some("application/json".into()),
             request_id: "r".into(),
-            http_headers: vec![("x-shop-topic".into(), b"orders/create".to_vec())],
+            headers: vec![("x-shop-topic".into(), "orders/create".into())],
         }
     }
 

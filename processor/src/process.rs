@@ -52,14 +52,12 @@ pub fn identify(raw: &OwnedMessage) -> (Envelope, Identity) {
             (Envelope::Valid(meta), identity)
         }
         Err(e) => {
-            let source = headers
-                .iter()
-                .rev()
-                .find(|(k, _)| *k == header::SOURCE)
-                .and_then(|(_, v)| v.and_then(|v| std::str::from_utf8(v).ok()))
+            // Whatever source the unreadable metadata still names, if any.
+            let source = header::last(headers.iter().copied(), header::META)
+                .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
+                .and_then(|v| v.get("source").and_then(serde_json::Value::as_str).map(str::to_owned))
                 .filter(|s| is_valid_source_name(s))
-                .unwrap_or(UNKNOWN_SOURCE)
-                .to_owned();
+                .unwrap_or_else(|| UNKNOWN_SOURCE.to_owned());
             let identity = Identity {
                 source,
                 dedup_key: format!("raw:{}:{}:{}", raw.topic(), raw.partition(), raw.offset()),
@@ -95,15 +93,18 @@ pub fn output_for(
         Ok(event) => match serde_json::to_vec(&event) {
             Ok(value) => {
                 let origin = Origin {
+                    v: header::VERSION,
                     source: identity.source.clone(),
                     dedup_key: identity.dedup_key.clone(),
                     raw_topic: raw.topic().to_owned(),
                     raw_partition: raw.partition(),
                     raw_offset: raw.offset(),
                 };
-                let mut headers =
-                    vec![(header::CONTENT_TYPE_CE.to_owned(), header::CLOUDEVENTS_JSON.as_bytes().to_vec())];
-                headers.extend(origin.to_headers().into_iter().map(|(k, v)| (k.to_owned(), v)));
+                let (name, value_bytes) = origin.to_header();
+                let headers = vec![
+                    (header::CONTENT_TYPE.to_owned(), header::CLOUDEVENTS_JSON.as_bytes().to_vec()),
+                    (name.to_owned(), value_bytes),
+                ];
                 (OutputRecord { target: Target::Events, key: raw.key().map(<[u8]>::to_vec), value, headers }, None)
             }
             // Serializing a struct of strings and a validated RawValue cannot fail; if it ever did, the record
@@ -131,7 +132,7 @@ mod tests {
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::Timestamp;
 
-    fn raw(headers: &[(String, Vec<u8>)], value: &[u8]) -> OwnedMessage {
+    fn raw(headers: &[(&str, Vec<u8>)], value: &[u8]) -> OwnedMessage {
         let mut h = OwnedHeaders::new();
         for (k, v) in headers {
             h = h.insert(Header { key: k, value: Some(v) });
@@ -149,13 +150,14 @@ mod tests {
 
     fn meta() -> RawMeta {
         RawMeta {
+            v: header::VERSION,
             source: "shop".into(),
             received_at_ms: 1_700_000_000_000,
             dedup_key: "evt_1".into(),
             dedup_key_origin: KeyOrigin::JsonPointer,
             content_type: None,
             request_id: "r".into(),
-            http_headers: vec![],
+            headers: vec![],
         }
     }
 
@@ -173,49 +175,60 @@ mod tests {
         serde_json::to_value(v).unwrap()
     }
 
+    fn pairs(out: &OutputRecord) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+        out.headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_slice())))
+    }
+
     #[test]
     fn a_valid_record_becomes_an_event_record_that_matches_the_contract() {
-        let msg = raw(&meta().to_headers(), br#"{"id":"evt_1"}"#);
+        let msg = raw(&[meta().to_header()], br#"{"id":"evt_1"}"#);
         let (envelope, identity) = identify(&msg);
         assert!(!identity.synthetic);
         let (out, failure) = output_for(&msg, &envelope, &identity, &BTreeMap::new(), 0);
         assert_eq!(failure, None);
         assert_eq!(out.target, Target::Events);
         assert_eq!(out.key.as_deref(), Some(&b"order_1"[..]));
+        assert_eq!(out.headers.len(), 2, "content-type and hookline-origin only");
         let record = view(&out, ValueAs::Json);
         assert_eq!(Contract::EventRecord.validator().unwrap().violations(&record), Vec::<String>::new());
         assert_eq!(Contract::Event.validator().unwrap().violations(&record["value"]), Vec::<String>::new());
-        let origin = Origin::from_headers(out.headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_slice())))).unwrap();
+        let origin = Origin::from_headers(pairs(&out)).unwrap();
         assert_eq!((origin.raw_partition, origin.raw_offset, origin.dedup_key.as_str()), (3, 77, "evt_1"));
     }
 
     #[test]
     fn a_non_json_body_becomes_a_dlq_record_with_the_raw_bytes_and_headers_intact() {
-        let raw_headers = meta().to_headers();
-        let msg = raw(&raw_headers, b"\xff not json");
+        let raw_header = meta().to_header();
+        let msg = raw(std::slice::from_ref(&raw_header), b"\xff not json");
         let (envelope, identity) = identify(&msg);
         let (out, failure) = output_for(&msg, &envelope, &identity, &BTreeMap::new(), 42);
         assert_eq!(failure.unwrap().class, ErrorClass::InvalidJson);
         assert_eq!(out.target, Target::Dlq);
         assert_eq!(out.value, b"\xff not json");
-        assert_eq!(&out.headers[..raw_headers.len()], &raw_headers[..], "raw headers first, intact");
-        let dlq = DlqMeta::from_headers(out.headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_slice())))).unwrap();
+        assert_eq!(
+            (out.headers[0].0.as_str(), &out.headers[0].1),
+            (raw_header.0, &raw_header.1),
+            "raw header first, intact"
+        );
+        let dlq = DlqMeta::from_headers(pairs(&out)).unwrap();
         assert_eq!((dlq.stage, dlq.attempts, dlq.first_failure_ms), (Stage::Parse, 1, 42));
+        assert_eq!((dlq.raw_partition, dlq.raw_offset, dlq.dedup_key.as_str()), (3, 77, "evt_1"));
         let record = view(&out, ValueAs::Base64);
         assert_eq!(Contract::DlqRecord.validator().unwrap().violations(&record), Vec::<String>::new());
     }
 
     #[test]
-    fn a_record_without_hookline_headers_gets_a_synthetic_identity_and_goes_to_the_dlq() {
-        let msg = raw(&[("hookline-source".into(), b"shop".to_vec())], b"{}");
+    fn a_record_without_hookline_metadata_gets_a_synthetic_identity_and_goes_to_the_dlq() {
+        let msg = raw(&[("hookline-meta", br#"{"v":1,"source":"shop"}"#.to_vec()), ("x-other", b"1".to_vec())], b"{}");
         let (envelope, identity) = identify(&msg);
         assert!(matches!(envelope, Envelope::Invalid(_)));
         assert_eq!(identity.dedup_key, "raw:hookline.raw:3:77");
-        assert_eq!(identity.source, "shop");
+        assert_eq!(identity.source, "shop", "the source is kept when the metadata still names one");
         let (out, failure) = output_for(&msg, &envelope, &identity, &BTreeMap::new(), 0);
         assert_eq!(failure.unwrap().class, ErrorClass::InvalidEnvelope);
-        let origin = Origin::from_headers(out.headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_slice())))).unwrap();
-        assert_eq!(origin.dedup_key, "raw:hookline.raw:3:77");
+        let dlq = DlqMeta::from_headers(pairs(&out)).unwrap();
+        assert_eq!(dlq.dedup_key, "raw:hookline.raw:3:77");
+        assert_eq!(out.headers[1].0, "x-other", "foreign headers are kept too");
         let record = view(&out, ValueAs::Base64);
         assert_eq!(Contract::DlqRecord.validator().unwrap().violations(&record), Vec::<String>::new());
     }

@@ -1,22 +1,26 @@
 //! The DLQ topic's record: a raw record the processor could not turn into an event, with the reason.
 //!
 //! - key and value: the raw record's key and value, byte for byte.
-//! - headers: the raw record's headers, intact, then the [`crate::output::Origin`] headers (raw topic,
-//!   partition, offset) and the [`DlqMeta`] headers saying what failed.
+//! - headers: the raw record's headers, intact, then [`header::DLQ`], the JSON [`DlqMeta`]: where the record
+//!   came from and what failed.
 //!
 //! Fix the cause, then redrive the value and headers to the raw topic. JSON Schema of the record's JSON view:
 //! `schemas/json/dlq-record.v1.schema.json`.
 
-use crate::header;
-use crate::raw::HeaderError;
+use serde::{Deserialize, Serialize};
 
-/// Longest reason kept in [`header::DLQ_REASON`]; longer ones are cut at a character boundary.
+use crate::header;
+use crate::output::Origin;
+use crate::raw::{parse_header, HeaderError};
+
+/// Longest reason kept; longer ones are cut at a character boundary.
 pub const MAX_REASON_BYTES: usize = 1024;
 
 /// What kind of failure sent a record to the DLQ. A small fixed set, usable as a metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
-    /// The raw record's hookline headers are missing or invalid (not written by a hookline ingress).
+    /// The raw record's hookline metadata is missing or invalid (not written by a hookline ingress).
     InvalidEnvelope,
     /// The body is not valid JSON.
     InvalidJson,
@@ -31,7 +35,7 @@ impl ErrorClass {
     pub const ALL: [ErrorClass; 4] =
         [ErrorClass::InvalidEnvelope, ErrorClass::InvalidJson, ErrorClass::MissingType, ErrorClass::InvalidType];
 
-    /// The name written in the [`header::DLQ_CLASS`] header.
+    /// Its name.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorClass::InvalidEnvelope => "invalid_envelope",
@@ -40,17 +44,13 @@ impl ErrorClass {
             ErrorClass::InvalidType => "invalid_type",
         }
     }
-
-    /// Parses a name written by [`ErrorClass::as_str`].
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == s)
-    }
 }
 
 /// The pipeline stage that failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Stage {
-    /// Reading the raw record's headers.
+    /// Reading the raw record's metadata.
     Envelope,
     /// Parsing the body.
     Parse,
@@ -59,10 +59,7 @@ pub enum Stage {
 }
 
 impl Stage {
-    /// Every stage, in a fixed order.
-    pub const ALL: [Stage; 3] = [Stage::Envelope, Stage::Parse, Stage::Normalize];
-
-    /// The name written in the [`header::DLQ_STAGE`] header.
+    /// Its name.
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Envelope => "envelope",
@@ -70,21 +67,28 @@ impl Stage {
             Stage::Normalize => "normalize",
         }
     }
-
-    /// Parses a name written by [`Stage::as_str`].
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == s)
-    }
 }
 
-/// Why a record is in the DLQ.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a record is in the DLQ, and where it came from: the JSON value of its [`header::DLQ`] header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DlqMeta {
+    /// Contract version, [`header::VERSION`].
+    pub v: u32,
+    /// The source (`_unknown` when the raw record named none).
+    pub source: String,
+    /// The dedup key (`raw:{topic}:{partition}:{offset}` when the raw record had none).
+    pub dedup_key: String,
+    /// The raw topic.
+    pub raw_topic: String,
+    /// The raw partition.
+    pub raw_partition: i32,
+    /// The raw offset.
+    pub raw_offset: i64,
     /// The kind of failure.
     pub class: ErrorClass,
     /// Where it failed.
     pub stage: Stage,
-    /// A human-readable reason (never the body).
+    /// A human-readable reason (never the body), at most [`MAX_REASON_BYTES`].
     pub reason: String,
     /// How many times the record was attempted.
     pub attempts: u32,
@@ -93,51 +97,31 @@ pub struct DlqMeta {
 }
 
 impl DlqMeta {
-    /// The headers describing the failure. The reason is cut to [`MAX_REASON_BYTES`].
-    pub fn to_headers(&self) -> [(&'static str, Vec<u8>); 5] {
-        [
-            (header::DLQ_CLASS, self.class.as_str().as_bytes().to_vec()),
-            (header::DLQ_STAGE, self.stage.as_str().as_bytes().to_vec()),
-            (header::DLQ_REASON, truncate(&self.reason, MAX_REASON_BYTES).as_bytes().to_vec()),
-            (header::DLQ_ATTEMPTS, self.attempts.to_string().into_bytes()),
-            (header::DLQ_FIRST_FAILURE_MS, self.first_failure_ms.to_string().into_bytes()),
-        ]
+    /// The [`header::DLQ`] header; the reason is cut to [`MAX_REASON_BYTES`].
+    pub fn to_header(&self) -> (&'static str, Vec<u8>) {
+        let mut bounded = self.clone();
+        bounded.reason = truncate(&self.reason, MAX_REASON_BYTES).to_owned();
+        (header::DLQ, serde_json::to_vec(&bounded).unwrap_or_default())
     }
 
-    /// Reads the failure description from a DLQ record's headers.
+    /// Reads it from a DLQ record's headers.
     pub fn from_headers<'a, I>(headers: I) -> Result<Self, HeaderError>
     where
         I: IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
     {
-        let (mut class, mut stage, mut reason, mut attempts, mut first) = (None, None, None, None, None);
-        for (name, value) in headers {
-            let slot = match name {
-                header::DLQ_CLASS => &mut class,
-                header::DLQ_STAGE => &mut stage,
-                header::DLQ_REASON => &mut reason,
-                header::DLQ_ATTEMPTS => &mut attempts,
-                header::DLQ_FIRST_FAILURE_MS => &mut first,
-                _ => continue,
-            };
-            *slot = Some(value.unwrap_or_default());
+        parse_header(headers, header::DLQ)
+    }
+
+    /// Where the record came from.
+    pub fn origin(&self) -> Origin {
+        Origin {
+            v: self.v,
+            source: self.source.clone(),
+            dedup_key: self.dedup_key.clone(),
+            raw_topic: self.raw_topic.clone(),
+            raw_partition: self.raw_partition,
+            raw_offset: self.raw_offset,
         }
-        let text = |name: &'static str, v: Option<&'a [u8]>| -> Result<&'a str, HeaderError> {
-            let v = v.ok_or(HeaderError::Missing(name))?;
-            std::str::from_utf8(v).map_err(|_| HeaderError::Invalid { name, why: "not UTF-8" })
-        };
-        let invalid = |name: &'static str, why: &'static str| HeaderError::Invalid { name, why };
-        Ok(DlqMeta {
-            class: ErrorClass::parse(text(header::DLQ_CLASS, class)?)
-                .ok_or(invalid(header::DLQ_CLASS, "unknown class"))?,
-            stage: Stage::parse(text(header::DLQ_STAGE, stage)?).ok_or(invalid(header::DLQ_STAGE, "unknown stage"))?,
-            reason: text(header::DLQ_REASON, reason)?.to_owned(),
-            attempts: text(header::DLQ_ATTEMPTS, attempts)?
-                .parse()
-                .map_err(|_| invalid(header::DLQ_ATTEMPTS, "not an integer"))?,
-            first_failure_ms: text(header::DLQ_FIRST_FAILURE_MS, first)?
-                .parse()
-                .map_err(|_| invalid(header::DLQ_FIRST_FAILURE_MS, "not an integer"))?,
-        })
     }
 }
 
@@ -160,28 +144,29 @@ mod tests {
     #[test]
     fn meta_round_trip_and_reason_is_bounded() {
         let meta = DlqMeta {
+            v: header::VERSION,
+            source: "shop".into(),
+            dedup_key: "evt_1".into(),
+            raw_topic: "hookline.raw".into(),
+            raw_partition: 2,
+            raw_offset: 9,
             class: ErrorClass::InvalidJson,
             stage: Stage::Parse,
             reason: "é".repeat(MAX_REASON_BYTES),
             attempts: 1,
             first_failure_ms: 1_700_000_000_000,
         };
-        let headers = meta.to_headers();
-        let back = DlqMeta::from_headers(headers.iter().map(|(k, v)| (*k, Some(v.as_slice())))).unwrap();
+        let (name, value) = meta.to_header();
+        let back = DlqMeta::from_headers([(name, Some(value.as_slice()))]).unwrap();
         assert_eq!(back.class, ErrorClass::InvalidJson);
-        assert_eq!(back.stage, Stage::Parse);
         assert_eq!(back.reason.len(), MAX_REASON_BYTES);
-        assert_eq!(back.first_failure_ms, 1_700_000_000_000);
+        assert_eq!(back.origin().raw_offset, 9);
+        let json: serde_json::Value = serde_json::from_slice(&value).unwrap();
+        assert_eq!((json["class"].as_str(), json["stage"].as_str()), (Some("invalid_json"), Some("parse")));
     }
 
     #[test]
-    fn names_parse_back() {
-        for c in ErrorClass::ALL {
-            assert_eq!(ErrorClass::parse(c.as_str()), Some(c));
-        }
-        for s in Stage::ALL {
-            assert_eq!(Stage::parse(s.as_str()), Some(s));
-        }
+    fn truncation_keeps_characters_whole() {
         assert_eq!(truncate("abc", 2), "ab");
         assert_eq!(truncate("aé", 2), "a");
     }

@@ -91,7 +91,7 @@ impl Validator {
 mod tests {
     use super::*;
     use crate::event::{rfc3339_millis, CloudEvent, SPEC_VERSION};
-    use crate::{dlq, header, output, raw, view};
+    use crate::{dlq, header, raw, view};
 
     #[test]
     fn every_schema_compiles_and_matches_its_file_on_disk() {
@@ -141,92 +141,71 @@ mod tests {
         assert!(!v.violations(&bad_ext).is_empty(), "extension names must be lowercase alphanumeric");
     }
 
-    #[test]
-    fn rust_written_record_headers_satisfy_the_record_schemas() {
-        let meta = raw::RawMeta {
+    fn raw_meta() -> raw::RawMeta {
+        raw::RawMeta {
+            v: header::VERSION,
             source: "shop".into(),
             received_at_ms: 1,
             dedup_key: "evt_1".into(),
             dedup_key_origin: raw::KeyOrigin::Header,
             content_type: Some("application/json".into()),
             request_id: "r1".into(),
-            http_headers: vec![("x-shop-topic".into(), b"orders/create".to_vec())],
-        };
-        let raw_headers = meta.to_headers();
-        let raw_view = view::RecordView::new(
-            "hookline.raw",
+            headers: vec![("x-shop-topic".into(), "orders/create".into())],
+        }
+    }
+
+    fn view(topic: &str, headers: &[(&str, Vec<u8>)], value: &[u8], value_as: view::ValueAs) -> serde_json::Value {
+        let v = view::RecordView::new(
+            topic,
             0,
             5,
             None,
             Some(b"order_1"),
-            raw_headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_slice()))),
-            Some(b"not json"),
-            view::ValueAs::Json,
+            headers.iter().map(|(k, v)| (*k, Some(v.as_slice()))),
+            Some(value),
+            value_as,
         );
-        let raw_json = serde_json::to_value(&raw_view).unwrap();
-        assert_eq!(Contract::RawRecord.validator().unwrap().violations(&raw_json), Vec::<String>::new());
+        serde_json::to_value(v).unwrap()
+    }
 
-        let origin = output::Origin {
+    #[test]
+    fn rust_written_records_satisfy_the_record_schemas() {
+        let raw_header = raw_meta().to_header();
+        let raw_json = view("hookline.raw", std::slice::from_ref(&raw_header), b"not json", view::ValueAs::Json);
+        assert_eq!(Contract::RawRecord.validator().unwrap().violations(&raw_json), Vec::<String>::new());
+        assert_eq!(raw_json["headers"]["hookline-meta"]["source"], "shop", "hookline headers are shown parsed");
+
+        let failure = dlq::DlqMeta {
+            v: header::VERSION,
             source: "shop".into(),
             dedup_key: "evt_1".into(),
             raw_topic: "hookline.raw".into(),
             raw_partition: 0,
             raw_offset: 5,
-        };
-        let failure = dlq::DlqMeta {
             class: dlq::ErrorClass::InvalidJson,
             stage: dlq::Stage::Parse,
             reason: "expected value at line 1 column 1".into(),
             attempts: 1,
             first_failure_ms: 2,
         };
-        let mut dlq_headers: Vec<(&str, Vec<u8>)> = raw_headers.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        dlq_headers.extend(origin.to_headers());
-        dlq_headers.extend(failure.to_headers());
-        let dlq_view = view::RecordView::new(
-            "hookline.dlq",
-            0,
-            0,
-            None,
-            Some(b"order_1"),
-            dlq_headers.iter().map(|(k, v)| (*k, Some(v.as_slice()))),
-            Some(b"not json"),
-            view::ValueAs::Base64,
-        );
-        let dlq_json = serde_json::to_value(&dlq_view).unwrap();
+        let dlq_json = view("hookline.dlq", &[raw_header, failure.to_header()], b"not json", view::ValueAs::Base64);
         assert_eq!(Contract::DlqRecord.validator().unwrap().violations(&dlq_json), Vec::<String>::new());
-        assert_eq!(dlq_view.value_bytes().unwrap(), b"not json");
 
-        let mut event_headers: Vec<(&str, Vec<u8>)> =
-            vec![(header::CONTENT_TYPE_CE, header::CLOUDEVENTS_JSON.as_bytes().to_vec())];
-        event_headers.extend(origin.to_headers());
+        let origin = failure.origin();
         let event_bytes = serde_json::to_vec(&event()).unwrap();
-        let event_view = view::RecordView::new(
-            "hookline.events",
-            0,
-            0,
-            None,
-            Some(b"order_1"),
-            event_headers.iter().map(|(k, v)| (*k, Some(v.as_slice()))),
-            Some(&event_bytes),
-            view::ValueAs::Json,
-        );
-        let event_json = serde_json::to_value(&event_view).unwrap();
+        let headers = [(header::CONTENT_TYPE, header::CLOUDEVENTS_JSON.as_bytes().to_vec()), origin.to_header()];
+        let event_json = view("hookline.events", &headers, &event_bytes, view::ValueAs::Json);
         assert_eq!(Contract::EventRecord.validator().unwrap().violations(&event_json), Vec::<String>::new());
     }
 
     #[test]
-    fn the_raw_schema_rejects_credentials_in_headers() {
+    fn the_raw_schema_rejects_credentials_and_missing_metadata() {
         let v = Contract::RawRecord.validator().unwrap();
-        let mut record = serde_json::json!({
-            "topic": "t", "partition": 0, "offset": 0, "key": "k",
-            "headers": {
-                "hookline-version": "1", "hookline-source": "shop", "hookline-received-at-ms": "1",
-                "hookline-dedup-key": "k", "hookline-dedup-key-origin": "header", "hookline-request-id": "r"
-            }
-        });
-        assert_eq!(v.violations(&record), Vec::<String>::new());
-        record["headers"]["http-authorization"] = "Bearer secret".into();
-        assert!(!v.violations(&record).is_empty());
+        let mut meta = raw_meta();
+        meta.headers.push(("authorization".into(), "Bearer secret".into()));
+        let record = view("hookline.raw", &[meta.to_header()], b"{}", view::ValueAs::Json);
+        assert!(!v.violations(&record).is_empty(), "a credential header must not validate");
+        let bare = view("hookline.raw", &[], b"{}", view::ValueAs::Json);
+        assert!(!v.violations(&bare).is_empty(), "a raw record without hookline-meta must not validate");
     }
 }

@@ -3,11 +3,11 @@
 //! What hookline writes to Kafka, shared by the ingress (which writes raw records), the processor (which
 //! reads them and writes events and DLQ records) and anyone consuming those topics.
 //!
-//! | topic  | key          | value                         | headers                                   |
-//! |--------|--------------|-------------------------------|-------------------------------------------|
-//! | raw    | ordering key | request body, verbatim        | [`raw::RawMeta`]                           |
-//! | events | ordering key | [`event::CloudEvent`] JSON    | `content-type`, [`output::Origin`]         |
-//! | DLQ    | raw key      | raw value, verbatim           | raw headers, [`output::Origin`], [`dlq::DlqMeta`] |
+//! | topic  | key          | value                         | headers                                         |
+//! |--------|--------------|-------------------------------|-------------------------------------------------|
+//! | raw    | ordering key | request body, verbatim        | `hookline-meta`: [`raw::RawMeta`]                |
+//! | events | ordering key | [`event::CloudEvent`] JSON    | `content-type`, `hookline-origin`: [`output::Origin`] |
+//! | DLQ    | raw key      | raw value, verbatim           | raw headers, `hookline-dlq`: [`dlq::DlqMeta`]    |
 //!
 //! Each record kind has a JSON Schema in `schemas/json/` ([`json_schema`]); tests keep the Rust types, the
 //! schema files and the records the running pipeline writes in agreement.

@@ -2,20 +2,23 @@
 //!
 //! - key: the ordering key (UTF-8). Records with the same key land in the same partition and keep their order.
 //! - value: the request body, byte for byte as received.
-//! - headers: [`RawMeta`], written with the names in [`crate::header`].
+//! - headers: one, [`crate::header::META`], the JSON [`RawMeta`].
 //!
 //! Deduplication is per raw partition, so the ordering key must be a function of the webhook itself (a field
 //! of the body or a header the provider repeats on redelivery): a redelivered webhook then lands in the same
 //! partition as its first delivery.
 
+use serde::{Deserialize, Serialize};
+
 use crate::header;
 
 /// Longest dedup key kept verbatim; a longer one is replaced by `sha256:` and its hex digest
-/// (see [`bounded_key`]), so a hostile sender cannot make Kafka headers or dedup entries arbitrarily large.
+/// (see [`bounded_key`]), so a hostile sender cannot make records or dedup entries arbitrarily large.
 pub const MAX_KEY_BYTES: usize = 256;
 
 /// Where the dedup key of a raw record came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum KeyOrigin {
     /// A request header named in the source's config.
     Header,
@@ -32,7 +35,7 @@ impl KeyOrigin {
     pub const ALL: [KeyOrigin; 4] =
         [KeyOrigin::Header, KeyOrigin::JsonPointer, KeyOrigin::Provider, KeyOrigin::BodySha256];
 
-    /// The name written in the [`header::DEDUP_KEY_ORIGIN`] header.
+    /// Its name (`dedup_key_origin` in [`RawMeta`], and a metric label).
     pub fn as_str(self) -> &'static str {
         match self {
             KeyOrigin::Header => "header",
@@ -41,16 +44,13 @@ impl KeyOrigin {
             KeyOrigin::BodySha256 => "body_sha256",
         }
     }
-
-    /// Parses a name written by [`KeyOrigin::as_str`].
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|o| o.as_str() == s)
-    }
 }
 
-/// The metadata of a raw record, carried in its headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The metadata of a raw record: the JSON value of its [`header::META`] header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RawMeta {
+    /// Contract version, [`header::VERSION`].
+    pub v: u32,
     /// The configured source name.
     pub source: String,
     /// When the ingress finished reading the body, in ms since the Unix epoch.
@@ -60,12 +60,15 @@ pub struct RawMeta {
     /// Where the dedup key came from.
     pub dedup_key_origin: KeyOrigin,
     /// The request's `Content-Type`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
     /// The id the ingress gave the request.
     pub request_id: String,
-    /// The request's headers without credentials: lowercase names without the `http-` prefix, in the order
-    /// received; a header sent several times appears several times.
-    pub http_headers: Vec<(String, Vec<u8>)>,
+    /// The request's headers without credentials: `[name, value]` pairs in the order received, lowercase
+    /// names; a header sent several times appears several times. Values that are not UTF-8 are kept with
+    /// replacement characters.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
 }
 
 /// A raw record's headers could not be read.
@@ -80,104 +83,63 @@ pub enum HeaderError {
         /// The header name.
         name: &'static str,
         /// What is wrong with it.
-        why: &'static str,
+        why: String,
     },
     /// The record was written under a contract version this build does not read.
-    #[error("unsupported record version `{0}`")]
-    UnsupportedVersion(String),
+    #[error("header `{name}` has version {version}; this build reads version {}", header::VERSION)]
+    UnsupportedVersion {
+        /// The header name.
+        name: &'static str,
+        /// The version found.
+        version: u32,
+    },
+}
+
+/// Parses the JSON object of header `name`, checking its `v`.
+pub(crate) fn parse_header<'a, T: serde::de::DeserializeOwned>(
+    headers: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
+    name: &'static str,
+) -> Result<T, HeaderError> {
+    #[derive(Deserialize)]
+    struct Version {
+        v: u32,
+    }
+    let raw = header::last(headers, name).ok_or(HeaderError::Missing(name))?;
+    let version: Version = serde_json::from_slice(raw)
+        .map_err(|e| HeaderError::Invalid { name, why: format!("not a versioned JSON object: {e}") })?;
+    if version.v != header::VERSION {
+        return Err(HeaderError::UnsupportedVersion { name, version: version.v });
+    }
+    serde_json::from_slice(raw).map_err(|e| HeaderError::Invalid { name, why: e.to_string() })
 }
 
 impl RawMeta {
-    /// The headers to write on the raw record, in a stable order.
-    pub fn to_headers(&self) -> Vec<(String, Vec<u8>)> {
-        let mut out = Vec::with_capacity(7 + self.http_headers.len());
-        out.push((header::VERSION.to_owned(), header::RECORD_VERSION.as_bytes().to_vec()));
-        out.push((header::SOURCE.to_owned(), self.source.as_bytes().to_vec()));
-        out.push((header::RECEIVED_AT_MS.to_owned(), self.received_at_ms.to_string().into_bytes()));
-        out.push((header::DEDUP_KEY.to_owned(), self.dedup_key.as_bytes().to_vec()));
-        out.push((header::DEDUP_KEY_ORIGIN.to_owned(), self.dedup_key_origin.as_str().as_bytes().to_vec()));
-        if let Some(ct) = &self.content_type {
-            out.push((header::CONTENT_TYPE.to_owned(), ct.as_bytes().to_vec()));
-        }
-        out.push((header::REQUEST_ID.to_owned(), self.request_id.as_bytes().to_vec()));
-        for (name, value) in &self.http_headers {
-            out.push((format!("{}{name}", header::HTTP_PREFIX), value.clone()));
-        }
-        out
+    /// The header to write on the raw record.
+    pub fn to_header(&self) -> (&'static str, Vec<u8>) {
+        // Serializing a struct of strings and integers cannot fail.
+        (header::META, serde_json::to_vec(self).unwrap_or_default())
     }
 
-    /// Reads the metadata from a raw record's headers. Unknown headers are ignored, so later versions may add some.
+    /// Reads the metadata from a raw record's headers (the last [`header::META`] counts).
     pub fn from_headers<'a, I>(headers: I) -> Result<Self, HeaderError>
     where
         I: IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
     {
-        let mut version = None;
-        let mut source = None;
-        let mut received = None;
-        let mut dedup_key = None;
-        let mut origin = None;
-        let mut content_type = None;
-        let mut request_id = None;
-        let mut http_headers = Vec::new();
-        for (name, value) in headers {
-            let value = value.unwrap_or_default();
-            match name {
-                header::VERSION => version = Some(value),
-                header::SOURCE => source = Some(text(header::SOURCE, value)?),
-                header::RECEIVED_AT_MS => received = Some(text(header::RECEIVED_AT_MS, value)?),
-                header::DEDUP_KEY => dedup_key = Some(text(header::DEDUP_KEY, value)?),
-                header::DEDUP_KEY_ORIGIN => origin = Some(text(header::DEDUP_KEY_ORIGIN, value)?),
-                header::CONTENT_TYPE => content_type = Some(text(header::CONTENT_TYPE, value)?.to_owned()),
-                header::REQUEST_ID => request_id = Some(text(header::REQUEST_ID, value)?),
-                _ => {
-                    if let Some(http) = name.strip_prefix(header::HTTP_PREFIX) {
-                        http_headers.push((http.to_owned(), value.to_vec()));
-                    }
-                }
-            }
+        let meta: RawMeta = parse_header(headers, header::META)?;
+        let invalid = |why: &str| HeaderError::Invalid { name: header::META, why: why.to_owned() };
+        if !crate::is_valid_source_name(&meta.source) {
+            return Err(invalid("`source` is not a valid source name"));
         }
-        let version = version.ok_or(HeaderError::Missing(header::VERSION))?;
-        if version != header::RECORD_VERSION.as_bytes() {
-            return Err(HeaderError::UnsupportedVersion(String::from_utf8_lossy(version).into_owned()));
+        if meta.dedup_key.is_empty() || meta.dedup_key.len() > MAX_KEY_BYTES {
+            return Err(invalid("`dedup_key` is empty or longer than 256 bytes"));
         }
-        let source = source.ok_or(HeaderError::Missing(header::SOURCE))?;
-        if source.is_empty() {
-            return Err(HeaderError::Invalid { name: header::SOURCE, why: "empty" });
-        }
-        let received_at_ms = received
-            .ok_or(HeaderError::Missing(header::RECEIVED_AT_MS))?
-            .parse::<i64>()
-            .map_err(|_| HeaderError::Invalid { name: header::RECEIVED_AT_MS, why: "not an integer" })?;
-        let dedup_key = dedup_key.ok_or(HeaderError::Missing(header::DEDUP_KEY))?;
-        if dedup_key.is_empty() || dedup_key.len() > MAX_KEY_BYTES {
-            return Err(HeaderError::Invalid { name: header::DEDUP_KEY, why: "empty or too long" });
-        }
-        let dedup_key_origin = origin
-            .map(|o| {
-                KeyOrigin::parse(o)
-                    .ok_or(HeaderError::Invalid { name: header::DEDUP_KEY_ORIGIN, why: "unknown origin" })
-            })
-            .transpose()?
-            .ok_or(HeaderError::Missing(header::DEDUP_KEY_ORIGIN))?;
-        Ok(RawMeta {
-            source: source.to_owned(),
-            received_at_ms,
-            dedup_key: dedup_key.to_owned(),
-            dedup_key_origin,
-            content_type,
-            request_id: request_id.ok_or(HeaderError::Missing(header::REQUEST_ID))?.to_owned(),
-            http_headers,
-        })
+        Ok(meta)
     }
 
     /// The first value of a request header, by case-insensitive name.
-    pub fn http_header(&self, name: &str) -> Option<&[u8]> {
-        self.http_headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+    pub fn http_header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
-}
-
-fn text<'a>(name: &'static str, value: &'a [u8]) -> Result<&'a str, HeaderError> {
-    std::str::from_utf8(value).map_err(|_| HeaderError::Invalid { name, why: "not UTF-8" })
 }
 
 /// Bounds a key to [`MAX_KEY_BYTES`]: a longer key becomes `sha256:` followed by the hex SHA-256 of the key.
@@ -196,55 +158,51 @@ mod tests {
 
     fn sample() -> RawMeta {
         RawMeta {
+            v: header::VERSION,
             source: "shop".into(),
             received_at_ms: 1_700_000_000_123,
             dedup_key: "evt_1".into(),
             dedup_key_origin: KeyOrigin::JsonPointer,
             content_type: Some("application/json".into()),
             request_id: "0f0e".into(),
-            http_headers: vec![("x-github-event".into(), b"push".to_vec()), ("accept".into(), b"*/*".to_vec())],
+            headers: vec![("x-github-event".into(), "push".into()), ("accept".into(), "*/*".into())],
         }
     }
 
-    #[test]
-    fn headers_round_trip() {
-        let meta = sample();
-        let headers = meta.to_headers();
-        let back = RawMeta::from_headers(headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_slice())))).unwrap();
-        assert_eq!(back, meta);
-        assert_eq!(back.http_header("X-GitHub-Event"), Some(&b"push"[..]));
+    fn read(headers: &[(&'static str, Vec<u8>)]) -> Result<RawMeta, HeaderError> {
+        RawMeta::from_headers(headers.iter().map(|(k, v)| (*k, Some(v.as_slice()))))
     }
 
     #[test]
-    fn missing_and_invalid_headers_are_named() {
+    fn the_header_round_trips() {
         let meta = sample();
-        let headers = meta.to_headers();
-        let without = |name: &str| {
-            RawMeta::from_headers(
-                headers.iter().filter(|(k, _)| k != name).map(|(k, v)| (k.as_str(), Some(v.as_slice()))),
-            )
-        };
-        assert_eq!(without(header::DEDUP_KEY), Err(HeaderError::Missing(header::DEDUP_KEY)));
-        assert_eq!(without(header::VERSION), Err(HeaderError::Missing(header::VERSION)));
-        let bad_time = headers.iter().map(|(k, v)| {
-            if k == header::RECEIVED_AT_MS {
-                (k.as_str(), Some(&b"yesterday"[..]))
-            } else {
-                (k.as_str(), Some(v.as_slice()))
-            }
-        });
-        assert!(matches!(
-            RawMeta::from_headers(bad_time),
-            Err(HeaderError::Invalid { name: header::RECEIVED_AT_MS, .. })
-        ));
-        let future = headers.iter().map(|(k, v)| {
-            if k == header::VERSION {
-                (k.as_str(), Some(&b"2"[..]))
-            } else {
-                (k.as_str(), Some(v.as_slice()))
-            }
-        });
-        assert_eq!(RawMeta::from_headers(future), Err(HeaderError::UnsupportedVersion("2".into())));
+        let back = read(&[meta.to_header()]).unwrap();
+        assert_eq!(back, meta);
+        assert_eq!(back.http_header("X-GitHub-Event"), Some("push"));
+        let (name, value) = meta.to_header();
+        assert_eq!(name, "hookline-meta");
+        let json: serde_json::Value = serde_json::from_slice(&value).unwrap();
+        assert_eq!(json["dedup_key_origin"], "json_pointer");
+        assert_eq!(json["headers"][0], serde_json::json!(["x-github-event", "push"]));
+    }
+
+    #[test]
+    fn missing_invalid_and_future_headers_are_named() {
+        assert_eq!(read(&[]), Err(HeaderError::Missing(header::META)));
+        assert!(matches!(read(&[(header::META, b"not json".to_vec())]), Err(HeaderError::Invalid { .. })));
+        let mut future = serde_json::to_value(sample()).unwrap();
+        future["v"] = 2.into();
+        future["new_field"] = "x".into();
+        assert_eq!(
+            read(&[(header::META, serde_json::to_vec(&future).unwrap())]),
+            Err(HeaderError::UnsupportedVersion { name: header::META, version: 2 })
+        );
+        let mut no_key = sample();
+        no_key.dedup_key = String::new();
+        assert!(matches!(read(&[no_key.to_header()]), Err(HeaderError::Invalid { .. })));
+        let mut bad_source = sample();
+        bad_source.source = "../x".into();
+        assert!(matches!(read(&[bad_source.to_header()]), Err(HeaderError::Invalid { .. })));
     }
 
     #[test]

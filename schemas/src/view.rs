@@ -1,7 +1,8 @@
 //! A JSON view of a Kafka record, the shape the `*-record` JSON Schemas describe and `hookline tail` prints.
 //!
-//! Header values that are not UTF-8 are shown with replacement characters; when a header name occurs more than
-//! once, the view keeps the last value (the one hookline's readers use).
+//! hookline's own headers (`hookline-*`) hold JSON objects and are shown parsed; other header values are shown
+//! as text, with replacement characters where they are not UTF-8. When a header name occurs more than once,
+//! the view keeps the last value (the one hookline's readers use).
 
 use std::collections::BTreeMap;
 
@@ -22,8 +23,8 @@ pub struct RecordView {
     pub timestamp_ms: Option<i64>,
     /// The key as UTF-8 text, or null when absent.
     pub key: Option<String>,
-    /// Headers, name to value.
-    pub headers: BTreeMap<String, String>,
+    /// Headers, name to value (parsed JSON for `hookline-*` headers, else text).
+    pub headers: BTreeMap<String, serde_json::Value>,
     /// The value parsed as JSON (events topic).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<serde_json::Value>,
@@ -56,7 +57,16 @@ impl RecordView {
     ) -> Self {
         let headers = headers
             .into_iter()
-            .map(|(k, v)| (k.to_owned(), String::from_utf8_lossy(v.unwrap_or_default()).into_owned()))
+            .map(|(k, v)| {
+                let bytes = v.unwrap_or_default();
+                let parsed = k
+                    .starts_with("hookline-")
+                    .then(|| serde_json::from_slice::<serde_json::Value>(bytes).ok())
+                    .flatten()
+                    .filter(serde_json::Value::is_object);
+                let value = parsed.unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned().into());
+                (k.to_owned(), value)
+            })
             .collect();
         let json = match (value_as, value) {
             (ValueAs::Json, Some(v)) => serde_json::from_slice(v).ok(),
@@ -76,6 +86,11 @@ impl RecordView {
             value: json,
             value_base64,
         }
+    }
+
+    /// A header's JSON object, if it is one.
+    pub fn header_json(&self, name: &str) -> Option<&serde_json::Value> {
+        self.headers.get(name).filter(|v| v.is_object())
     }
 
     /// The value bytes, decoded from the view (JSON re-serialized, or base64 decoded).

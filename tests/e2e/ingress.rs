@@ -58,14 +58,14 @@ async fn every_providers_scheme_is_accepted_end_to_end_with_its_own_keys() {
     for (p, n, body) in &expected {
         let record = raw
             .iter()
-            .find(|r| r.headers["hookline-source"] == p.source() && r.value_bytes().unwrap() == body.as_bytes())
+            .find(|r| r.headers["hookline-meta"]["source"] == p.source() && r.value_bytes().unwrap() == body.as_bytes())
             .unwrap_or_else(|| panic!("{p:?}: no raw record"));
         match p.expected_dedup_key(*n) {
             Some(key) => {
-                assert_eq!(record.headers["hookline-dedup-key"], key, "{p:?}");
-                assert_eq!(record.headers["hookline-dedup-key-origin"], "provider", "{p:?}");
+                assert_eq!(record.headers["hookline-meta"]["dedup_key"], key, "{p:?}");
+                assert_eq!(record.headers["hookline-meta"]["dedup_key_origin"], "provider", "{p:?}");
             }
-            None => assert_eq!(record.headers["hookline-dedup-key-origin"], "body_sha256", "{p:?}"),
+            None => assert_eq!(record.headers["hookline-meta"]["dedup_key_origin"], "body_sha256", "{p:?}"),
         }
         let key = record.key.clone().unwrap();
         match p {
@@ -73,14 +73,31 @@ async fn every_providers_scheme_is_accepted_end_to_end_with_its_own_keys() {
             Provider::GitHub => assert_eq!(key, format!("acme/api#{n}")),
             Provider::Shopify => assert_eq!(key, format!("gid://shopify/Order/{n}")),
             Provider::Paddle => assert_eq!(key, format!("txn_{n}")),
-            _ => assert_eq!(key, record.headers["hookline-dedup-key"], "{p:?}: no entity key, so the dedup key"),
+            _ => {
+                assert_eq!(record.headers["hookline-meta"]["dedup_key"], key, "{p:?}: no entity key, so the dedup key")
+            }
         }
-        for header in record.headers.keys() {
-            assert!(
-                !["http-stripe-signature", "http-x-hub-signature-256", "http-authorization", "http-paddle-signature"]
-                    .contains(&header.as_str()),
-                "{p:?}: credential header {header} stored"
-            );
+        let kept: Vec<&str> = record.headers["hookline-meta"]["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|pair| pair[0].as_str())
+            .collect();
+        for credential in [
+            "stripe-signature",
+            "x-hub-signature-256",
+            "authorization",
+            "paddle-signature",
+            "x-slack-signature",
+            "webhook-signature",
+            "svix-signature",
+            "x-twilio-signature",
+            "x-hubspot-signature-v3",
+            "x-shopify-hmac-sha256",
+            "x-acme-signature",
+            "x-zm-signature",
+        ] {
+            assert!(!kept.contains(&credential), "{p:?}: credential header {credential} stored");
         }
     }
     let metrics = ingress.metrics().await;
@@ -173,6 +190,12 @@ async fn content_types_sizes_and_slow_clients_are_refused() {
     assert_eq!(none.status, 415, "no content type is not an accepted one");
     let json = post(&url, &[("content-type", "application/json; charset=utf-8".into())], "{}").await.unwrap();
     assert_eq!(json.status, 202, "{}", json.text());
+
+    // An oversized request head is refused before anything else.
+    let huge = post(&url, &[("content-type", "application/json".into()), ("x-padding", "p".repeat(20_000))], "{}")
+        .await
+        .unwrap();
+    assert_eq!(huge.status, 431, "{}", huge.text());
 
     // Oversized chunked body: no Content-Length, the limit counts the bytes read.
     let mut stream = tokio::net::TcpStream::connect(ingress.addr).await.unwrap();
@@ -284,7 +307,7 @@ async fn tls_serves_http2_and_http1_and_plain_http_serves_h2c() {
     let reply = tls::post_h2c(plain.addr, "/webhooks/shop", &headers2, body2).await.unwrap();
     assert_eq!(reply.status, 202, "{}", reply.text());
     let raw = read_topic(kafka.brokers(), &topics.raw, 3, SETTLE, TIMEOUT).await;
-    let keys: BTreeSet<&str> = raw.iter().map(|r| r.headers["hookline-dedup-key"].as_str()).collect();
+    let keys: BTreeSet<&str> = raw.iter().filter_map(|r| r.headers["hookline-meta"]["dedup_key"].as_str()).collect();
     assert_eq!(keys, BTreeSet::from(["tls-1", "tls-2", "h2c-1"]));
 }
 
@@ -421,7 +444,7 @@ async fn sigterm_drains_in_flight_requests_and_loses_no_accepted_webhook() {
     }
     assert!(accepted.len() > 20, "the load ran before the signal: {}", accepted.len());
     let raw = read_topic(kafka.brokers(), &topics.raw, accepted.len(), SETTLE, TIMEOUT).await;
-    let stored: BTreeSet<String> = raw.iter().map(|r| r.headers["hookline-dedup-key"].clone()).collect();
+    let stored: BTreeSet<String> = raw.iter().map(dedup_key).collect();
     let lost: Vec<&String> = accepted.difference(&stored).collect();
     assert!(lost.is_empty(), "202'd but not stored: {lost:?}");
 }

@@ -64,13 +64,16 @@ async fn a_signed_webhook_becomes_exactly_one_cloudevent() {
     assert_eq!(raw.len(), 1);
     assert_eq!(raw[0].value_bytes().unwrap(), body.as_bytes(), "the raw record holds the exact body bytes");
     assert_eq!(raw[0].key.as_deref(), Some("ord_7"));
-    assert_eq!(raw[0].headers["hookline-source"], "shop");
-    assert_eq!(raw[0].headers["hookline-dedup-key"], "evt_1");
-    assert_eq!(raw[0].headers["hookline-content-type"], "application/json");
-    assert!(!raw[0].headers.contains_key("http-x-signature"), "the signature is not stored");
+    let meta = &raw[0].headers["hookline-meta"];
+    assert_eq!(meta["source"], "shop");
+    assert_eq!(meta["dedup_key"], "evt_1");
+    assert_eq!(meta["content_type"], "application/json");
+    assert_eq!(raw[0].headers.len(), 1, "one header: hookline-meta");
+    let kept: Vec<&str> = meta["headers"].as_array().unwrap().iter().filter_map(|p| p[0].as_str()).collect();
+    assert!(kept.contains(&"content-type") && !kept.contains(&"x-signature"), "the signature is not stored: {kept:?}");
     assert_eq!(e.partition, raw[0].partition, "outputs are partition-aligned with the raw record");
     assert_eq!(ce["hooklineoffset"], raw[0].offset.to_string());
-    let received: i64 = raw[0].headers["hookline-received-at-ms"].parse().unwrap();
+    let received = meta["received_at_ms"].as_i64().unwrap();
     assert_eq!(ce["time"], hookline_schemas::event::rfc3339_millis(received));
 
     assert!(p.read(&p.topics.dlq, 0).await.is_empty());
@@ -147,15 +150,16 @@ async fn a_non_json_body_becomes_one_dlq_record_with_its_reason() {
     assert_eq!(dlq.len(), 1, "{dlq:#?}");
     let d = &dlq[0];
     assert_eq!(d.value_bytes().unwrap(), body.as_bytes(), "the original bytes are kept");
-    assert_eq!(d.headers["hookline-dlq-class"], "invalid_json");
-    assert_eq!(d.headers["hookline-dlq-stage"], "parse");
-    assert!(d.headers["hookline-dlq-reason"].contains("not JSON"), "{:?}", d.headers);
-    assert_eq!(d.headers["hookline-dlq-attempts"], "1");
+    let why = &d.headers["hookline-dlq"];
+    assert_eq!(why["class"], "invalid_json");
+    assert_eq!(why["stage"], "parse");
+    assert!(why["reason"].as_str().unwrap().contains("not JSON"), "{why}");
+    assert_eq!(why["attempts"], 1);
     let raw = p.read(&p.topics.raw, 1).await;
-    assert_eq!(d.headers["hookline-raw-topic"], p.topics.raw);
-    assert_eq!(d.headers["hookline-raw-partition"], raw[0].partition.to_string());
-    assert_eq!(d.headers["hookline-raw-offset"], raw[0].offset.to_string());
-    assert_eq!(d.headers["hookline-source"], "shop", "the raw headers are kept");
+    assert_eq!(why["raw_topic"], p.topics.raw.as_str());
+    assert_eq!(why["raw_partition"], raw[0].partition);
+    assert_eq!(why["raw_offset"], raw[0].offset);
+    assert_eq!(d.headers["hookline-meta"], raw[0].headers["hookline-meta"], "the raw headers are kept");
     assert!(p.read(&p.topics.events, 0).await.is_empty());
     let metrics = p.processor.metrics().await;
     assert!(
@@ -257,7 +261,7 @@ async fn a_stopped_broker_gives_503_within_the_bounded_wait_and_every_202_is_sto
     }
 
     let raw = read_topic(kafka.brokers(), &topics.raw, accepted.len(), SETTLE, TIMEOUT).await;
-    let stored: BTreeSet<String> = raw.iter().map(|r| r.headers["hookline-dedup-key"].clone()).collect();
+    let stored: BTreeSet<String> = raw.iter().map(dedup_key).collect();
     let lost: Vec<&String> = accepted.difference(&stored).collect();
     assert!(lost.is_empty(), "every 202'd webhook is on the raw topic; lost: {lost:?}");
     ingress.shutdown().await.unwrap();
@@ -294,7 +298,7 @@ async fn records_written_by_the_pipeline_match_the_published_schemas() {
     check(Contract::DlqRecord, &dlq);
     let event_schema = Contract::Event.validator().unwrap();
     assert_eq!(event_schema.violations(events[0].value.as_ref().unwrap()), Vec::<String>::new());
-    let classes: BTreeSet<&str> = dlq.iter().map(|d| d.headers["hookline-dlq-class"].as_str()).collect();
+    let classes: BTreeSet<&str> = dlq.iter().filter_map(|d| d.headers["hookline-dlq"]["class"].as_str()).collect();
     assert_eq!(classes, BTreeSet::from(["invalid_json", "missing_type"]));
 }
 
@@ -336,7 +340,7 @@ async fn unknown_sources_oversized_bodies_and_wrong_methods_are_refused_and_not_
     let raw = read_topic(kafka.brokers(), &topics.raw, 1, SETTLE, TIMEOUT).await;
     assert_eq!(raw.len(), 1, "only the accepted webhook is stored");
     assert_eq!(raw[0].value_bytes().unwrap(), "x".repeat(64).as_bytes());
-    assert_eq!(raw[0].headers["hookline-dedup-key-origin"], "body_sha256");
+    assert_eq!(raw[0].headers["hookline-meta"]["dedup_key_origin"], "body_sha256");
 
     let metrics = ingress.metrics().await;
     assert!(

@@ -154,6 +154,7 @@ impl LocalBroker {
                 }
             }
             if metadata_ok(&format!("127.0.0.1:{}", self.port)) {
+                add_tansu_index(&self.dir.path().join("tansu.db"));
                 return true;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -174,6 +175,13 @@ impl Drop for LocalBroker {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Adds the header index Tansu's SQLite storage lacks (see `scripts/tansu-index.py`).
+fn add_tansu_index(db: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/tansu-index.py");
+    let status = Command::new("python3").arg(script).arg(db).status().expect("python3 (for scripts/tansu-index.py)");
+    assert!(status.success(), "could not index {}", db.display());
 }
 
 /// Makes a child process die when the test process dies, even by SIGKILL.
@@ -530,6 +538,11 @@ pub async fn send(req: http::Request<Full<Bytes>>) -> anyhow::Result<Reply> {
     let (parts, body) = resp.into_parts();
     let body = body.collect().await?.to_bytes();
     Ok(Reply { status: parts.status.as_u16(), headers: parts.headers, body })
+}
+
+/// The dedup key of a raw record (from its `hookline-meta` header).
+pub fn dedup_key(record: &RecordView) -> String {
+    record.headers["hookline-meta"]["dedup_key"].as_str().unwrap_or_default().to_owned()
 }
 
 /// `sha256=` and the hex HMAC-SHA256 of `body` under `secret`, computed independently of the ingress.

@@ -257,6 +257,8 @@ fn verify(brokers: &str, topic: &str, accepted_file: &str) -> anyhow::Result<ser
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("bench-verify-{}", std::process::id()))
         .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "100")
         .set("enable.auto.commit", "false")
         .create()?;
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
@@ -266,32 +268,41 @@ fn verify(brokers: &str, topic: &str, accepted_file: &str) -> anyhow::Result<ser
         tpl.add_partition_offset(topic, i32::try_from(p)?, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
+    // Read until every partition reported its end and nothing new arrived for two seconds.
     let mut found = HashSet::new();
-    let mut eof = HashSet::new();
+    let mut read = 0u64;
+    let mut at_end = HashSet::new();
     let mut last = Instant::now();
-    while eof.len() < partitions && last.elapsed() < Duration::from_secs(20) {
+    let started = Instant::now();
+    while (at_end.len() < partitions || last.elapsed() < Duration::from_secs(2))
+        && last.elapsed() < Duration::from_secs(30)
+        && started.elapsed() < Duration::from_secs(600)
+    {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
                 last = Instant::now();
-                eof.remove(&m.partition());
-                if let Some(h) = m.headers() {
-                    for h in h.iter().filter(|h| h.key == "hookline-dedup-key") {
-                        if let Some(v) = h.value {
-                            found.insert(String::from_utf8_lossy(v).into_owned());
-                        }
-                    }
+                read += 1;
+                at_end.remove(&m.partition());
+                let meta = m.headers().and_then(|h| h.iter().find(|h| h.key == "hookline-meta")).and_then(|h| h.value);
+                if let Some(key) = meta
+                    .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
+                    .and_then(|v| v.get("dedup_key").and_then(serde_json::Value::as_str).map(str::to_owned))
+                {
+                    found.insert(key);
                 }
             }
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                eof.insert(p);
+                at_end.insert(p);
             }
-            _ => {}
+            Some(Err(e)) => eprintln!("verify: {e}"),
+            None => {}
         }
     }
     let missing: Vec<&String> = accepted.iter().filter(|id| !found.contains(*id)).take(20).collect();
     Ok(serde_json::json!({
         "mode": "verify",
         "accepted": accepted.len(),
+        "records_read": read,
         "found_on_topic": accepted.iter().filter(|id| found.contains(*id)).count(),
         "missing_examples": missing,
     }))

@@ -30,7 +30,7 @@ fn defaults_are_documented_values() {
     assert_eq!(s.raw_topic, "hookline.raw");
     assert_eq!(s.raw_partitions, 12);
     assert_eq!(s.sources["shop"].max_body_bytes, 1024 * 1024);
-    assert_eq!(s.ack_timeout(), Duration::from_secs(5));
+    assert_eq!(s.ack_timeout(), Duration::from_secs(2));
 }
 
 fn err(text: &str) -> String {

@@ -36,6 +36,8 @@ use crate::keys::KeySelector;
 pub use self::common::{check_public_url, Algorithm, Encoding};
 
 #[cfg(test)]
+mod battery;
+#[cfg(test)]
 mod test_support;
 
 /// Constant-time equality of two credentials of any length (compared as SHA-256 digests, so neither the
