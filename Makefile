@@ -34,7 +34,7 @@ unit:
 	$(CARGO) test --workspace --locked --exclude hookline-e2e
 
 e2e: tools
-	$(CARGO) build --locked --workspace --bins
+	$(CARGO) build --locked --workspace --bins --features hookline-processor/fault-injection
 	$(CARGO) test --locked -p hookline-e2e -- --test-threads=2
 
 test: lint unit e2e

@@ -31,7 +31,11 @@ pub const RESERVED_PROPERTIES: &[&str] = &[
     "delivery.timeout.ms",
     "message.max.bytes",
     "linger.ms",
+    "enable.partition.eof",
 ];
+
+/// Stripe retries a webhook for up to three days: a shorter window would let its retries through.
+pub const STRIPE_MIN_WINDOW_SECS: u64 = 3 * 24 * 3600;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -46,15 +50,19 @@ pub struct Config {
     /// `[topics]`: input and outputs.
     #[serde(default)]
     pub topics: TopicsConfig,
-    /// `[consumer]`: the consumer group.
+    /// `[consumer]`: the consumer group and per-partition concurrency.
     #[serde(default)]
     pub consumer: ConsumerConfig,
     /// `[state]`: the local dedup store.
     #[serde(default)]
     pub state: StateConfig,
-    /// `[sources.NAME]`: per-source normalization. Sources not listed get the defaults.
+    /// `[sources.NAME]`: per-source pipelines. Sources not listed get the generic pipeline.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
+    /// `[[routes]]`: where events go. An event goes to every matching route's topic; to `topics.events` when
+    /// none matches.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
 }
 
 /// `[server]`.
@@ -93,12 +101,17 @@ pub struct TopicsConfig {
     /// Partitions of the raw topic if the processor has to create it. Default 12.
     #[serde(default = "default_raw_partitions")]
     pub raw_partitions: i32,
-    /// The normalized events topic. Default `hookline.events`. Created with the raw topic's partition count.
+    /// The default events topic. Default `hookline.events`. Every output topic is created with the raw
+    /// topic's partition count.
     #[serde(default = "default_events")]
     pub events: String,
-    /// The dead-letter topic. Default `hookline.dlq`. Created with the raw topic's partition count.
+    /// The dead-letter topic. Default `hookline.dlq`.
     #[serde(default = "default_dlq")]
     pub dlq: String,
+    /// The processor's state changelog: compact batches of dedup keys, read by a processor taking over a
+    /// partition. Default `hookline.state`. Created with retention of the longest dedup window plus a day.
+    #[serde(default = "default_state")]
+    pub state: String,
 }
 
 fn default_raw() -> String {
@@ -113,6 +126,9 @@ fn default_events() -> String {
 fn default_dlq() -> String {
     "hookline.dlq".to_owned()
 }
+fn default_state() -> String {
+    "hookline.state".to_owned()
+}
 
 impl Default for TopicsConfig {
     fn default() -> Self {
@@ -121,6 +137,7 @@ impl Default for TopicsConfig {
             raw_partitions: default_raw_partitions(),
             events: default_events(),
             dlq: default_dlq(),
+            state: default_state(),
         }
     }
 }
@@ -142,13 +159,20 @@ pub struct ConsumerConfig {
     /// Longest a fetch waits for new records: latency versus broker load. Default 100 ms.
     #[serde(default = "default_fetch_wait_max_ms")]
     pub fetch_wait_max_ms: u32,
-    /// How often processed offsets are committed. Default 1000 ms. A crash re-reads at most this much, and
-    /// deduplication drops what was already published.
+    /// How often processed offsets are committed and the state changelog written. Default 1000 ms. A crash
+    /// re-reads at most this much, and what was already published is not published again.
     #[serde(default = "default_commit_interval_ms")]
     pub commit_interval_ms: u32,
     /// How often consumer lag is refreshed (librdkafka statistics). Default 5000 ms.
     #[serde(default = "default_stats_interval_ms")]
     pub stats_interval_ms: u32,
+    /// Records of one partition processed at once (different keys only; one key's records go one at a
+    /// time, in offset order). Default 64.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight_per_partition: u32,
+    /// Records of one partition read ahead of the oldest unfinished one. Default 2048.
+    #[serde(default = "default_max_buffered")]
+    pub max_buffered_per_partition: u32,
 }
 
 fn default_group() -> String {
@@ -169,6 +193,12 @@ fn default_commit_interval_ms() -> u32 {
 fn default_stats_interval_ms() -> u32 {
     5_000
 }
+fn default_max_in_flight() -> u32 {
+    64
+}
+fn default_max_buffered() -> u32 {
+    2048
+}
 
 impl Default for ConsumerConfig {
     fn default() -> Self {
@@ -179,6 +209,8 @@ impl Default for ConsumerConfig {
             fetch_wait_max_ms: default_fetch_wait_max_ms(),
             commit_interval_ms: default_commit_interval_ms(),
             stats_interval_ms: default_stats_interval_ms(),
+            max_in_flight_per_partition: default_max_in_flight(),
+            max_buffered_per_partition: default_max_buffered(),
         }
     }
 }
@@ -190,10 +222,14 @@ pub struct StateConfig {
     /// The data folder (RocksDB). Kept across restarts; one processor per folder. Default `./data/processor`.
     #[serde(default = "default_dir")]
     pub dir: PathBuf,
-    /// How long a dedup key is remembered: a redelivery within this window is dropped. Default 604800 s
-    /// (7 days). Cost: one small RocksDB entry per webhook for this long.
+    /// How long a dedup key is remembered, for sources that set none: a redelivery within this window is
+    /// dropped. Default 604800 s (7 days). Cost: one small RocksDB entry per webhook for this long.
     #[serde(default = "default_window")]
     pub dedup_window_secs: u64,
+    /// After this many restarts at the same record, the record is sent to the DLQ (`crash_loop`) instead of
+    /// being tried again. Default 3.
+    #[serde(default = "default_crash_loop_attempts")]
+    pub crash_loop_attempts: u32,
 }
 
 fn default_dir() -> PathBuf {
@@ -202,20 +238,97 @@ fn default_dir() -> PathBuf {
 fn default_window() -> u64 {
     7 * 24 * 3600
 }
+fn default_crash_loop_attempts() -> u32 {
+    3
+}
 
 impl Default for StateConfig {
     fn default() -> Self {
-        StateConfig { dir: default_dir(), dedup_window_secs: default_window() }
+        StateConfig {
+            dir: default_dir(),
+            dedup_window_secs: default_window(),
+            crash_loop_attempts: default_crash_loop_attempts(),
+        }
     }
 }
 
-/// `[sources.NAME]`.
+/// `[sources.NAME]`: the pipeline of one source.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
-    /// Where the event type comes from: `{ json_pointer = "/type" }` or `{ header = "X-GitHub-Event" }`. When
-    /// set and absent from a webhook, the webhook goes to the DLQ (`missing_type`). Default: `{source}.webhook`.
+    /// Provider presets for parsing and for the event's `type`, `subject` and `time`: `stripe`, `github`,
+    /// `shopify`, `slack`, `standard_webhooks`, `svix`, `twilio`, `hubspot`, `paddle`, `zoom`, `meta`, or
+    /// `generic` (default).
+    #[serde(default)]
+    pub provider: Provider,
+    /// `json`, `form` (application/x-www-form-urlencoded, turned into a JSON object) or `auto` (by the
+    /// request's content type). Default: the provider's (`form` for Twilio, `auto` for Slack, else `json`).
+    pub format: Option<Format>,
+    /// Where the event type comes from, overriding the preset: `{ json_pointer = "/type" }` or
+    /// `{ header = "X-Event-Type" }`. When set and absent from a webhook, it goes to the DLQ (`missing_type`).
+    /// Default: the preset's, else `{source}.webhook`.
     pub event_type: Option<FieldSelector>,
+    /// Where the event's `subject` comes from, overriding the preset. Default: the preset's, else the ordering key.
+    pub subject: Option<FieldSelector>,
+    /// Where the event's `time` comes from, overriding the preset. Default: the preset's, else when hookline
+    /// received the webhook.
+    pub time: Option<TimeSelector>,
+    /// Keep only some event types: `{ allow = ["invoice.*"], deny = ["*.test"] }` (`*` matches anything).
+    /// Filtered webhooks are counted, not sent to the DLQ.
+    pub filter: Option<FilterConfig>,
+    /// How long this source's dedup keys are remembered. Default `state.dedup_window_secs`; at least 3 days
+    /// for Stripe.
+    pub dedup_window_secs: Option<u64>,
+    /// Validate every event against the published event schema before it is published. Default true.
+    #[serde(default = "yes")]
+    pub validate: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A provider preset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    /// No preset.
+    #[default]
+    Generic,
+    /// Stripe events.
+    Stripe,
+    /// GitHub webhooks.
+    Github,
+    /// Shopify webhooks.
+    Shopify,
+    /// Slack Events API, slash commands and interactions.
+    Slack,
+    /// Standard Webhooks.
+    StandardWebhooks,
+    /// Svix.
+    Svix,
+    /// Twilio status callbacks and incoming messages.
+    Twilio,
+    /// HubSpot webhooks (batches of events).
+    Hubspot,
+    /// Paddle Billing notifications.
+    Paddle,
+    /// Zoom events.
+    Zoom,
+    /// Meta (Facebook, Instagram, WhatsApp) webhooks.
+    Meta,
+}
+
+/// How a body is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// JSON; `data` is the body verbatim.
+    Json,
+    /// `application/x-www-form-urlencoded`; `data` is an object of its parameters.
+    Form,
+    /// By the request's `Content-Type`.
+    Auto,
 }
 
 /// `{ header = "..." }` or `{ json_pointer = "/..." }`.
@@ -224,8 +337,72 @@ pub struct SourceConfig {
 pub enum FieldSelector {
     /// A request header kept on the raw record.
     Header(String),
-    /// A JSON pointer into the body.
+    /// A JSON pointer into the parsed body.
     JsonPointer(String),
+}
+
+/// `{ json_pointer = "/created", format = "unix_seconds" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeSelector {
+    /// A JSON pointer into the parsed body.
+    pub json_pointer: Option<String>,
+    /// A request header.
+    pub header: Option<String>,
+    /// `rfc3339` (default), `unix_seconds` or `unix_millis`.
+    #[serde(default)]
+    pub format: TimeFormat,
+}
+
+/// How a time is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeFormat {
+    /// `2026-11-27T09:00:00Z`.
+    #[default]
+    Rfc3339,
+    /// Seconds since the Unix epoch.
+    UnixSeconds,
+    /// Milliseconds since the Unix epoch.
+    UnixMillis,
+}
+
+impl TimeFormat {
+    /// Its config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeFormat::Rfc3339 => "rfc3339",
+            TimeFormat::UnixSeconds => "unix_seconds",
+            TimeFormat::UnixMillis => "unix_millis",
+        }
+    }
+}
+
+/// `filter = { allow = [...], deny = [...] }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// Types kept (globs). When set, every other type is filtered out.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Types filtered out (globs), checked after `allow`.
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+/// `[[routes]]`: one routing rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The topic events matching this rule go to (created with the raw topic's partition count).
+    pub topic: String,
+    /// Only events of these sources. Default: any.
+    pub sources: Option<Vec<String>>,
+    /// Only events of these types (globs). Default: any.
+    pub types: Option<Vec<String>>,
+    /// A JSON Schema file the event's `data` must satisfy on this route; a violation sends the webhook to
+    /// the DLQ (`schema_violation`).
+    pub data_schema: Option<PathBuf>,
 }
 
 /// The validated config the processor runs with.
@@ -243,10 +420,49 @@ pub struct Settings {
     pub consumer: ConsumerConfig,
     /// Data folder.
     pub state_dir: PathBuf,
-    /// Dedup window.
+    /// Default dedup window.
     pub dedup_window: Duration,
-    /// Per-source normalization.
+    /// Restarts at one record before it goes to the DLQ.
+    pub crash_loop_attempts: u32,
+    /// Per-source pipelines.
     pub sources: BTreeMap<String, SourceConfig>,
+    /// Routes.
+    pub routes: Vec<RouteConfig>,
+}
+
+impl Settings {
+    /// How often checkpoints are written.
+    pub fn commit_interval(&self) -> Duration {
+        Duration::from_millis(u64::from(self.consumer.commit_interval_ms))
+    }
+
+    /// The dedup window of `source`.
+    pub fn window_of(&self, source: &str) -> Duration {
+        self.sources.get(source).and_then(|s| s.dedup_window_secs).map_or(self.dedup_window, Duration::from_secs)
+    }
+
+    /// The longest dedup window of any source.
+    pub fn longest_window(&self) -> Duration {
+        self.sources.keys().map(|s| self.window_of(s)).max().unwrap_or(self.dedup_window).max(self.dedup_window)
+    }
+
+    /// Every topic events can be published to: the events topic and every route's.
+    pub fn event_topics(&self) -> Vec<String> {
+        let mut out = vec![self.topics.events.clone()];
+        for r in &self.routes {
+            if !out.contains(&r.topic) {
+                out.push(r.topic.clone());
+            }
+        }
+        out
+    }
+
+    /// Every output topic: event topics and the DLQ.
+    pub fn output_topics(&self) -> Vec<String> {
+        let mut out = self.event_topics();
+        out.push(self.topics.dlq.clone());
+        out
+    }
 }
 
 impl Config {
@@ -261,13 +477,15 @@ impl Config {
         in_range("server.drain_timeout_ms", self.server.drain_timeout_ms, 0, 600_000)?;
         self.kafka.validate(RESERVED_PROPERTIES)?;
         let t = &self.topics;
-        for (field, name) in [("topics.raw", &t.raw), ("topics.events", &t.events), ("topics.dlq", &t.dlq)] {
+        let named =
+            [("topics.raw", &t.raw), ("topics.events", &t.events), ("topics.dlq", &t.dlq), ("topics.state", &t.state)];
+        for (i, (field, name)) in named.iter().enumerate() {
             if name.is_empty() {
-                return Err(ConfigError::field(field, "must not be empty"));
+                return Err(ConfigError::field(*field, "must not be empty"));
             }
-        }
-        if t.events == t.raw || t.dlq == t.raw || t.dlq == t.events {
-            return Err(ConfigError::field("topics", "raw, events and dlq must be three different topics"));
+            if named[..i].iter().any(|(_, other)| other == name) {
+                return Err(ConfigError::field(*field, "raw, events, dlq and state must be four different topics"));
+            }
         }
         in_range("topics.raw_partitions", t.raw_partitions, 1, 10_000)?;
         let c = &self.consumer;
@@ -279,31 +497,33 @@ impl Config {
         in_range("consumer.fetch_wait_max_ms", c.fetch_wait_max_ms, 1, 10_000)?;
         in_range("consumer.commit_interval_ms", c.commit_interval_ms, 100, 60_000)?;
         in_range("consumer.stats_interval_ms", c.stats_interval_ms, 100, 600_000)?;
+        in_range("consumer.max_in_flight_per_partition", c.max_in_flight_per_partition, 1, 10_000)?;
+        in_range(
+            "consumer.max_buffered_per_partition",
+            c.max_buffered_per_partition,
+            c.max_in_flight_per_partition,
+            1_000_000,
+        )?;
         in_range("state.dedup_window_secs", self.state.dedup_window_secs, 60, 90 * 24 * 3600)?;
+        in_range("state.crash_loop_attempts", self.state.crash_loop_attempts, 1, 100)?;
         if self.state.dir.as_os_str().is_empty() {
             return Err(ConfigError::field("state.dir", "must not be empty"));
         }
         for (name, source) in &self.sources {
-            if !hookline_schemas::is_valid_source_name(name) {
-                return Err(ConfigError::field(
-                    format!("sources.{name}"),
-                    "a source name is 1-64 characters of a-z, 0-9, `_` and `-`, starting with a letter or digit",
-                ));
+            source.check(name, self.state.dedup_window_secs)?;
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            let field = |f: &str| format!("routes[{i}].{f}");
+            if route.topic.is_empty() || route.topic == t.raw || route.topic == t.dlq || route.topic == t.state {
+                return Err(ConfigError::field(field("topic"), "must name an events topic (not raw, dlq or state)"));
             }
-            match &source.event_type {
-                Some(FieldSelector::JsonPointer(p)) if !p.starts_with('/') => {
-                    return Err(ConfigError::field(
-                        format!("sources.{name}.event_type.json_pointer"),
-                        format!("`{p}` is not a JSON pointer (RFC 6901): it must start with `/`, as in \"/type\""),
-                    ));
+            if let Some(sources) = &route.sources {
+                if let Some(bad) = sources.iter().find(|s| !hookline_schemas::is_valid_source_name(s)) {
+                    return Err(ConfigError::field(field("sources"), format!("`{bad}` is not a source name")));
                 }
-                Some(FieldSelector::Header(h)) if http_header_name_invalid(h) => {
-                    return Err(ConfigError::field(
-                        format!("sources.{name}.event_type.header"),
-                        format!("`{h}` is not a valid HTTP header name"),
-                    ));
-                }
-                _ => {}
+            }
+            if let Some(path) = &route.data_schema {
+                crate::pipeline::load_schema(path).map_err(|e| ConfigError::field(field("data_schema"), e))?;
             }
         }
         Ok(Settings {
@@ -314,13 +534,71 @@ impl Config {
             consumer: self.consumer,
             state_dir: self.state.dir,
             dedup_window: Duration::from_secs(self.state.dedup_window_secs),
+            crash_loop_attempts: self.state.crash_loop_attempts,
             sources: self.sources,
+            routes: self.routes,
         })
     }
 }
 
-fn http_header_name_invalid(name: &str) -> bool {
-    name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+impl SourceConfig {
+    fn check(&self, name: &str, default_window: u64) -> Result<(), ConfigError> {
+        let field = |f: &str| format!("sources.{name}.{f}");
+        if !hookline_schemas::is_valid_source_name(name) {
+            return Err(ConfigError::field(
+                format!("sources.{name}"),
+                "a source name is 1-64 characters of a-z, 0-9, `_` and `-`, starting with a letter or digit",
+            ));
+        }
+        for (f, selector) in [("event_type", &self.event_type), ("subject", &self.subject)] {
+            match selector {
+                Some(FieldSelector::JsonPointer(p)) => pointer(&field(&format!("{f}.json_pointer")), p)?,
+                Some(FieldSelector::Header(h)) => header(&field(&format!("{f}.header")), h)?,
+                None => {}
+            }
+        }
+        if let Some(t) = &self.time {
+            match (&t.json_pointer, &t.header) {
+                (Some(p), None) => pointer(&field("time.json_pointer"), p)?,
+                (None, Some(h)) => header(&field("time.header"), h)?,
+                _ => return Err(ConfigError::field(field("time"), "set exactly one of json_pointer or header")),
+            }
+        }
+        if let Some(f) = &self.filter {
+            if f.allow.is_empty() && f.deny.is_empty() {
+                return Err(ConfigError::field(field("filter"), "set allow, deny or both"));
+            }
+        }
+        let window = self.dedup_window_secs.unwrap_or(default_window);
+        in_range(&field("dedup_window_secs"), window, 60, 90 * 24 * 3600)?;
+        if self.provider == Provider::Stripe && window < STRIPE_MIN_WINDOW_SECS {
+            return Err(ConfigError::field(
+                field("dedup_window_secs"),
+                "Stripe retries for up to 3 days: the window must be at least 259200 s",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn pointer(field: &str, p: &str) -> Result<(), ConfigError> {
+    if p.starts_with('/') {
+        Ok(())
+    } else {
+        Err(ConfigError::field(
+            field,
+            format!("`{p}` is not a JSON pointer (RFC 6901): it must start with `/`, as in \"/type\""),
+        ))
+    }
+}
+
+fn header(field: &str, name: &str) -> Result<(), ConfigError> {
+    let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::field(field, format!("`{name}` is not a valid HTTP header name")))
+    }
 }
 
 #[cfg(test)]
@@ -345,6 +623,9 @@ mod tests {
         assert_eq!(s.consumer.group_id, "hookline-processor");
         assert_eq!(s.dedup_window, Duration::from_secs(7 * 24 * 3600));
         assert_eq!(s.topics.raw, "hookline.raw");
+        assert_eq!(s.topics.state, "hookline.state");
+        assert_eq!(s.output_topics(), vec!["hookline.events".to_owned(), "hookline.dlq".to_owned()]);
+        assert_eq!(s.crash_loop_attempts, 3);
     }
 
     #[test]
@@ -353,11 +634,34 @@ mod tests {
         assert!(e("[state]\ndirectory = 'x'\n").contains("directory"));
         assert!(e("[server]\nlisten = 'nowhere'\n").contains("server.listen"));
         assert!(e("[consumer]\nheartbeat_interval_ms = 5000\n").contains("consumer.heartbeat_interval_ms"));
-        assert!(e("[topics]\nevents = 'hookline.raw'\n").contains("topics"));
+        assert!(e("[topics]\nevents = 'hookline.raw'\n").contains("topics.events"));
+        assert!(e("[topics]\nstate = 'hookline.dlq'\n").contains("topics.state"));
         assert!(e("[sources.shop]\nevent_type = { json_pointer = 'type' }\n")
             .contains("sources.shop.event_type.json_pointer"));
         assert!(e("[sources.shop]\nevent_type = { header = 'X Type' }\n").contains("sources.shop.event_type.header"));
         assert!(e("[sources.shop]\nevent_type = { body = '/x' }\n").contains("body"));
+        assert!(e("[sources.shop]\nprovider = 'stripes'\n").contains("stripes"));
+        assert!(e("[sources.shop]\ntime = { format = 'unix_seconds' }\n").contains("sources.shop.time"));
+        assert!(e("[sources.shop]\nfilter = {}\n").contains("sources.shop.filter"));
         assert!(e("[kafka.client]\n'group.id' = 'mine'\n").contains("group.id"));
+        assert!(e("[[routes]]\ntopic = 'hookline.dlq'\n").contains("routes[0].topic"));
+        assert!(e("[[routes]]\ntopic = 'x'\ndata_schema = '/nonexistent.json'\n").contains("routes[0].data_schema"));
+    }
+
+    #[test]
+    fn stripe_keeps_keys_for_at_least_three_days() {
+        let e = parse("[sources.stripe]\nprovider = 'stripe'\ndedup_window_secs = 86400\n").unwrap_err().to_string();
+        assert!(e.contains("sources.stripe.dedup_window_secs") && e.contains("3 days"), "{e}");
+        let s = parse("[sources.stripe]\nprovider = 'stripe'\ndedup_window_secs = 259200\n[sources.shop]\n").unwrap();
+        assert_eq!(s.window_of("stripe"), Duration::from_secs(259_200));
+        assert_eq!(s.window_of("shop"), Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(s.window_of("unknown"), Duration::from_secs(7 * 24 * 3600));
+    }
+
+    #[test]
+    fn routes_extend_the_output_topics() {
+        let s = parse("[[routes]]\ntopic = 'billing'\ntypes = ['invoice.*']\n[[routes]]\ntopic = 'hookline.events'\n")
+            .unwrap();
+        assert_eq!(s.output_topics(), vec!["hookline.events", "billing", "hookline.dlq"]);
     }
 }

@@ -1,13 +1,16 @@
 //! Group membership: the consumer group, its rebalances, and one worker per assigned partition.
 //!
 //! The group consumer is polled on a dedicated thread, where the rebalance callbacks run. On an assignment,
-//! each partition's messages are split into their own queue and handed to a [`crate::partition`] worker on
-//! the tokio runtime. On a revocation, the callback stops the partition's worker, waits (up to the drain
-//! timeout) for the record it is processing to finish, and commits the stored offsets synchronously before
-//! the rebalance proceeds: the next owner starts exactly after the last record this process finished.
-//! Blocking in the callback is what makes this hand-over safe, which is why it runs on its own thread.
+//! each partition's messages are split into their own queue and handed to a [`crate::partition`] worker,
+//! which waits for the partition's state to be restored ([`crate::recovery`], one blocking task per
+//! assignment) before processing. On a revocation, the callback stops the partitions' workers and waits for
+//! them: running records finish, a last checkpoint is written, and the stored offsets are committed
+//! synchronously before the rebalance proceeds, so the next owner starts exactly after the last record this
+//! process finished. Blocking in the callback is what makes the hand-over safe, which is why it runs on its
+//! own thread.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -17,23 +20,27 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
-use rdkafka::TopicPartitionList;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::partition::{self, Shared};
+use crate::partition::{self, Session, Shared, StopSignal, WorkerArgs};
+use crate::recovery::{self, Recovered, RecoveryError};
+use crate::telemetry::Retry;
 use crate::CHECK_GROUP;
 
 /// The group consumer type.
 pub type GroupConsumer = StreamConsumer<ProcessorContext>;
 
 struct Worker {
-    stop: CancellationToken,
+    stop: StopSignal,
     done: Receiver<()>,
 }
 
 /// Callbacks of the group consumer.
 pub struct ProcessorContext {
     shared: Arc<Shared>,
+    session: Arc<Session>,
     runtime: tokio::runtime::Handle,
     consumer: OnceLock<Weak<GroupConsumer>>,
     workers: Mutex<HashMap<i32, Worker>>,
@@ -47,8 +54,8 @@ impl std::fmt::Debug for ProcessorContext {
 
 impl ProcessorContext {
     /// A context whose workers run on `runtime`.
-    pub fn new(shared: Arc<Shared>, runtime: tokio::runtime::Handle) -> Self {
-        ProcessorContext { shared, runtime, consumer: OnceLock::new(), workers: Mutex::new(HashMap::new()) }
+    pub fn new(shared: Arc<Shared>, session: Arc<Session>, runtime: tokio::runtime::Handle) -> Self {
+        ProcessorContext { shared, session, runtime, consumer: OnceLock::new(), workers: Mutex::new(HashMap::new()) }
     }
 
     /// Gives the context the consumer it belongs to (needed to split partition queues).
@@ -64,30 +71,37 @@ impl ProcessorContext {
         let Ok(mut workers) = self.workers.lock() else {
             return;
         };
+        let mut batch = Vec::new();
         for elem in tpl.elements() {
             let (topic, partition) = (elem.topic().to_owned(), elem.partition());
             let Some(queue) = consumer.split_partition_queue(&topic, partition) else {
                 self.shared.fail(format!("cannot split the queue of {topic} partition {partition}"));
                 continue;
             };
-            let stop = CancellationToken::new();
+            let stop = StopSignal { token: CancellationToken::new(), lost: Arc::new(AtomicBool::new(false)) };
             let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
-            self.runtime.spawn(partition::run(
-                self.shared.clone(),
-                consumer.clone(),
+            let (recovered_tx, recovered_rx) = oneshot::channel();
+            self.runtime.spawn(partition::run(WorkerArgs {
+                shared: self.shared.clone(),
+                session: self.session.clone(),
+                consumer: consumer.clone(),
                 queue,
-                topic,
                 partition,
-                stop.clone(),
-                done_tx,
-            ));
+                recovered: recovered_rx,
+                stop: stop.clone(),
+                done: done_tx,
+            }));
+            batch.push((partition, recovered_tx, stop.token.clone()));
             workers.insert(partition, Worker { stop, done: done_rx });
         }
         self.shared.metrics.assigned(workers.len());
+        if !batch.is_empty() {
+            self.runtime.spawn(restore(self.shared.clone(), consumer, batch));
+        }
     }
 
-    /// Stops the workers of `partitions` (all when `None`) and waits for them, up to the drain timeout.
-    fn stop_workers(&self, partitions: Option<Vec<i32>>) {
+    /// Stops the workers of `partitions` (all when `None`) and waits for them.
+    fn stop_workers(&self, partitions: Option<Vec<i32>>, lost: bool) {
         let stopping: Vec<(i32, Worker)> = {
             let Ok(mut workers) = self.workers.lock() else {
                 return;
@@ -98,14 +112,17 @@ impl ProcessorContext {
             out
         };
         for (_, w) in &stopping {
-            w.stop.cancel();
+            w.stop.lost.store(lost, Ordering::SeqCst);
+            w.stop.token.cancel();
         }
-        let deadline = Instant::now() + self.shared.settings.drain_timeout;
+        // A worker drains within the drain timeout and then writes its last checkpoint (bounded too); past
+        // that it stops the process itself.
+        let deadline = Instant::now() + self.shared.settings.drain_timeout * 2 + Duration::from_secs(10);
         for (p, w) in stopping {
             match w.done.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => {}
                 Err(RecvTimeoutError::Timeout) => {
-                    tracing::warn!(partition = p, "partition worker did not finish within the drain timeout");
+                    self.shared.fail(format!("the worker of partition {p} did not stop in time"));
                 }
             }
         }
@@ -117,10 +134,102 @@ impl ProcessorContext {
             // Nothing processed since the last commit.
             Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => {
-                tracing::warn!(error = %e, "offset commit failed; the next owner re-reads and deduplicates")
+                tracing::warn!(error = %e, "offset commit failed; the next owner reads back from the changelog")
             }
         }
     }
+}
+
+/// Restores a newly assigned batch of partitions and hands each worker its recovery. Retries while Kafka or
+/// the store fail; gives up when every partition of the batch was revoked.
+async fn restore(
+    shared: Arc<Shared>,
+    consumer: Arc<GroupConsumer>,
+    batch: Vec<(i32, oneshot::Sender<Recovered>, CancellationToken)>,
+) {
+    let stop = CancellationToken::new();
+    let watcher = {
+        let stop = stop.clone();
+        let tokens: Vec<CancellationToken> = batch.iter().map(|(_, _, t)| t.clone()).collect();
+        tokio::spawn(async move {
+            for t in tokens {
+                t.cancelled().await;
+            }
+            stop.cancel();
+        })
+    };
+    let partitions: Vec<i32> = batch.iter().map(|(p, _, _)| *p).collect();
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(500);
+    let recovered = loop {
+        let attempt = {
+            let (shared, consumer, partitions, stop) =
+                (shared.clone(), consumer.clone(), partitions.clone(), stop.clone());
+            tokio::task::spawn_blocking(move || {
+                let committed = committed_offsets(&consumer, &shared.settings.topics.raw, &partitions)?;
+                recovery::recover(&shared.settings, &shared.store, &partitions, &committed, &stop)
+            })
+            .await
+        };
+        match attempt {
+            Ok(Ok(r)) => break r,
+            Ok(Err(RecoveryError::Stopped)) => {
+                watcher.abort();
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, ?partitions, retry_in = ?backoff, "cannot restore partitions yet");
+                shared.metrics.retry(Retry::Restore);
+            }
+            Err(join) => {
+                shared.fail(format!("the restore task failed: {join}"));
+                watcher.abort();
+                return;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(crate::output::jittered(backoff)) => {}
+            () = stop.cancelled() => {
+                watcher.abort();
+                return;
+            }
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    };
+    watcher.abort();
+    let (from_changelog, from_outputs) =
+        recovered.values().fold((0, 0), |(c, o), r| (c + r.from_changelog, o + r.from_outputs));
+    let seconds = started.elapsed().as_secs_f64();
+    shared.metrics.restored(seconds, from_changelog, from_outputs);
+    tracing::info!(?partitions, seconds, from_changelog, from_outputs, "partitions restored");
+    let mut recovered = recovered;
+    for (p, tx, _) in batch {
+        let _ = tx.send(recovered.remove(&p).unwrap_or_default());
+    }
+}
+
+fn committed_offsets(
+    consumer: &GroupConsumer,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<HashMap<i32, Option<i64>>, RecoveryError> {
+    let kafka = |e: KafkaError| RecoveryError::Kafka { topic: topic.to_owned(), error: e.to_string() };
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition(topic, *p);
+    }
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).map_err(kafka)?;
+    Ok(committed
+        .elements()
+        .iter()
+        .map(|e| {
+            let offset = match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            };
+            (e.partition(), offset)
+        })
+        .collect())
 }
 
 impl ClientContext for ProcessorContext {
@@ -157,9 +266,11 @@ impl ConsumerContext for ProcessorContext {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                tracing::info!(?partitions, lost = consumer.assignment_lost(), "partitions revoked; draining");
-                self.stop_workers(Some(partitions));
-                if !consumer.assignment_lost() {
+                let lost = consumer.assignment_lost();
+                tracing::info!(?partitions, lost, "partitions revoked; draining");
+                self.shared.metrics.rebalance(if lost { "lost" } else { "revoke" });
+                self.stop_workers(Some(partitions), lost);
+                if !lost {
                     self.commit(consumer);
                 }
             }
@@ -172,6 +283,7 @@ impl ConsumerContext for ProcessorContext {
         if let Rebalance::Assign(tpl) = rebalance {
             let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             tracing::info!(?partitions, "partitions assigned");
+            self.shared.metrics.rebalance("assign");
             self.start_workers(tpl);
             self.shared.readiness.pass(CHECK_GROUP);
         }
@@ -186,7 +298,11 @@ impl ConsumerContext for ProcessorContext {
 }
 
 /// Creates the group consumer, subscribed to the raw topic.
-pub fn create(shared: &Arc<Shared>, runtime: tokio::runtime::Handle) -> KafkaResult<Arc<GroupConsumer>> {
+pub fn create(
+    shared: &Arc<Shared>,
+    session: &Arc<Session>,
+    runtime: tokio::runtime::Handle,
+) -> KafkaResult<Arc<GroupConsumer>> {
     let s = &shared.settings;
     let c = &s.consumer;
     let mut config = s.kafka.client_config();
@@ -202,16 +318,17 @@ pub fn create(shared: &Arc<Shared>, runtime: tokio::runtime::Handle) -> KafkaRes
         .set("fetch.wait.max.ms", c.fetch_wait_max_ms.to_string())
         .set("statistics.interval.ms", c.stats_interval_ms.to_string())
         .set("partition.assignment.strategy", "range")
+        .set("queued.max.messages.kbytes", "16384")
         .set("enable.partition.eof", "false");
     let consumer: Arc<GroupConsumer> =
-        Arc::new(config.create_with_context(ProcessorContext::new(shared.clone(), runtime))?);
+        Arc::new(config.create_with_context(ProcessorContext::new(shared.clone(), session.clone(), runtime))?);
     consumer.context().attach(&consumer);
     consumer.subscribe(&[&s.topics.raw])?;
     Ok(consumer)
 }
 
-/// Polls the group consumer on a dedicated thread until `shutdown`, then stops every worker, commits and
-/// leaves the group. Returns when the consumer is closed.
+/// Polls the group consumer on a dedicated thread until `shutdown` (or the end of the session, or a fatal
+/// error), then stops every worker, commits and leaves the group. Returns when the consumer is closed.
 pub fn spawn_group_thread(
     consumer: Arc<GroupConsumer>,
     shutdown: CancellationToken,
@@ -224,29 +341,29 @@ pub fn spawn_group_thread(
                 return;
             }
         };
+        let ctx = consumer.context();
         poller.block_on(async {
             loop {
                 tokio::select! {
                     m = consumer.recv() => match m {
                         // Partitions are split off as soon as they are assigned; a record on the main queue
                         // means one was fetched before the split. It cannot be processed in order from here,
-                        // so stop: a restart re-reads it from the last commit.
+                        // so end the session: the partitions are restored and read again.
                         Ok(m) => {
-                            let reason = format!(
+                            ctx.session.fail(format!(
                                 "record of partition {} offset {} arrived on the group queue", m.partition(), m.offset()
-                            );
-                            consumer.context().shared.fail(reason);
+                            ));
                             break;
                         }
                         Err(e) => tracing::warn!(error = %e, "group consumer error"),
                     },
                     () = shutdown.cancelled() => break,
-                    () = consumer.context().shared.fatal.cancelled() => break,
+                    () = ctx.shared.fatal.cancelled() => break,
+                    () = ctx.session.broken.cancelled() => break,
                 }
             }
         });
-        let ctx = consumer.context();
-        ctx.stop_workers(None);
+        ctx.stop_workers(None, false);
         if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
             if !matches!(e, KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) {
                 tracing::warn!(error = %e, "final offset commit failed");

@@ -1,26 +1,33 @@
 //! # hookline processor
 //!
-//! Reads the raw topic as a member of a consumer group and turns every raw record into exactly one output:
-//! a CloudEvent on the events topic, or a record on the DLQ topic saying why it could not be one. A webhook
-//! whose dedup key was already processed yields nothing.
+//! Reads the raw topic as a member of a consumer group and turns every raw record into exactly one outcome:
+//! its CloudEvents on the events topic(s), or a record on the DLQ topic saying why it could not be one, or
+//! nothing when the webhook was already processed (a duplicate) or filtered out. See [`partition`] for the
+//! guarantee and how it is kept.
 //!
 //! - [`consumer`]: group membership, rebalances, one worker per assigned partition;
-//! - [`partition`]: the per-partition loop and its invariant (offsets stored only after outputs are acked);
-//! - [`process`], [`normalize`], [`dlq`]: what a record becomes, without I/O;
+//! - [`recovery`]: rebuilding a partition's state when it is assigned (changelog and outputs read back);
+//! - [`partition`]: the per-partition loop, its checkpoints and its invariant;
+//! - [`scheduler`]: per-key order with concurrency inside a partition;
+//! - [`pipeline`], [`process`], [`dlq`]: what a record becomes, without I/O;
 //! - [`output`]: publishing, partition-aligned with the raw topic;
-//! - [`dedup`]: the RocksDB dedup store.
+//! - [`store`], [`changelog`]: the local RocksDB state and its changelog topic.
 //!
 //! [`run`] takes an admin listener and a cancellation token, so tests can run several processors in one
 //! process.
 
+pub mod changelog;
 pub mod config;
 pub mod consumer;
-pub mod dedup;
 pub mod dlq;
-pub mod normalize;
+mod faults;
 pub mod output;
 pub mod partition;
+pub mod pipeline;
 pub mod process;
+pub mod recovery;
+pub mod scheduler;
+pub mod store;
 pub mod telemetry;
 
 use std::sync::Arc;
@@ -42,15 +49,18 @@ pub(crate) const CHECK_STATE: &str = "state";
 /// The processor could not run, or stopped on an unrecoverable error.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The dedup store cannot be opened.
-    #[error("cannot open the dedup store in {dir} (config field `state.dir`): {source}")]
+    /// The state store cannot be opened.
+    #[error("cannot open the state store in {dir} (config field `state.dir`): {source}")]
     State {
         /// The folder.
         dir: String,
         /// Why.
         #[source]
-        source: dedup::StoreError,
+        source: store::StoreError,
     },
+    /// The pipelines cannot be compiled.
+    #[error("{0}")]
+    Pipeline(String),
     /// The topics are not usable as they are.
     #[error("{0}")]
     Topics(String),
@@ -87,43 +97,68 @@ async fn run_inner(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let dir = settings.state_dir.clone();
+    let raw_topic = settings.topics.raw.clone();
     let store = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&dir).map_err(|e| Error::Task(format!("cannot create {}: {e}", dir.display())))?;
-        dedup::DedupStore::open(&dir).map_err(|source| Error::State { dir: dir.display().to_string(), source })
+        store::Store::open(&dir, &raw_topic).map_err(|source| Error::State { dir: dir.display().to_string(), source })
     })
     .await
     .map_err(|e| Error::Task(e.to_string()))??;
     readiness.pass(CHECK_STATE);
+    let pipeline = pipeline::Pipeline::new(&settings).map_err(Error::Pipeline)?;
 
     let Some(partitions) = ensure_all_topics(&settings, &readiness, &shutdown).await? else {
         return Ok(());
     };
     tracing::info!(partitions, raw = %settings.topics.raw, "topics ready");
 
-    let outputs = output::Outputs::new(&settings.kafka, &settings.topics.events, &settings.topics.dlq)?;
     let shared = Arc::new(partition::Shared {
+        dlq_topic: Arc::from(settings.topics.dlq.as_str()),
+        state_topic: Arc::from(settings.topics.state.as_str()),
         settings,
         store,
-        outputs,
+        pipeline,
         metrics,
         readiness,
         fatal: CancellationToken::new(),
         fatal_reason: std::sync::Mutex::new(None),
     });
-    let consumer = consumer::create(&shared, tokio::runtime::Handle::current())?;
-    let group = consumer::spawn_group_thread(consumer, shutdown).map_err(|e| Error::Task(e.to_string()))?;
-    tokio::task::spawn_blocking(move || group.join())
-        .await
-        .map_err(|e| Error::Task(e.to_string()))?
-        .map_err(|_| Error::Task("the group thread panicked".into()))?;
+    let sizes = tokio::spawn(report_state_size(shared.clone(), shutdown.clone()));
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let session = Arc::new(partition::Session::new(output::Outputs::new(&shared.settings.kafka)?));
+        let consumer = consumer::create(&shared, &session, tokio::runtime::Handle::current())?;
+        let group = consumer::spawn_group_thread(consumer, shutdown.clone()).map_err(|e| Error::Task(e.to_string()))?;
+        tokio::task::spawn_blocking(move || group.join())
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
+            .map_err(|_| Error::Task("the group thread panicked".into()))?;
+        let flushing = session.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = flushing.outputs.flush(Duration::from_secs(10)) {
+                tracing::warn!(error = %e, "output producer flush incomplete");
+            }
+        })
+        .await;
+        if shutdown.is_cancelled() || shared.fatal.is_cancelled() || !session.broken.is_cancelled() {
+            break;
+        }
+        let reason = session.reason.lock().ok().and_then(|r| r.clone()).unwrap_or_default();
+        shared.metrics.session_restart();
+        tracing::warn!(%reason, retry_in = ?backoff, "recreating the Kafka clients");
+        drop(session);
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = shutdown.cancelled() => break,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+    sizes.abort();
 
     let flush = shared.clone();
     let _ = tokio::task::spawn_blocking(move || {
-        if let Err(e) = flush.outputs.flush(Duration::from_secs(10)) {
-            tracing::warn!(error = %e, "output producer flush incomplete");
-        }
         if let Err(e) = flush.store.flush() {
-            tracing::warn!(error = %e, "dedup store flush failed");
+            tracing::warn!(error = %e, "state store flush failed");
         }
     })
     .await;
@@ -137,14 +172,30 @@ async fn run_inner(
     }
 }
 
-/// Creates missing topics: the raw topic with its configured partitions, the output topics with the raw
-/// topic's partition count. Retries while the cluster is unreachable; `None` if shut down meanwhile.
+/// Refreshes the state store's size metrics every 15 s.
+async fn report_state_size(shared: Arc<partition::Shared>, shutdown: CancellationToken) {
+    loop {
+        let store = shared.store.clone();
+        if let Ok(Ok((bytes, entries))) = tokio::task::spawn_blocking(move || store.size()).await {
+            shared.metrics.state_size(bytes, entries);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(15)) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Creates missing topics: the raw topic with its configured partitions, then the output topics and the
+/// state changelog with the raw topic's partition count (the changelog with a retention of the longest dedup
+/// window plus a day). Retries while the cluster is unreachable; `None` if shut down meanwhile.
 async fn ensure_all_topics(
     settings: &Settings,
     readiness: &Readiness,
     shutdown: &CancellationToken,
 ) -> Result<Option<i32>, Error> {
     let t = &settings.topics;
+    let retention_ms = (settings.longest_window() + Duration::from_secs(24 * 3600)).as_millis().to_string();
     let mut backoff = Duration::from_millis(250);
     loop {
         let attempt = async {
@@ -154,11 +205,17 @@ async fn ensure_all_topics(
             )
             .await?;
             let partitions = raw.first().map(|r| r.partitions).unwrap_or(t.raw_partitions);
-            let outputs = [&t.events, &t.dlq]
+            let mut specs: Vec<TopicSpec> = settings
+                .output_topics()
                 .into_iter()
-                .map(|name| TopicSpec { name: name.clone(), partitions, config: Vec::new() })
-                .collect::<Vec<_>>();
-            Ok::<_, TopicError>((partitions, ensure_topics(&settings.kafka, &outputs).await?))
+                .map(|name| TopicSpec { name, partitions, config: Vec::new() })
+                .collect();
+            specs.push(TopicSpec {
+                name: t.state.clone(),
+                partitions,
+                config: vec![("cleanup.policy".into(), "delete".into()), ("retention.ms".into(), retention_ms.clone())],
+            });
+            Ok::<_, TopicError>((partitions, ensure_topics(&settings.kafka, &specs).await?))
         };
         let attempt = tokio::select! {
             r = attempt => r,
@@ -168,14 +225,10 @@ async fn ensure_all_topics(
             Ok((partitions, outputs)) => {
                 if let Some(bad) = outputs.iter().find(|o| o.partitions != partitions) {
                     return Err(Error::Topics(format!(
-                        "topic `{}` has {} partitions but the raw topic `{}` has {partitions}: outputs are \
-                         partition-aligned with the raw topic, so recreate `{}` with {partitions} partitions \
-                         or point topics.{} at another topic",
-                        bad.name,
-                        bad.partitions,
-                        t.raw,
-                        bad.name,
-                        if bad.name == t.events { "events" } else { "dlq" },
+                        "topic `{}` has {} partitions but the raw topic `{}` has {partitions}: outputs and the \
+                         state changelog are partition-aligned with the raw topic, so recreate `{}` with \
+                         {partitions} partitions or configure another topic in its place",
+                        bad.name, bad.partitions, t.raw, bad.name,
                     )));
                 }
                 readiness.pass(CHECK_TOPICS);

@@ -1,17 +1,18 @@
-//! What to do with one raw record, decided without I/O: who it is ([`identify`]) and what it becomes
-//! ([`output_for`]). The partition worker does the I/O around these (dedup lookup, produce, record).
+//! What to do with one raw record, decided without I/O: who it is ([`identify`]), what it becomes
+//! ([`decide`], [`plan`]) and what is left to publish after a crash ([`remaining`]). The partition worker does
+//! the I/O around these (dedup lookup, publish, record).
 
-use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 use hookline_schemas::dlq::{ErrorClass, Stage};
-use hookline_schemas::output::Origin;
 use hookline_schemas::raw::{HeaderError, RawMeta};
 use hookline_schemas::{header, is_valid_source_name};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 
-use crate::config::SourceConfig;
-use crate::normalize::{to_event, Failure, Position};
-use crate::output::{OutputRecord, Target};
+use crate::output::OutputRecord;
+use crate::pipeline::{Decision, Failure, Input, Pipeline};
+use crate::recovery::Emitted;
 
 /// The source name given to records whose headers name none.
 pub const UNKNOWN_SOURCE: &str = "_unknown";
@@ -25,7 +26,8 @@ pub struct Identity {
     pub dedup_key: String,
     /// When the webhook was received (ms); the record time when the envelope is unreadable.
     pub received_at_ms: i64,
-    /// True when the envelope was unreadable and the identity was made up from the record's position.
+    /// True when the envelope was unreadable and the identity was made up from the record's position: such a
+    /// record has no dedup entry (its identity is unique anyway).
     pub synthetic: bool,
 }
 
@@ -69,57 +71,103 @@ pub fn identify(raw: &OwnedMessage) -> (Envelope, Identity) {
     }
 }
 
-/// The one output of a raw record that is not a duplicate: its event, or its DLQ record.
-pub fn output_for(
-    raw: &OwnedMessage,
-    envelope: &Envelope,
-    identity: &Identity,
-    sources: &BTreeMap<String, SourceConfig>,
-    now_ms: i64,
-) -> (OutputRecord, Option<Failure>) {
+/// Runs the pipeline on a record whose envelope is valid. A panic in the pipeline (a hookline bug triggered
+/// by this record) is caught and becomes a DLQ decision, so one bad record cannot stop the stream.
+pub fn decide(pipeline: &Pipeline, raw: &OwnedMessage, envelope: &Envelope) -> Decision {
     let meta = match envelope {
         Envelope::Valid(meta) => meta,
         Envelope::Invalid(e) => {
-            let failure = Failure {
-                class: ErrorClass::InvalidEnvelope,
-                stage: Stage::Envelope,
-                reason: format!("not a hookline raw record: {e}"),
-            };
-            return (crate::dlq::record(raw, identity, &failure, now_ms), Some(failure));
+            return Decision::Fail(Failure::new(
+                ErrorClass::InvalidEnvelope,
+                Stage::Envelope,
+                format!("not a hookline raw record: {e}"),
+            ))
         }
     };
-    let at = Position { partition: raw.partition(), offset: raw.offset() };
-    match to_event(meta, raw.key(), raw.payload().unwrap_or_default(), at, sources.get(&meta.source)) {
-        Ok(event) => match serde_json::to_vec(&event) {
-            Ok(value) => {
-                let origin = Origin {
-                    v: header::VERSION,
-                    source: identity.source.clone(),
-                    dedup_key: identity.dedup_key.clone(),
-                    raw_topic: raw.topic().to_owned(),
-                    raw_partition: raw.partition(),
-                    raw_offset: raw.offset(),
-                };
-                let (name, value_bytes) = origin.to_header();
-                let headers = vec![
-                    (header::CONTENT_TYPE.to_owned(), header::CLOUDEVENTS_JSON.as_bytes().to_vec()),
-                    (name.to_owned(), value_bytes),
-                ];
-                (OutputRecord { target: Target::Events, key: raw.key().map(<[u8]>::to_vec), value, headers }, None)
-            }
-            // Serializing a struct of strings and a validated RawValue cannot fail; if it ever did, the record
-            // must still end somewhere.
-            Err(e) => {
-                let failure = Failure {
-                    class: ErrorClass::InvalidJson,
-                    stage: Stage::Normalize,
-                    reason: format!("cannot serialize the event: {e}"),
-                };
-                (crate::dlq::record(raw, identity, &failure, now_ms), Some(failure))
-            }
-        },
-        Err(failure) => (crate::dlq::record(raw, identity, &failure, now_ms), Some(failure)),
+    let input = Input {
+        meta,
+        key: raw.key(),
+        body: raw.payload().unwrap_or_default(),
+        partition: raw.partition(),
+        offset: raw.offset(),
+    };
+    match std::panic::catch_unwind(AssertUnwindSafe(|| pipeline.process(&input))) {
+        Ok(decision) => decision,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_owned());
+            Decision::Fail(Failure::new(
+                ErrorClass::Panic,
+                Stage::Process,
+                format!("the pipeline panicked on this record: {message}"),
+            ))
+        }
     }
+}
+
+/// One output to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    /// The record.
+    pub record: OutputRecord,
+    /// Its position in a split batch.
+    pub index: Option<u32>,
+}
+
+/// The outputs of a decision: its events (with the CloudEvents content-type header), or one DLQ record.
+pub fn plan(
+    dlq_topic: &Arc<str>,
+    raw: &OwnedMessage,
+    identity: &Identity,
+    decision: Decision,
+    attempts: u32,
+    now_ms: i64,
+) -> (Vec<Planned>, Option<Failure>) {
+    match decision {
+        Decision::Publish(events) => {
+            let outputs = events
+                .into_iter()
+                .map(|e| Planned {
+                    record: OutputRecord {
+                        topic: e.topic,
+                        key: raw.key().map(<[u8]>::to_vec),
+                        value: e.value,
+                        headers: vec![(header::CONTENT_TYPE.to_owned(), header::CLOUDEVENTS_JSON.as_bytes().to_vec())],
+                    },
+                    index: e.index,
+                })
+                .collect();
+            (outputs, None)
+        }
+        Decision::Filtered => (Vec::new(), None),
+        Decision::Fail(failure) => {
+            let record = crate::dlq::record(dlq_topic, raw, identity, &failure, attempts, now_ms);
+            (vec![Planned { record, index: None }], Some(failure))
+        }
+    }
+}
+
+/// Of `planned`, the outputs not yet published, given the outputs a previous owner published for the same
+/// raw record (`emitted`, read back from the output topics). A record's outcome is never changed after the
+/// fact: if it already has a DLQ record, nothing more is published; if it already has events, a DLQ record
+/// is not added (the events are completed instead, on the topics they were meant for).
+pub fn remaining(planned: Vec<Planned>, emitted: &[Emitted]) -> Vec<Planned> {
+    if emitted.is_empty() {
+        return planned;
+    }
+    if emitted.iter().any(|e| e.dlq) {
+        return Vec::new();
+    }
+    planned
+        .into_iter()
+        .filter(|p| {
+            let is_event = p.record.headers.iter().any(|(k, _)| k == header::CONTENT_TYPE);
+            is_event && !emitted.iter().any(|e| e.topic == p.record.topic && e.index == p.index)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -127,10 +175,13 @@ mod tests {
     use super::*;
     use hookline_schemas::dlq::DlqMeta;
     use hookline_schemas::json_schema::Contract;
+    use hookline_schemas::output::Origin;
     use hookline_schemas::raw::KeyOrigin;
     use hookline_schemas::view::{RecordView, ValueAs};
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::Timestamp;
+
+    use crate::config::Config;
 
     fn raw(headers: &[(&str, Vec<u8>)], value: &[u8]) -> OwnedMessage {
         let mut h = OwnedHeaders::new();
@@ -161,6 +212,16 @@ mod tests {
         }
     }
 
+    fn pipeline(toml: &str) -> Pipeline {
+        let settings =
+            hookline_runtime::config::from_str_with_env::<Config>(toml, Vec::new()).unwrap().validate().unwrap();
+        Pipeline::new(&settings).unwrap()
+    }
+
+    fn dlq() -> Arc<str> {
+        Arc::from("hookline.dlq")
+    }
+
     fn view(out: &OutputRecord, value_as: ValueAs) -> serde_json::Value {
         let v = RecordView::new(
             "t",
@@ -184,16 +245,20 @@ mod tests {
         let msg = raw(&[meta().to_header()], br#"{"id":"evt_1"}"#);
         let (envelope, identity) = identify(&msg);
         assert!(!identity.synthetic);
-        let (out, failure) = output_for(&msg, &envelope, &identity, &BTreeMap::new(), 0);
+        let decision = decide(&pipeline(""), &msg, &envelope);
+        let (out, failure) = plan(&dlq(), &msg, &identity, decision, 1, 0);
         assert_eq!(failure, None);
-        assert_eq!(out.target, Target::Events);
+        assert_eq!(out.len(), 1);
+        let out = &out[0].record;
+        assert_eq!(&*out.topic, "hookline.events");
         assert_eq!(out.key.as_deref(), Some(&b"order_1"[..]));
-        assert_eq!(out.headers.len(), 2, "content-type and hookline-origin only");
-        let record = view(&out, ValueAs::Json);
+        assert_eq!(out.headers.len(), 1, "content-type only");
+        let record = view(out, ValueAs::Json);
         assert_eq!(Contract::EventRecord.validator().unwrap().violations(&record), Vec::<String>::new());
         assert_eq!(Contract::Event.validator().unwrap().violations(&record["value"]), Vec::<String>::new());
-        let origin = Origin::from_headers(pairs(&out)).unwrap();
+        let origin = Origin::of_event(&out.value).unwrap();
         assert_eq!((origin.raw_partition, origin.raw_offset, origin.dedup_key.as_str()), (3, 77, "evt_1"));
+        assert_eq!(origin.received_at_ms, Some(1_700_000_000_000));
     }
 
     #[test]
@@ -201,20 +266,24 @@ mod tests {
         let raw_header = meta().to_header();
         let msg = raw(std::slice::from_ref(&raw_header), b"\xff not json");
         let (envelope, identity) = identify(&msg);
-        let (out, failure) = output_for(&msg, &envelope, &identity, &BTreeMap::new(), 42);
+        let decision = decide(&pipeline(""), &msg, &envelope);
+        let (out, failure) = plan(&dlq(), &msg, &identity, decision, 1, 42);
         assert_eq!(failure.unwrap().class, ErrorClass::InvalidJson);
-        assert_eq!(out.target, Target::Dlq);
+        let out = &out[0].record;
+        assert_eq!(&*out.topic, "hookline.dlq");
         assert_eq!(out.value, b"\xff not json");
         assert_eq!(
             (out.headers[0].0.as_str(), &out.headers[0].1),
             (raw_header.0, &raw_header.1),
             "raw header first, intact"
         );
-        let dlq = DlqMeta::from_headers(pairs(&out)).unwrap();
+        let dlq = DlqMeta::from_headers(pairs(out)).unwrap();
         assert_eq!((dlq.stage, dlq.attempts, dlq.first_failure_ms), (Stage::Parse, 1, 42));
         assert_eq!((dlq.raw_partition, dlq.raw_offset, dlq.dedup_key.as_str()), (3, 77, "evt_1"));
-        let record = view(&out, ValueAs::Base64);
+        let record = view(out, ValueAs::Base64);
         assert_eq!(Contract::DlqRecord.validator().unwrap().violations(&record), Vec::<String>::new());
+        let origin = Origin::of_dlq(pairs(out)).unwrap();
+        assert_eq!((origin.raw_offset, origin.received_at_ms), (77, Some(1_700_000_000_000)));
     }
 
     #[test]
@@ -222,14 +291,46 @@ mod tests {
         let msg = raw(&[("hookline-meta", br#"{"v":1,"source":"shop"}"#.to_vec()), ("x-other", b"1".to_vec())], b"{}");
         let (envelope, identity) = identify(&msg);
         assert!(matches!(envelope, Envelope::Invalid(_)));
+        assert!(identity.synthetic);
         assert_eq!(identity.dedup_key, "raw:hookline.raw:3:77");
         assert_eq!(identity.source, "shop", "the source is kept when the metadata still names one");
-        let (out, failure) = output_for(&msg, &envelope, &identity, &BTreeMap::new(), 0);
+        let decision = decide(&pipeline(""), &msg, &envelope);
+        let (out, failure) = plan(&dlq(), &msg, &identity, decision, 1, 0);
         assert_eq!(failure.unwrap().class, ErrorClass::InvalidEnvelope);
-        let dlq = DlqMeta::from_headers(pairs(&out)).unwrap();
+        let out = &out[0].record;
+        let dlq = DlqMeta::from_headers(pairs(out)).unwrap();
         assert_eq!(dlq.dedup_key, "raw:hookline.raw:3:77");
         assert_eq!(out.headers[1].0, "x-other", "foreign headers are kept too");
-        let record = view(&out, ValueAs::Base64);
+        let record = view(out, ValueAs::Base64);
         assert_eq!(Contract::DlqRecord.validator().unwrap().violations(&record), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_fan_out_cut_short_is_completed_and_an_outcome_is_never_changed() {
+        let msg = raw(&[meta().to_header()], br#"{"type":"order.paid"}"#);
+        let (envelope, identity) = identify(&msg);
+        let p = pipeline("[[routes]]\ntopic = 'a'\n[[routes]]\ntopic = 'b'\n");
+        let (planned, _) = plan(&dlq(), &msg, &identity, decide(&p, &msg, &envelope), 1, 0);
+        assert_eq!(planned.iter().map(|p| &*p.record.topic).collect::<Vec<_>>(), vec!["a", "b"]);
+        let emitted = |topic: &str, dlq: bool| Emitted {
+            topic: Arc::from(topic),
+            index: None,
+            dlq,
+            source: "shop".into(),
+            dedup_key: "evt_1".into(),
+        };
+        let left = remaining(planned.clone(), &[emitted("a", false)]);
+        assert_eq!(left.iter().map(|p| &*p.record.topic).collect::<Vec<_>>(), vec!["b"]);
+        assert!(remaining(planned.clone(), &[emitted("a", false), emitted("b", false)]).is_empty());
+        assert!(remaining(planned.clone(), &[emitted("hookline.dlq", true)]).is_empty(), "already in the DLQ");
+        assert_eq!(remaining(planned, &[]).len(), 2);
+
+        let broken = raw(&[meta().to_header()], b"not json");
+        let (planned, _) = plan(&dlq(), &broken, &identity, decide(&p, &broken, &envelope_of(&broken)), 1, 0);
+        assert!(remaining(planned, &[emitted("a", false)]).is_empty(), "events exist: no DLQ record is added");
+    }
+
+    fn envelope_of(msg: &OwnedMessage) -> Envelope {
+        identify(msg).0
     }
 }

@@ -1,10 +1,10 @@
 //! Every event the processor reports: the metric and, where useful, the log line, in one place.
 //!
-//! Names follow `hookline_processor_<what>_<unit>`. Labels: `source` is a source named in the config or
-//! `_other` (raw records can come from anywhere, so unknown names never become labels); `class` is a DLQ error
-//! class; `partition` is a raw partition number (bounded by the partition count).
+//! Names follow `hookline_processor_<what>_<unit>`. Labels are bounded: `source` is a source named in the
+//! config or `_other` (raw records can come from anywhere, so unknown names never become labels); `topic` is
+//! an output topic of the config; `class` is a DLQ error class; `partition` is a raw partition number.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use hookline_schemas::dlq::ErrorClass;
@@ -15,7 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::normalize::Failure;
+use crate::pipeline::Failure;
 
 /// The `source` label of records from a source the config does not name.
 pub const OTHER_SOURCE: &str = "_other";
@@ -32,8 +32,19 @@ struct SourceClass {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceTopic {
+    source: String,
+    topic: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PartitionLabel {
     partition: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
 }
 
 /// Handles for one source label.
@@ -41,8 +52,29 @@ struct PartitionLabel {
 struct SourceHandles {
     consumed: Counter,
     duplicates: Counter,
-    events: Counter,
+    filtered: Counter,
     dlq: Vec<Counter>,
+    latency: Histogram,
+}
+
+/// What a retry was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Publishing an output or a changelog record.
+    Publish,
+    /// A state store read or write.
+    Store,
+    /// Reading the changelog and outputs back.
+    Restore,
+}
+
+/// Where restored dedup entries came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoredFrom {
+    /// The state changelog topic.
+    Changelog,
+    /// The output topics' tail.
+    Outputs,
 }
 
 /// The processor's metrics.
@@ -50,11 +82,23 @@ struct SourceHandles {
 pub struct Metrics {
     sources: BTreeMap<String, SourceHandles>,
     other: SourceHandles,
+    events: Family<SourceTopic, Counter>,
+    retries: Family<KindLabel, Counter>,
     lag: Family<PartitionLabel, Gauge>,
-    lag_partitions: Mutex<HashSet<i32>>,
+    lag_seconds: Family<PartitionLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    lag_partitions: Mutex<Vec<i32>>,
     assigned: Gauge,
-    process_seconds: Histogram,
+    rebalances: Family<KindLabel, Counter>,
+    restore_seconds: Histogram,
+    restored: Family<KindLabel, Counter>,
+    snapshots: Counter,
+    concurrency: Histogram,
+    record_seconds: Histogram,
     store_errors: Counter,
+    state_bytes: Gauge,
+    state_entries: Gauge,
+    sessions: Counter,
+    suspects: Counter,
 }
 
 impl Metrics {
@@ -65,16 +109,36 @@ impl Metrics {
         let duplicates = Family::<SourceLabel, Counter>::default();
         registry.register(
             "hookline_processor_duplicates_dropped",
-            "Raw records dropped because their dedup key was already processed",
+            "Raw records dropped because their webhook (source and dedup key) already has an output",
             duplicates.clone(),
         );
-        let events = Family::<SourceLabel, Counter>::default();
-        registry.register("hookline_processor_events_produced", "Events published", events.clone());
+        let filtered = Family::<SourceLabel, Counter>::default();
+        registry.register(
+            "hookline_processor_records_filtered",
+            "Raw records whose events were all filtered out by the source's allow/deny lists",
+            filtered.clone(),
+        );
+        let events = Family::<SourceTopic, Counter>::default();
+        registry.register("hookline_processor_events_produced", "Events published, per topic", events.clone());
         let dlq = Family::<SourceClass, Counter>::default();
         registry.register(
             "hookline_processor_dlq_records",
             "Records published to the DLQ, by error class",
             dlq.clone(),
+        );
+        let latency = Family::<SourceLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 16))
+        });
+        registry.register(
+            "hookline_processor_latency_seconds",
+            "From the ingress receiving a webhook to its outputs being stored (or its duplicate dropped)",
+            latency.clone(),
+        );
+        let retries = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "hookline_processor_retries",
+            "Transient failures retried with backoff (operation: publish, store, restore)",
+            retries.clone(),
         );
         let lag = Family::<PartitionLabel, Gauge>::default();
         registry.register(
@@ -82,47 +146,131 @@ impl Metrics {
             "Raw records not yet processed, per assigned partition (high watermark minus next offset to process)",
             lag.clone(),
         );
+        let lag_seconds = Family::<PartitionLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "hookline_processor_consumer_lag_seconds",
+            "Age of the oldest raw record read but not yet processed, per assigned partition (0 when caught up)",
+            lag_seconds.clone(),
+        );
         let assigned = Gauge::default();
         registry.register(
             "hookline_processor_assigned_partitions",
             "Raw partitions assigned to this process",
             assigned.clone(),
         );
-        let process_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let rebalances = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "hookline_processor_rebalances",
+            "Consumer group rebalances seen by this process (kind: assign, revoke, lost)",
+            rebalances.clone(),
+        );
+        let restore_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 14));
+        registry.register(
+            "hookline_processor_restore_duration_seconds",
+            "Time to restore the dedup state of newly assigned partitions (changelog and outputs read back)",
+            restore_seconds.clone(),
+        );
+        let restored = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "hookline_processor_restored_entries",
+            "Dedup entries restored when partitions were assigned (from: changelog, outputs)",
+            restored.clone(),
+        );
+        let snapshots = Counter::default();
+        registry.register(
+            "hookline_processor_state_snapshots",
+            "Snapshots of a partition's dedup state written to the changelog (the changelog was behind)",
+            snapshots.clone(),
+        );
+        let concurrency = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]);
+        registry.register(
+            "hookline_processor_concurrency",
+            "Records of the same partition in flight when a record starts (1 = the partition runs one at a time)",
+            concurrency.clone(),
+        );
+        let record_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         registry.register(
             "hookline_processor_record_duration_seconds",
-            "Time to process one raw record, from read to output acknowledged and state recorded",
-            process_seconds.clone(),
+            "Time to process one raw record, from start to outputs acknowledged",
+            record_seconds.clone(),
         );
         let store_errors = Counter::default();
         registry.register(
             "hookline_processor_state_errors",
-            "Dedup store read or write failures",
+            "State store read or write failures (the partition stops advancing until the store works)",
             store_errors.clone(),
+        );
+        let state_bytes = Gauge::default();
+        registry.register(
+            "hookline_processor_state_bytes",
+            "Size of the dedup store (SST files and memtables)",
+            state_bytes.clone(),
+        );
+        let state_entries = Gauge::default();
+        registry.register(
+            "hookline_processor_state_entries",
+            "Dedup entries in the store (RocksDB's estimate, expired ones not yet compacted included)",
+            state_entries.clone(),
+        );
+        let sessions = Counter::default();
+        registry.register(
+            "hookline_processor_session_restarts",
+            "Times the Kafka clients were recreated after a fatal client error",
+            sessions.clone(),
+        );
+        let suspects = Counter::default();
+        registry.register(
+            "hookline_processor_crash_suspects",
+            "Records retried alone because they were in progress when the process died",
+            suspects.clone(),
         );
 
         let make = |source: &str| SourceHandles {
             consumed: consumed.get_or_create(&SourceLabel { source: source.to_owned() }).clone(),
             duplicates: duplicates.get_or_create(&SourceLabel { source: source.to_owned() }).clone(),
-            events: events.get_or_create(&SourceLabel { source: source.to_owned() }).clone(),
+            filtered: filtered.get_or_create(&SourceLabel { source: source.to_owned() }).clone(),
             dlq: ErrorClass::ALL
                 .iter()
                 .map(|c| dlq.get_or_create(&SourceClass { source: source.to_owned(), class: c.as_str() }).clone())
                 .collect(),
+            latency: latency.get_or_create(&SourceLabel { source: source.to_owned() }).clone(),
         };
+        for kind in ["publish", "store", "restore"] {
+            let _ = retries.get_or_create(&KindLabel { kind });
+        }
         Metrics {
             sources: sources.into_iter().map(|s| (s.clone(), make(s))).collect(),
             other: make(OTHER_SOURCE),
+            events,
+            retries,
             lag,
-            lag_partitions: Mutex::new(HashSet::new()),
+            lag_seconds,
+            lag_partitions: Mutex::new(Vec::new()),
             assigned,
-            process_seconds,
+            rebalances,
+            restore_seconds,
+            restored,
+            snapshots,
+            concurrency,
+            record_seconds,
             store_errors,
+            state_bytes,
+            state_entries,
+            sessions,
+            suspects,
         }
     }
 
     fn source(&self, name: &str) -> &SourceHandles {
         self.sources.get(name).unwrap_or(&self.other)
+    }
+
+    fn source_label<'a>(&self, name: &'a str) -> &'a str {
+        if self.sources.contains_key(name) {
+            name
+        } else {
+            OTHER_SOURCE
+        }
     }
 
     /// A raw record was read.
@@ -136,9 +284,17 @@ impl Metrics {
         self.source(source).duplicates.inc();
     }
 
-    /// An event was published.
-    pub fn event(&self, source: &str) {
-        self.source(source).events.inc();
+    /// A record's events were all filtered out.
+    pub fn filtered(&self, source: &str, partition: i32, offset: i64) {
+        tracing::debug!(source, partition, offset, "filtered out");
+        self.source(source).filtered.inc();
+    }
+
+    /// An event was published to `topic`.
+    pub fn event(&self, source: &str, topic: &str) {
+        self.events
+            .get_or_create(&SourceTopic { source: self.source_label(source).to_owned(), topic: topic.to_owned() })
+            .inc();
     }
 
     /// A DLQ record was published.
@@ -159,15 +315,41 @@ impl Metrics {
         }
     }
 
-    /// A record was fully processed after `seconds`.
-    pub fn processed(&self, seconds: f64) {
-        self.process_seconds.observe(seconds);
+    /// A record was done (outputs stored, or dropped) `seconds` after the ingress received it.
+    pub fn latency(&self, source: &str, seconds: f64) {
+        self.source(source).latency.observe(seconds.max(0.0));
     }
 
-    /// The dedup store failed.
+    /// A record started with `running` records of its partition in flight (itself included).
+    pub fn started(&self, running: usize) {
+        self.concurrency.observe(running as f64);
+    }
+
+    /// A record finished after `seconds`.
+    pub fn processed(&self, seconds: f64) {
+        self.record_seconds.observe(seconds);
+    }
+
+    /// A transient failure is being retried.
+    pub fn retry(&self, what: Retry) {
+        let kind = match what {
+            Retry::Publish => "publish",
+            Retry::Store => "store",
+            Retry::Restore => "restore",
+        };
+        self.retries.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// The state store failed.
     pub fn store_error(&self, error: &dyn std::fmt::Display) {
-        tracing::error!(%error, "dedup store failure");
+        tracing::error!(%error, "state store failure");
         self.store_errors.inc();
+        self.retry(Retry::Store);
+    }
+
+    /// A rebalance handed partitions to this process or took them away.
+    pub fn rebalance(&self, kind: &'static str) {
+        self.rebalances.get_or_create(&KindLabel { kind }).inc();
     }
 
     /// The number of assigned partitions changed.
@@ -175,7 +357,41 @@ impl Metrics {
         self.assigned.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
-    /// Sets the lag of the assigned partitions; partitions no longer listed are removed.
+    /// A restore finished.
+    pub fn restored(&self, seconds: f64, from_changelog: u64, from_outputs: u64) {
+        self.restore_seconds.observe(seconds);
+        self.restored.get_or_create(&KindLabel { kind: "changelog" }).inc_by(from_changelog);
+        self.restored.get_or_create(&KindLabel { kind: "outputs" }).inc_by(from_outputs);
+    }
+
+    /// A partition's state was snapshotted to the changelog.
+    pub fn snapshot(&self) {
+        self.snapshots.inc();
+    }
+
+    /// A record in progress when the process died is retried alone.
+    pub fn suspect(&self, partition: i32, offset: i64, attempts: u32) {
+        tracing::warn!(
+            partition,
+            offset,
+            attempts,
+            "retrying alone a record that was in progress when the process died"
+        );
+        self.suspects.inc();
+    }
+
+    /// The Kafka clients were recreated.
+    pub fn session_restart(&self) {
+        self.sessions.inc();
+    }
+
+    /// The state store's size.
+    pub fn state_size(&self, bytes: u64, entries: u64) {
+        self.state_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.state_entries.set(i64::try_from(entries).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the lag in records of the assigned partitions; partitions no longer listed are removed.
     pub fn lag(&self, lags: &BTreeMap<i32, i64>) {
         let Ok(mut known) = self.lag_partitions.lock() else {
             return;
@@ -183,12 +399,27 @@ impl Metrics {
         for p in known.iter() {
             if !lags.contains_key(p) {
                 self.lag.remove(&PartitionLabel { partition: p.to_string() });
+                self.lag_seconds.remove(&PartitionLabel { partition: p.to_string() });
             }
         }
         known.clear();
         for (p, lag) in lags {
             self.lag.get_or_create(&PartitionLabel { partition: p.to_string() }).set(*lag);
-            known.insert(*p);
+            known.push(*p);
+        }
+    }
+
+    /// Sets the lag in seconds of one partition.
+    pub fn lag_seconds(&self, partition: i32, seconds: f64) {
+        self.lag_seconds.get_or_create(&PartitionLabel { partition: partition.to_string() }).set(seconds.max(0.0));
+    }
+
+    /// A partition was revoked: its lag is no longer this process's to report.
+    pub fn forget_partition(&self, partition: i32) {
+        self.lag.remove(&PartitionLabel { partition: partition.to_string() });
+        self.lag_seconds.remove(&PartitionLabel { partition: partition.to_string() });
+        if let Ok(mut known) = self.lag_partitions.lock() {
+            known.retain(|p| *p != partition);
         }
     }
 }
@@ -204,16 +435,21 @@ mod tests {
         let m = Metrics::register(&mut registry, &["shop".to_owned()]);
         m.consumed("shop");
         m.consumed("attacker-chosen-name");
+        m.event("attacker-chosen-name", "hookline.events");
         m.dlq("shop", 0, 1, &Failure { class: ErrorClass::InvalidJson, stage: Stage::Parse, reason: "x".into() });
         m.lag(&BTreeMap::from([(0, 5), (1, 7)]));
+        m.lag_seconds(0, 2.5);
         m.lag(&BTreeMap::from([(1, 3)]));
+        m.started(3);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(text.contains(r#"hookline_processor_records_consumed_total{source="shop"} 1"#), "{text}");
         assert!(text.contains(r#"hookline_processor_records_consumed_total{source="_other"} 1"#));
+        assert!(text.contains(r#"hookline_processor_events_produced_total{source="_other",topic="hookline.events"} 1"#));
         assert!(!text.contains("attacker"));
         assert!(text.contains(r#"hookline_processor_dlq_records_total{source="shop",class="invalid_json"} 1"#));
         assert!(text.contains(r#"hookline_processor_consumer_lag_records{partition="1"} 3"#));
-        assert!(!text.contains(r#"partition="0""#), "revoked partitions leave the lag gauge");
+        assert!(!text.contains(r#"partition="0""#), "revoked partitions leave the lag gauges");
+        assert!(text.contains(r#"hookline_processor_concurrency_bucket{le="4.0"} 1"#), "{text}");
     }
 }

@@ -10,7 +10,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::header;
-use crate::output::Origin;
 use crate::raw::{parse_header, HeaderError};
 
 /// Longest reason kept; longer ones are cut at a character boundary.
@@ -24,24 +23,48 @@ pub enum ErrorClass {
     InvalidEnvelope,
     /// The body is not valid JSON.
     InvalidJson,
-    /// The configured event-type field is absent from the body or headers.
-    MissingType,
-    /// The configured event-type field is present but not a non-empty string.
-    InvalidType,
+    /// The body is not valid `application/x-www-form-urlencoded`.
+    InvalidForm,
+    /// A field the pipeline needs (the event type, or a configured subject or time) is absent.
+    MissingField,
+    /// A field the pipeline needs is present but unusable (not a non-empty string, not a time).
+    InvalidField,
+    /// The event does not satisfy the JSON Schema of its topic.
+    SchemaViolation,
+    /// Kafka refused the output for good (too large, invalid); retrying cannot help.
+    OutputRejected,
+    /// The processing code panicked on this record (a hookline bug; the record is kept for a redrive).
+    Panic,
+    /// The processor died while processing this record, again and again; it was set aside.
+    CrashLoop,
 }
 
 impl ErrorClass {
     /// Every class, in a fixed order (for metric label sets).
-    pub const ALL: [ErrorClass; 4] =
-        [ErrorClass::InvalidEnvelope, ErrorClass::InvalidJson, ErrorClass::MissingType, ErrorClass::InvalidType];
+    pub const ALL: [ErrorClass; 9] = [
+        ErrorClass::InvalidEnvelope,
+        ErrorClass::InvalidJson,
+        ErrorClass::InvalidForm,
+        ErrorClass::MissingField,
+        ErrorClass::InvalidField,
+        ErrorClass::SchemaViolation,
+        ErrorClass::OutputRejected,
+        ErrorClass::Panic,
+        ErrorClass::CrashLoop,
+    ];
 
     /// Its name.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorClass::InvalidEnvelope => "invalid_envelope",
             ErrorClass::InvalidJson => "invalid_json",
-            ErrorClass::MissingType => "missing_type",
-            ErrorClass::InvalidType => "invalid_type",
+            ErrorClass::InvalidForm => "invalid_form",
+            ErrorClass::MissingField => "missing_field",
+            ErrorClass::InvalidField => "invalid_field",
+            ErrorClass::SchemaViolation => "schema_violation",
+            ErrorClass::OutputRejected => "output_rejected",
+            ErrorClass::Panic => "panic",
+            ErrorClass::CrashLoop => "crash_loop",
         }
     }
 }
@@ -56,15 +79,28 @@ pub enum Stage {
     Parse,
     /// Mapping the parsed body to a CloudEvent.
     Normalize,
+    /// Checking the event against its topic's JSON Schema.
+    Validate,
+    /// Publishing the event.
+    Publish,
+    /// The record as a whole (a panic or a crash loop).
+    Process,
 }
 
 impl Stage {
+    /// Every stage, in pipeline order.
+    pub const ALL: [Stage; 6] =
+        [Stage::Envelope, Stage::Parse, Stage::Normalize, Stage::Validate, Stage::Publish, Stage::Process];
+
     /// Its name.
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Envelope => "envelope",
             Stage::Parse => "parse",
             Stage::Normalize => "normalize",
+            Stage::Validate => "validate",
+            Stage::Publish => "publish",
+            Stage::Process => "process",
         }
     }
 }
@@ -111,18 +147,6 @@ impl DlqMeta {
     {
         parse_header(headers, header::DLQ)
     }
-
-    /// Where the record came from.
-    pub fn origin(&self) -> Origin {
-        Origin {
-            v: self.v,
-            source: self.source.clone(),
-            dedup_key: self.dedup_key.clone(),
-            raw_topic: self.raw_topic.clone(),
-            raw_partition: self.raw_partition,
-            raw_offset: self.raw_offset,
-        }
-    }
 }
 
 /// Cuts `s` to at most `max` bytes at a character boundary.
@@ -160,7 +184,7 @@ mod tests {
         let back = DlqMeta::from_headers([(name, Some(value.as_slice()))]).unwrap();
         assert_eq!(back.class, ErrorClass::InvalidJson);
         assert_eq!(back.reason.len(), MAX_REASON_BYTES);
-        assert_eq!(back.origin().raw_offset, 9);
+        assert_eq!(back.raw_offset, 9);
         let json: serde_json::Value = serde_json::from_slice(&value).unwrap();
         assert_eq!((json["class"].as_str(), json["stage"].as_str()), (Some("invalid_json"), Some("parse")));
     }

@@ -3,8 +3,9 @@
 //! - key: the ordering key of the raw record, so one entity's events stay in one partition, in order.
 //! - value: the event in CloudEvents structured-mode JSON ([`CloudEvent`]); `data` is the webhook's JSON
 //!   body, embedded verbatim (number precision and key order are kept).
-//! - headers: `content-type` ([`crate::header::CLOUDEVENTS_JSON`]) and the [`crate::output::Origin`]
-//!   headers naming the raw record it came from.
+//! - headers: `content-type` ([`crate::header::CLOUDEVENTS_JSON`]), as the CloudEvents Kafka binding's
+//!   structured mode asks. Where the event came from is in its `hookline*` attributes
+//!   ([`crate::output::Origin::of_event`]).
 //!
 //! JSON Schema: `schemas/json/event.v1.schema.json`.
 
@@ -16,27 +17,31 @@ pub const SPEC_VERSION: &str = "1.0";
 
 /// A normalized event, CloudEvents 1.0 in structured-mode JSON.
 ///
-/// The `hookline*` members are CloudEvents extension attributes (lowercase alphanumeric names, as the spec
-/// requires) that tie the event back to its raw record.
+/// The `hookline*` members are CloudEvents extension attributes that tie the event back to its raw record.
+/// CloudEvents allows only flat attributes with lowercase alphanumeric names (no nested object), hence one
+/// `hookline`-prefixed attribute per field rather than a `hookline` object.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CloudEvent {
     /// Always [`SPEC_VERSION`].
     pub specversion: String,
-    /// The webhook's dedup key: the same webhook delivered twice has the same id.
+    /// The webhook's dedup key (for an event split out of a batch, `{dedup key}/{index}`): the same webhook
+    /// delivered twice has the same id.
     pub id: String,
     /// `/webhooks/{source}`.
     pub source: String,
-    /// The event type (from the configured JSON pointer or header, else `{source}.webhook`).
+    /// The event type: the provider's own (`invoice.paid`, `pull_request.opened`, `orders/create`…), from the
+    /// source's preset or configured field, else `{source}.webhook`.
     #[serde(rename = "type")]
     pub ty: String,
     /// When the event happened, RFC 3339. Without a provider time, when hookline received it.
     pub time: String,
-    /// The ordering key: the entity the event is about.
+    /// The entity the event is about (the provider's object id where the preset knows it, else the ordering
+    /// key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     /// Always `application/json`.
     pub datacontenttype: String,
-    /// The webhook body, verbatim.
+    /// The webhook body, verbatim (a form body as an object of its fields; a batch element verbatim).
     pub data: Box<RawValue>,
     /// Extension: the configured source name.
     pub hooklinesource: String,
@@ -46,6 +51,11 @@ pub struct CloudEvent {
     pub hooklinepartition: i32,
     /// Extension: the raw offset, as a decimal string (CloudEvents integers are 32-bit).
     pub hooklineoffset: String,
+    /// Extension: the webhook's dedup key.
+    pub hooklinededupkey: String,
+    /// Extension: for an event split out of a batch webhook (HubSpot), its position in the batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooklineindex: Option<u32>,
 }
 
 /// Formats milliseconds since the Unix epoch as RFC 3339 UTC with millisecond precision
@@ -95,6 +105,8 @@ mod tests {
             hooklinereceivedat: rfc3339_millis(0),
             hooklinepartition: 3,
             hooklineoffset: "42".into(),
+            hooklinededupkey: "evt_1".into(),
+            hooklineindex: None,
         };
         let json = serde_json::to_string(&event).unwrap();
         assert!(json.contains(body), "{json}");

@@ -7,13 +7,11 @@
 //! | topic  | headers                                                                 |
 //! |--------|-------------------------------------------------------------------------|
 //! | raw    | [`META`] ([`crate::raw::RawMeta`])                                      |
-//! | events | [`CONTENT_TYPE`] ([`CLOUDEVENTS_JSON`]), [`ORIGIN`] ([`crate::output::Origin`]) |
+//! | events | [`CONTENT_TYPE`] ([`CLOUDEVENTS_JSON`]); the origin is in the event's `hookline*` attributes |
 //! | DLQ    | the raw record's headers, intact, then [`DLQ`] ([`crate::dlq::DlqMeta`]) |
 
 /// On a raw record: the webhook's metadata, a JSON [`crate::raw::RawMeta`].
 pub const META: &str = "hookline-meta";
-/// On an event record: the raw record it came from, a JSON [`crate::output::Origin`].
-pub const ORIGIN: &str = "hookline-origin";
 /// On a DLQ record: where it came from and why it failed, a JSON [`crate::dlq::DlqMeta`].
 pub const DLQ: &str = "hookline-dlq";
 /// On an event record: the CloudEvents Kafka binding's structured-mode content type.

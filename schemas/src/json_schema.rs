@@ -117,6 +117,8 @@ mod tests {
             hooklinereceivedat: rfc3339_millis(1_764_234_000_123),
             hooklinepartition: 0,
             hooklineoffset: "17".into(),
+            hooklinededupkey: "evt_1".into(),
+            hooklineindex: None,
         }
     }
 
@@ -191,9 +193,8 @@ mod tests {
         let dlq_json = view("hookline.dlq", &[raw_header, failure.to_header()], b"not json", view::ValueAs::Base64);
         assert_eq!(Contract::DlqRecord.validator().unwrap().violations(&dlq_json), Vec::<String>::new());
 
-        let origin = failure.origin();
         let event_bytes = serde_json::to_vec(&event()).unwrap();
-        let headers = [(header::CONTENT_TYPE, header::CLOUDEVENTS_JSON.as_bytes().to_vec()), origin.to_header()];
+        let headers = [(header::CONTENT_TYPE, header::CLOUDEVENTS_JSON.as_bytes().to_vec())];
         let event_json = view("hookline.events", &headers, &event_bytes, view::ValueAs::Json);
         assert_eq!(Contract::EventRecord.validator().unwrap().violations(&event_json), Vec::<String>::new());
     }

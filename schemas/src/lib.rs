@@ -6,7 +6,7 @@
 //! | topic  | key          | value                         | headers                                         |
 //! |--------|--------------|-------------------------------|-------------------------------------------------|
 //! | raw    | ordering key | request body, verbatim        | `hookline-meta`: [`raw::RawMeta`]                |
-//! | events | ordering key | [`event::CloudEvent`] JSON    | `content-type`, `hookline-origin`: [`output::Origin`] |
+//! | events | ordering key | [`event::CloudEvent`] JSON    | `content-type`                                  |
 //! | DLQ    | raw key      | raw value, verbatim           | raw headers, `hookline-dlq`: [`dlq::DlqMeta`]    |
 //!
 //! Each record kind has a JSON Schema in `schemas/json/` ([`json_schema`]); tests keep the Rust types, the

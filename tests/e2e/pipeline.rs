@@ -299,7 +299,7 @@ async fn records_written_by_the_pipeline_match_the_published_schemas() {
     let event_schema = Contract::Event.validator().unwrap();
     assert_eq!(event_schema.violations(events[0].value.as_ref().unwrap()), Vec::<String>::new());
     let classes: BTreeSet<&str> = dlq.iter().filter_map(|d| d.headers["hookline-dlq"]["class"].as_str()).collect();
-    assert_eq!(classes, BTreeSet::from(["invalid_json", "missing_type"]));
+    assert_eq!(classes, BTreeSet::from(["invalid_json", "missing_field"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -215,6 +215,8 @@ pub struct Topics {
     pub events: String,
     /// DLQ topic.
     pub dlq: String,
+    /// The processor's state changelog topic.
+    pub state: String,
     /// Consumer group of the processor.
     pub group: String,
 }
@@ -227,6 +229,7 @@ impl Topics {
             raw: format!("{id}.raw"),
             events: format!("{id}.events"),
             dlq: format!("{id}.dlq"),
+            state: format!("{id}.state"),
             group: format!("{id}.group"),
         }
     }
@@ -377,16 +380,25 @@ impl Drop for Process {
 
 /// A processor config for tests, state in `state_dir`, plus `extra` TOML appended.
 pub fn processor_config(kafka: &Kafka, topics: &Topics, state_dir: &Path, extra: &str) -> hookline_processor::Settings {
-    let text = format!(
+    let text = processor_toml(kafka, topics, state_dir, "127.0.0.1:0", extra);
+    hookline_runtime::config::from_str_with_env::<hookline_processor::Config>(&text, Vec::new())
+        .and_then(hookline_processor::Config::validate)
+        .expect("test processor config")
+}
+
+/// The TOML text of a test processor config listening on `listen`.
+pub fn processor_toml(kafka: &Kafka, topics: &Topics, state_dir: &Path, listen: &str, extra: &str) -> String {
+    format!(
         r#"
         [server]
-        listen = "127.0.0.1:0"
+        listen = "{listen}"
         [kafka]
         brokers = "{brokers}"
         [topics]
         raw = "{raw}"
         events = "{events}"
         dlq = "{dlq}"
+        state = "{state}"
         [consumer]
         group_id = "{group}"
         fetch_wait_max_ms = 20
@@ -400,12 +412,198 @@ pub fn processor_config(kafka: &Kafka, topics: &Topics, state_dir: &Path, extra:
         raw = topics.raw,
         events = topics.events,
         dlq = topics.dlq,
+        state = topics.state,
         group = topics.group,
         dir = state_dir.display(),
-    );
-    hookline_runtime::config::from_str_with_env::<hookline_processor::Config>(&text, Vec::new())
-        .and_then(hookline_processor::Config::validate)
-        .expect("test processor config")
+    )
+}
+
+/// A `hookline-processor` process (the built binary), killed when dropped. Its log is kept in its folder and
+/// printed when a test using it fails to get it ready.
+#[derive(Debug)]
+pub struct ProcessorProcess {
+    process: Process,
+    /// Its admin address (`/metrics`, `/readyz`).
+    pub addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl ProcessorProcess {
+    /// Starts the binary with `config_toml` (which must listen on `addr`) and `env`, and waits until it is
+    /// ready (topics checked, state open, group joined).
+    pub async fn start(dir: &Path, addr: SocketAddr, config_toml: &str, env: &[(&str, &str)]) -> ProcessorProcess {
+        let mut p = ProcessorProcess::start_unchecked(dir, addr, config_toml, env);
+        p.wait_ready(Duration::from_secs(60)).await;
+        p
+    }
+
+    /// Starts the binary without waiting for it.
+    pub fn start_unchecked(dir: &Path, addr: SocketAddr, config_toml: &str, env: &[(&str, &str)]) -> ProcessorProcess {
+        let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+        let config = dir.join(format!("processor-{n}.toml"));
+        std::fs::write(&config, config_toml).expect("write config");
+        let log = dir.join(format!("processor-{n}.log"));
+        let out = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(bin("hookline-processor"));
+        cmd.arg("--config").arg(&config).stdout(out.try_clone().expect("log")).stderr(out);
+        cmd.env("RUST_LOG", std::env::var("HOOKLINE_TEST_CHILD_LOG").unwrap_or_else(|_| "info".into()));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        ProcessorProcess { process: Process::spawn(cmd), addr, log }
+    }
+
+    /// Polls `/readyz` until it answers 200; panics with the process's log otherwise.
+    pub async fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if get(&format!("http://{}/readyz", self.addr)).await.is_ok_and(|r| r.status == 200) {
+                return;
+            }
+            if let Some(code) = self.process.wait(Duration::ZERO) {
+                panic!("hookline-processor exited ({code:?}) before becoming ready:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("hookline-processor not ready after {timeout:?}:\n{}", self.log());
+    }
+
+    /// Its `/metrics` text (empty if it does not answer).
+    pub async fn metrics(&self) -> String {
+        get(&format!("http://{}/metrics", self.addr)).await.map(|r| r.text()).unwrap_or_default()
+    }
+
+    /// What it has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// kill -9.
+    pub fn kill(mut self) {
+        self.process.signal("KILL");
+        let _ = self.process.wait(Duration::from_secs(10));
+    }
+
+    /// SIGTERM, then waits for it to exit; its exit code.
+    pub fn terminate(mut self, timeout: Duration) -> Option<Option<i32>> {
+        self.process.signal("TERM");
+        self.process.wait(timeout)
+    }
+
+    /// Waits for it to exit by itself (a crash); its exit code, `None` for a signal, or `None` if still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<Option<i32>> {
+        self.process.wait(timeout)
+    }
+}
+
+/// One raw record, as the ingress writes it.
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    /// The source name.
+    pub source: String,
+    /// The dedup key.
+    pub dedup_key: String,
+    /// The ordering key (the record key).
+    pub key: String,
+    /// The exact body.
+    pub body: Vec<u8>,
+    /// Request headers kept on the record.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RawRecord {
+    /// A JSON webhook of `source`.
+    pub fn json(source: &str, dedup_key: &str, key: &str, body: String) -> RawRecord {
+        RawRecord {
+            source: source.to_owned(),
+            dedup_key: dedup_key.to_owned(),
+            key: key.to_owned(),
+            body: body.into_bytes(),
+            headers: vec![("content-type".into(), "application/json".into())],
+        }
+    }
+}
+
+/// Creates `topics.raw` with `partitions` partitions if it does not exist.
+pub async fn create_raw_topic(kafka: &Kafka, topics: &Topics, partitions: i32) {
+    hookline_runtime::kafka::ensure_topics(
+        &hookline_runtime::kafka::KafkaConfig { brokers: kafka.brokers().to_owned(), ..Default::default() },
+        &[hookline_runtime::kafka::TopicSpec { name: topics.raw.clone(), partitions, config: vec![] }],
+    )
+    .await
+    .expect("create the raw topic");
+}
+
+/// Writes `records` to `topic` in order as the ingress does (idempotent, acks=all, the same partitioner) and
+/// waits for every acknowledgement. Returns each record's (partition, offset).
+pub async fn produce_raw(brokers: &str, topic: &str, records: &[RawRecord]) -> Vec<(i32, i64)> {
+    use rdkafka::message::OwnedHeaders;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("log_level", "3")
+        .create()
+        .expect("raw producer");
+    let mut pending = Vec::with_capacity(records.len());
+    for r in records {
+        let meta = hookline_schemas::raw::RawMeta {
+            v: hookline_schemas::header::VERSION,
+            source: r.source.clone(),
+            received_at_ms: now_ms(),
+            dedup_key: r.dedup_key.clone(),
+            dedup_key_origin: hookline_schemas::raw::KeyOrigin::Header,
+            content_type: r.headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.clone()),
+            request_id: unique("req"),
+            headers: r.headers.clone(),
+        };
+        let (name, value) = meta.to_header();
+        let headers = OwnedHeaders::new().insert(rdkafka::message::Header { key: name, value: Some(&value) });
+        let record = FutureRecord::to(topic).key(&r.key).payload(&r.body).headers(headers);
+        match producer.send_result(record) {
+            Ok(delivery) => pending.push(delivery),
+            Err((e, _)) => panic!("enqueue a raw record: {e}"),
+        }
+    }
+    let mut out = Vec::with_capacity(pending.len());
+    for d in pending {
+        match d.await {
+            Ok(Ok(delivery)) => out.push((delivery.partition, delivery.offset)),
+            other => panic!("raw record not stored: {other:?}"),
+        }
+    }
+    out
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The value of metric line `name{labels}` (exact label text) in a `/metrics` text, 0 when absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The sum of every series of metric `name` (any labels) in a `/metrics` text.
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let base = series.split('{').next()?;
+            (base == name).then(|| value.trim().parse::<f64>().ok()).flatten()
+        })
+        .sum()
 }
 
 /// A component running in this process, stopped on drop.

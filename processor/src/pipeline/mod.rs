@@ -1,0 +1,415 @@
+//! What one raw record becomes, decided without I/O: the per-source processing pipeline.
+//!
+//! ```text
+//! parse ─▶ split ─▶ normalize ─▶ filter ─▶ route ─▶ validate ─▶ serialize
+//! ```
+//!
+//! - **parse**: the body as JSON, or as `application/x-www-form-urlencoded` fields turned into a JSON object
+//!   (Twilio, Slack slash commands; a Slack interaction's `payload` field is parsed as the JSON it holds);
+//! - **split**: a batch webhook (HubSpot posts a JSON array of events) becomes one event per element;
+//! - **normalize**: a CloudEvents 1.0 event whose `type`, `subject` and `time` come from the source's provider
+//!   preset ([`presets`]) or its configured fields, with the `hookline*` attributes naming the raw record;
+//! - **filter**: event types outside the source's allow list, or on its deny list, are dropped and counted;
+//! - **route**: the event goes to the topic of every matching `[[routes]]` rule, or to `topics.events`;
+//! - **validate**: the event against the published event schema, and its `data` against the route's schema.
+//!
+//! A record is one unit: if any of its events fails a stage, the whole record goes to the DLQ, so a webhook is
+//! never half-published. Failures here are permanent (the same record fails the same way every time), which
+//! is why they go to the DLQ rather than being retried. Nothing here logs a body or returns it in a reason.
+
+mod body;
+mod glob;
+pub mod presets;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use hookline_schemas::dlq::{ErrorClass, Stage};
+use hookline_schemas::event::{rfc3339_millis, CloudEvent, SPEC_VERSION};
+use hookline_schemas::json_schema::{Contract, Validator};
+use hookline_schemas::raw::RawMeta;
+use serde_json::Value;
+
+use crate::config::{FieldSelector, Format, Provider, Settings, SourceConfig, TimeFormat, TimeSelector};
+pub use glob::Glob;
+
+/// Why a record cannot become events. Permanent: the record goes to the DLQ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The kind of failure.
+    pub class: ErrorClass,
+    /// The stage that failed.
+    pub stage: Stage,
+    /// A human-readable reason; never contains the body.
+    pub reason: String,
+}
+
+impl Failure {
+    /// A failure.
+    pub fn new(class: ErrorClass, stage: Stage, reason: impl Into<String>) -> Self {
+        Failure { class, stage, reason: reason.into() }
+    }
+}
+
+/// One raw record, as the pipeline sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    /// Its hookline metadata.
+    pub meta: &'a RawMeta,
+    /// Its key (the ordering key).
+    pub key: Option<&'a [u8]>,
+    /// The webhook body.
+    pub body: &'a [u8],
+    /// Raw partition.
+    pub partition: i32,
+    /// Raw offset.
+    pub offset: i64,
+}
+
+/// One event to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventOut {
+    /// Its topic.
+    pub topic: Arc<str>,
+    /// Its position in a split batch.
+    pub index: Option<u32>,
+    /// The CloudEvent, serialized.
+    pub value: Vec<u8>,
+}
+
+/// What a record becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// These events (at least one).
+    Publish(Vec<EventOut>),
+    /// Nothing: every event of the record was filtered out.
+    Filtered,
+    /// A DLQ record.
+    Fail(Failure),
+}
+
+/// A compiled `[[routes]]` rule.
+struct Route {
+    topic: Arc<str>,
+    sources: Option<Vec<String>>,
+    types: Option<Vec<Glob>>,
+    data_schema: Option<(String, jsonschema::Validator)>,
+}
+
+/// A compiled source pipeline.
+#[derive(Debug, Clone)]
+struct SourcePipeline {
+    provider: Provider,
+    format: Format,
+    event_type: Option<FieldSelector>,
+    subject: Option<FieldSelector>,
+    time: Option<TimeSelector>,
+    allow: Vec<Glob>,
+    deny: Vec<Glob>,
+    validate: bool,
+}
+
+impl SourcePipeline {
+    fn new(config: &SourceConfig) -> Self {
+        let provider = config.provider;
+        let compile = |globs: &[String]| globs.iter().map(|g| Glob::new(g)).collect::<Vec<_>>();
+        let filter = config.filter.clone().unwrap_or_default();
+        SourcePipeline {
+            provider,
+            format: config.format.unwrap_or(match provider {
+                Provider::Twilio => Format::Form,
+                Provider::Slack => Format::Auto,
+                _ => Format::Json,
+            }),
+            event_type: config.event_type.clone(),
+            subject: config.subject.clone(),
+            time: config.time.clone(),
+            allow: compile(&filter.allow),
+            deny: compile(&filter.deny),
+            validate: config.validate,
+        }
+    }
+
+    fn keeps(&self, ty: &str) -> bool {
+        (self.allow.is_empty() || self.allow.iter().any(|g| g.matches(ty))) && !self.deny.iter().any(|g| g.matches(ty))
+    }
+}
+
+/// Every source's pipeline and the routes, compiled once at startup.
+pub struct Pipeline {
+    sources: BTreeMap<String, SourcePipeline>,
+    generic: SourcePipeline,
+    routes: Vec<Route>,
+    default_topic: Arc<str>,
+    envelope: Validator,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("sources", &self.sources.keys().collect::<Vec<_>>())
+            .field("routes", &self.routes.iter().map(|r| &*r.topic).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads and compiles a JSON Schema file (a route's `data_schema`).
+pub fn load_schema(path: &Path) -> Result<jsonschema::Validator, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let schema: Value = serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+    jsonschema::validator_for(&schema).map_err(|e| format!("{} is not a valid JSON Schema: {e}", path.display()))
+}
+
+impl Pipeline {
+    /// Compiles the pipelines of `settings`. Fails only on a route schema that cannot be loaded (the config
+    /// was validated, so only if the file changed since) or on a broken built-in contract (a bug).
+    pub fn new(settings: &Settings) -> Result<Pipeline, String> {
+        let mut routes = Vec::with_capacity(settings.routes.len());
+        for (i, r) in settings.routes.iter().enumerate() {
+            let data_schema = match &r.data_schema {
+                Some(path) => Some((
+                    path.display().to_string(),
+                    load_schema(path).map_err(|e| format!("config field `routes[{i}].data_schema`: {e}"))?,
+                )),
+                None => None,
+            };
+            routes.push(Route {
+                topic: Arc::from(r.topic.as_str()),
+                sources: r.sources.clone(),
+                types: r.types.as_ref().map(|t| t.iter().map(|g| Glob::new(g)).collect()),
+                data_schema,
+            });
+        }
+        Ok(Pipeline {
+            sources: settings.sources.iter().map(|(name, c)| (name.clone(), SourcePipeline::new(c))).collect(),
+            generic: SourcePipeline::new(&SourceConfig { validate: true, ..SourceConfig::default() }),
+            routes,
+            default_topic: Arc::from(settings.topics.events.as_str()),
+            envelope: Contract::Event.validator().map_err(|e| e.to_string())?,
+        })
+    }
+
+    /// Decides what `input` becomes.
+    pub fn process(&self, input: &Input<'_>) -> Decision {
+        crate::faults::on_mapping(input.body);
+        match self.events(input) {
+            Ok(events) if events.is_empty() => Decision::Filtered,
+            Ok(events) => Decision::Publish(events),
+            Err(failure) => Decision::Fail(failure),
+        }
+    }
+
+    fn events(&self, input: &Input<'_>) -> Result<Vec<EventOut>, Failure> {
+        let meta = input.meta;
+        let source = self.sources.get(&meta.source).unwrap_or(&self.generic);
+        let parsed = body::parse(input.body, source.format, source.provider, meta.content_type.as_deref())?;
+        let elements: body::Elements =
+            if source.provider == Provider::Hubspot { body::split(parsed)? } else { vec![(None, parsed)] };
+        let ordering_key = input.key.and_then(|k| std::str::from_utf8(k).ok()).filter(|k| !k.is_empty());
+        let received = rfc3339_millis(meta.received_at_ms);
+        let mut out = Vec::new();
+        for (index, data) in elements {
+            let value: Value = serde_json::from_str(data.get())
+                .map_err(|e| Failure::new(ErrorClass::InvalidJson, Stage::Parse, format!("body is not JSON: {e}")))?;
+            let fields = Fields::of(source, meta, &value)?;
+            if !source.keeps(&fields.ty) {
+                continue;
+            }
+            let event = CloudEvent {
+                specversion: SPEC_VERSION.to_owned(),
+                id: match index {
+                    Some(i) => format!("{}/{i}", meta.dedup_key),
+                    None => meta.dedup_key.clone(),
+                },
+                source: format!("/webhooks/{}", meta.source),
+                subject: fields.subject.or_else(|| ordering_key.map(str::to_owned)),
+                time: fields.time_ms.map_or_else(|| received.clone(), rfc3339_millis),
+                ty: fields.ty,
+                datacontenttype: "application/json".to_owned(),
+                data,
+                hooklinesource: meta.source.clone(),
+                hooklinereceivedat: received.clone(),
+                hooklinepartition: input.partition,
+                hooklineoffset: input.offset.to_string(),
+                hooklinededupkey: meta.dedup_key.clone(),
+                hooklineindex: index,
+            };
+            if source.validate {
+                self.validate_envelope(&event)?;
+            }
+            let topics = self.route(&meta.source, &event.ty);
+            for route in &topics {
+                if let Some((file, schema)) = route.and_then(|r| r.data_schema.as_ref()) {
+                    let violations: Vec<String> = schema
+                        .iter_errors(&value)
+                        .take(3)
+                        .map(|e| format!("at `{}`: {e}", e.instance_path()))
+                        .collect();
+                    if !violations.is_empty() {
+                        return Err(Failure::new(
+                            ErrorClass::SchemaViolation,
+                            Stage::Validate,
+                            format!("data does not satisfy {file}: {}", violations.join("; ")),
+                        ));
+                    }
+                }
+            }
+            let mut bytes = serde_json::to_vec(&event).map_err(|e| {
+                Failure::new(ErrorClass::InvalidJson, Stage::Normalize, format!("cannot serialize the event: {e}"))
+            })?;
+            let mut targets: Vec<Arc<str>> = Vec::with_capacity(topics.len());
+            for route in topics {
+                let topic = route.map_or_else(|| self.default_topic.clone(), |r| r.topic.clone());
+                if !targets.contains(&topic) {
+                    targets.push(topic);
+                }
+            }
+            let count = targets.len();
+            for (i, topic) in targets.into_iter().enumerate() {
+                let value = if i + 1 == count { std::mem::take(&mut bytes) } else { bytes.clone() };
+                out.push(EventOut { topic, index, value });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The routes an event takes: every matching rule, or the default topic (`None`) when none matches.
+    fn route(&self, source: &str, ty: &str) -> Vec<Option<&Route>> {
+        let matching: Vec<Option<&Route>> = self
+            .routes
+            .iter()
+            .filter(|r| r.sources.as_ref().is_none_or(|s| s.iter().any(|s| s == source)))
+            .filter(|r| r.types.as_ref().is_none_or(|t| t.iter().any(|g| g.matches(ty))))
+            .map(Some)
+            .collect();
+        if matching.is_empty() {
+            vec![None]
+        } else {
+            matching
+        }
+    }
+
+    /// Checks the event against the published event schema (`data` aside: it is the provider's).
+    fn validate_envelope(&self, event: &CloudEvent) -> Result<(), Failure> {
+        let mut envelope = serde_json::json!({
+            "specversion": event.specversion,
+            "id": event.id,
+            "source": event.source,
+            "type": event.ty,
+            "time": event.time,
+            "datacontenttype": event.datacontenttype,
+            "data": null,
+            "hooklinesource": event.hooklinesource,
+            "hooklinereceivedat": event.hooklinereceivedat,
+            "hooklinepartition": event.hooklinepartition,
+            "hooklineoffset": event.hooklineoffset,
+            "hooklinededupkey": event.hooklinededupkey,
+        });
+        if let Some(s) = &event.subject {
+            envelope["subject"] = Value::String(s.clone());
+        }
+        if let Some(i) = event.hooklineindex {
+            envelope["hooklineindex"] = Value::from(i);
+        }
+        let violations = self.envelope.violations(&envelope);
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(Failure::new(ErrorClass::SchemaViolation, Stage::Validate, violations.join("; ")))
+        }
+    }
+}
+
+/// The event attributes a webhook's content decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fields {
+    ty: String,
+    subject: Option<String>,
+    time_ms: Option<i64>,
+}
+
+impl Fields {
+    /// The preset's fields, then the source's configured ones on top. A configured type that is absent is a
+    /// failure; a configured subject or time that is absent falls back (to the ordering key, to the time of
+    /// receipt), but a time that is present and unreadable is a failure.
+    fn of(source: &SourcePipeline, meta: &RawMeta, data: &Value) -> Result<Fields, Failure> {
+        let preset = presets::fields(source.provider, meta, data);
+        let ty = match &source.event_type {
+            Some(selector) => required_str("event type", selector, meta, data)?,
+            None => match preset.ty? {
+                Some(t) => t,
+                None => format!("{}.webhook", meta.source),
+            },
+        };
+        let subject = match &source.subject {
+            Some(selector) => optional_str("subject", selector, meta, data)?.or(preset.subject),
+            None => preset.subject,
+        };
+        let time_ms = match &source.time {
+            Some(t) => configured_time(t, meta, data)?.or(preset.time_ms),
+            None => preset.time_ms,
+        };
+        Ok(Fields { ty, subject, time_ms })
+    }
+}
+
+fn selected<'a>(selector: &FieldSelector, meta: &'a RawMeta, data: &'a Value) -> (String, Option<Value>) {
+    match selector {
+        FieldSelector::Header(h) => (format!("header `{h}`"), meta.http_header(h).map(|v| Value::String(v.to_owned()))),
+        FieldSelector::JsonPointer(p) => (format!("field `{p}`"), data.pointer(p).cloned()),
+    }
+}
+
+fn required_str(what: &str, selector: &FieldSelector, meta: &RawMeta, data: &Value) -> Result<String, Failure> {
+    let (name, value) = selected(selector, meta, data);
+    match value {
+        None => Err(Failure::new(ErrorClass::MissingField, Stage::Normalize, format!("{what} {name} is absent"))),
+        Some(v) => v.as_str().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).ok_or_else(|| {
+            Failure::new(
+                ErrorClass::InvalidField,
+                Stage::Normalize,
+                format!("{what} {name} is {}, not a non-empty string", presets::kind(&v)),
+            )
+        }),
+    }
+}
+
+fn optional_str(what: &str, selector: &FieldSelector, meta: &RawMeta, data: &Value) -> Result<Option<String>, Failure> {
+    match selected(selector, meta, data) {
+        (_, None) | (_, Some(Value::Null)) => Ok(None),
+        (name, Some(v)) => presets::text(&v).map(Some).ok_or_else(|| {
+            Failure::new(
+                ErrorClass::InvalidField,
+                Stage::Normalize,
+                format!("{what} {name} is {}, not a non-empty string or a number", presets::kind(&v)),
+            )
+        }),
+    }
+}
+
+fn configured_time(t: &TimeSelector, meta: &RawMeta, data: &Value) -> Result<Option<i64>, Failure> {
+    let (name, value) = match (&t.json_pointer, &t.header) {
+        (Some(p), _) => (format!("field `{p}`"), data.pointer(p).cloned()),
+        (None, Some(h)) => (format!("header `{h}`"), meta.http_header(h).map(|v| Value::String(v.to_owned()))),
+        (None, None) => return Ok(None),
+    };
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let parsed = match t.format {
+        TimeFormat::Rfc3339 => value.as_str().and_then(presets::parse_rfc3339),
+        TimeFormat::UnixSeconds => presets::number(&value).and_then(|s| s.checked_mul(1000)),
+        TimeFormat::UnixMillis => presets::number(&value),
+    };
+    parsed.map(Some).ok_or_else(|| {
+        Failure::new(
+            ErrorClass::InvalidField,
+            Stage::Normalize,
+            format!("time {name} is not a {} time", t.format.as_str()),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests;

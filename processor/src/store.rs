@@ -1,0 +1,432 @@
+//! The local state store: which webhooks already have an output, per raw partition, in RocksDB.
+//!
+//! Layout (format version [`FORMAT_VERSION`], checked at open, with the raw topic the folder belongs to):
+//! - column family `dedup`: key = raw partition (u32 big-endian), source, `0x00`, dedup key; value = expiry
+//!   (ms since the epoch, i64 big-endian). An entry whose expiry has passed counts as absent, and a compaction
+//!   filter deletes it, so the store stays bounded by the dedup windows.
+//! - column family `default`:
+//!   - `meta/version`, `meta/raw_topic`;
+//!   - `checkpoint/{partition}`: the partition's [`Checkpoint`] (JSON);
+//!   - `running/{partition}/{offset}` (offset i64 big-endian): a record whose processing started and whose
+//!     checkpoint has not yet covered it, with the number of times it was tried alone after a crash (u32).
+//!
+//! Invariant: an entry is written only after its record's outputs were acknowledged by Kafka, so an entry
+//! present here always has a published output. Entries are namespaced by raw partition because deduplication
+//! is per partition: a redelivery has the same ordering key, hence the same partition, and a partition's
+//! state moves between processes with the partition.
+//!
+//! Every call blocks on disk I/O: callers run them off the async workers ([`tokio::task::spawn_blocking`]).
+//! Writes are not fsynced: they survive a crash of the process (the OS has them); after a crash of the
+//! machine, the changelog topic and the outputs rebuild what was lost (see [`crate::recovery`]).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{compaction_filter::Decision, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, DB};
+use serde::{Deserialize, Serialize};
+
+/// The on-disk format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 2;
+
+const CF_DEDUP: &str = "dedup";
+const VERSION_KEY: &[u8] = b"meta/version";
+const RAW_TOPIC_KEY: &[u8] = b"meta/raw_topic";
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// RocksDB reported an error (disk full, read-only folder, corruption…).
+    #[error("state store: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// The folder holds a store of another format version.
+    #[error("state store at {path} has format version {found}; this build reads version {FORMAT_VERSION}: move it away (the processor rebuilds its state from Kafka)")]
+    Version {
+        /// The folder.
+        path: String,
+        /// The version found.
+        found: String,
+    },
+    /// The folder belongs to another raw topic.
+    #[error("state store at {path} belongs to raw topic `{found}`, not `{expected}`: use one folder per raw topic")]
+    OtherTopic {
+        /// The folder.
+        path: String,
+        /// The raw topic it was made for.
+        found: String,
+        /// The configured raw topic.
+        expected: String,
+    },
+    /// A stored value cannot be read.
+    #[error("state store: corrupt {what}: {detail}")]
+    Corrupt {
+        /// Which value.
+        what: String,
+        /// Why.
+        detail: String,
+    },
+}
+
+/// One webhook to remember.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Entry {
+    /// Source name.
+    pub source: String,
+    /// Dedup key.
+    pub dedup_key: String,
+    /// When to forget it (ms).
+    pub expires_at_ms: i64,
+}
+
+/// How far a raw partition has been processed, and where its outputs since then begin.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Every raw record below this offset has its outputs published and its entry stored.
+    pub next_raw_offset: i64,
+    /// Per output topic: the offset (in this partition) at or after which every output of a raw record at or
+    /// after `next_raw_offset` lies. Recovery reads the outputs from here.
+    pub scan_from: BTreeMap<String, i64>,
+    /// The next offset of this partition of the state changelog after what this store reflects.
+    pub changelog_next: i64,
+}
+
+/// The store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<DB>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.db.path()).finish()
+    }
+}
+
+fn partition_prefix(partition: i32) -> [u8; 4] {
+    u32::try_from(partition).unwrap_or(0).to_be_bytes()
+}
+
+fn dedup_key(partition: i32, source: &str, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + source.len() + 1 + key.len());
+    k.extend_from_slice(&partition_prefix(partition));
+    k.extend_from_slice(source.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn expiry_of(value: &[u8]) -> Option<i64> {
+    value.get(..8).and_then(|b| b.try_into().ok()).map(i64::from_be_bytes)
+}
+
+fn checkpoint_key(partition: i32) -> Vec<u8> {
+    format!("checkpoint/{partition}").into_bytes()
+}
+
+fn running_prefix(partition: i32) -> Vec<u8> {
+    format!("running/{partition}/").into_bytes()
+}
+
+fn running_key(partition: i32, offset: i64) -> Vec<u8> {
+    let mut k = running_prefix(partition);
+    k.extend_from_slice(&offset.to_be_bytes());
+    k
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` for `raw_topic`. Fails if another process holds it, or if it has
+    /// another format or another raw topic.
+    pub fn open(dir: &Path, raw_topic: &str) -> Result<Self, StoreError> {
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_keep_log_file_num(4);
+        db_opts.set_max_total_wal_size(64 << 20);
+        let mut dedup_opts = Options::default();
+        dedup_opts.set_compaction_filter("hookline-dedup-expiry", |_level: u32, _key: &[u8], value: &[u8]| {
+            match expiry_of(value) {
+                Some(expiry) if expiry <= hookline_runtime::now_ms() => Decision::Remove,
+                _ => Decision::Keep,
+            }
+        });
+        // Dedup lookups are point reads of mostly-absent keys: a bloom filter answers those without disk reads.
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        dedup_opts.set_block_based_table_factory(&table);
+        dedup_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let cfs = vec![
+            ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, Options::default()),
+            ColumnFamilyDescriptor::new(CF_DEDUP, dedup_opts),
+        ];
+        let db = DB::open_cf_descriptors(&db_opts, dir, cfs)?;
+        let path = dir.display().to_string();
+        match db.get(VERSION_KEY)? {
+            None => db.put(VERSION_KEY, FORMAT_VERSION.to_string())?,
+            Some(v) if v == FORMAT_VERSION.to_string().as_bytes() => {}
+            Some(v) => return Err(StoreError::Version { path, found: String::from_utf8_lossy(&v).into_owned() }),
+        }
+        match db.get(RAW_TOPIC_KEY)? {
+            None => db.put(RAW_TOPIC_KEY, raw_topic)?,
+            Some(t) if t == raw_topic.as_bytes() => {}
+            Some(t) => {
+                return Err(StoreError::OtherTopic {
+                    path,
+                    found: String::from_utf8_lossy(&t).into_owned(),
+                    expected: raw_topic.to_owned(),
+                })
+            }
+        }
+        Ok(Store { db: Arc::new(db) })
+    }
+
+    fn dedup_cf(&self) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(CF_DEDUP)
+            .ok_or_else(|| StoreError::Corrupt { what: "column families".into(), detail: "`dedup` is missing".into() })
+    }
+
+    /// Whether an unexpired entry exists for this webhook in `partition`.
+    pub fn contains(&self, partition: i32, source: &str, key: &str, now_ms: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.dedup_cf()?, dedup_key(partition, source, key))?
+            .and_then(|v| expiry_of(&v))
+            .is_some_and(|expiry| expiry > now_ms))
+    }
+
+    /// Writes entries (restored ones, from the changelog or the outputs) in one batch.
+    pub fn apply(&self, partition: i32, entries: &[Entry]) -> Result<(), StoreError> {
+        let cf = self.dedup_cf()?;
+        let mut batch = WriteBatch::default();
+        for e in entries {
+            batch.put_cf(cf, dedup_key(partition, &e.source, &e.dedup_key), e.expires_at_ms.to_be_bytes());
+        }
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// Writes entries and the partition's checkpoint atomically (one `WriteBatch`), and forgets the running
+    /// marks of the records the checkpoint now covers.
+    pub fn commit(&self, partition: i32, entries: &[Entry], checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        let cf = self.dedup_cf()?;
+        let mut batch = WriteBatch::default();
+        for e in entries {
+            batch.put_cf(cf, dedup_key(partition, &e.source, &e.dedup_key), e.expires_at_ms.to_be_bytes());
+        }
+        let value = serde_json::to_vec(checkpoint)
+            .map_err(|e| StoreError::Corrupt { what: "checkpoint".into(), detail: e.to_string() })?;
+        batch.put(checkpoint_key(partition), value);
+        batch.delete_range(running_key(partition, 0), running_key(partition, checkpoint.next_raw_offset));
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// The partition's checkpoint, if this store has one.
+    pub fn checkpoint(&self, partition: i32) -> Result<Option<Checkpoint>, StoreError> {
+        match self.db.get(checkpoint_key(partition))? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| StoreError::Corrupt {
+                what: format!("checkpoint of partition {partition}"),
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    /// Marks a record as being processed, with the number of times it was tried alone after a crash.
+    pub fn mark_running(&self, partition: i32, offset: i64, solo_attempts: u32) -> Result<(), StoreError> {
+        self.db.put(running_key(partition, offset), solo_attempts.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Forgets a record's running mark (a suspect that completed).
+    pub fn unmark_running(&self, partition: i32, offset: i64) -> Result<(), StoreError> {
+        self.db.delete(running_key(partition, offset))?;
+        Ok(())
+    }
+
+    /// The records whose processing started and was never covered by a checkpoint: the ones that were in
+    /// progress when the previous owner of the partition on this machine died. Offset → solo attempts.
+    pub fn running(&self, partition: i32) -> Result<BTreeMap<i64, u32>, StoreError> {
+        let prefix = running_prefix(partition);
+        let mut out = BTreeMap::new();
+        for item in self.db.iterator(IteratorMode::From(&prefix, Direction::Forward)) {
+            let (k, v) = item?;
+            let Some(offset) = k.strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            let (Ok(offset), Ok(attempts)) = (<[u8; 8]>::try_from(offset), <[u8; 4]>::try_from(&v[..])) else {
+                return Err(StoreError::Corrupt { what: "running mark".into(), detail: format!("{k:?}") });
+            };
+            out.insert(i64::from_be_bytes(offset), u32::from_be_bytes(attempts));
+        }
+        Ok(out)
+    }
+
+    /// Every unexpired entry of `partition`, in batches of at most `batch` (for a changelog snapshot).
+    pub fn entries(
+        &self,
+        partition: i32,
+        now_ms: i64,
+        batch: usize,
+        mut each: impl FnMut(Vec<Entry>) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        let prefix = partition_prefix(partition);
+        let mut chunk = Vec::with_capacity(batch);
+        let mut total = 0;
+        for item in self.db.iterator_cf(self.dedup_cf()?, IteratorMode::From(&prefix, Direction::Forward)) {
+            let (k, v) = item?;
+            let Some(rest) = k.strip_prefix(&prefix[..]) else {
+                break;
+            };
+            let Some(expires_at_ms) = expiry_of(&v).filter(|e| *e > now_ms) else {
+                continue;
+            };
+            let Some(split) = rest.iter().position(|b| *b == 0) else {
+                continue;
+            };
+            chunk.push(Entry {
+                source: String::from_utf8_lossy(&rest[..split]).into_owned(),
+                dedup_key: String::from_utf8_lossy(&rest[split + 1..]).into_owned(),
+                expires_at_ms,
+            });
+            total += 1;
+            if chunk.len() >= batch {
+                each(std::mem::take(&mut chunk))?;
+            }
+        }
+        if !chunk.is_empty() {
+            each(chunk)?;
+        }
+        Ok(total)
+    }
+
+    /// Runs a full compaction of the dedup entries (drops expired ones now rather than eventually).
+    pub fn compact(&self) -> Result<(), StoreError> {
+        self.db.compact_range_cf(self.dedup_cf()?, None::<&[u8]>, None::<&[u8]>);
+        Ok(())
+    }
+
+    /// Approximate bytes on disk and in memory, and approximate live entries.
+    pub fn size(&self) -> Result<(u64, u64), StoreError> {
+        let cf = self.dedup_cf()?;
+        let sst = self.db.property_int_value_cf(cf, "rocksdb.total-sst-files-size")?.unwrap_or(0);
+        let mem = self.db.property_int_value_cf(cf, "rocksdb.cur-size-all-mem-tables")?.unwrap_or(0);
+        let keys = self.db.property_int_value_cf(cf, "rocksdb.estimate-num-keys")?.unwrap_or(0);
+        Ok((sst + mem, keys))
+    }
+
+    /// Flushes memtables and the WAL to disk (on shutdown).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true)?;
+        self.db.flush()?;
+        self.db.flush_cf(self.dedup_cf()?)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(source: &str, key: &str, expires_at_ms: i64) -> Entry {
+        Entry { source: source.into(), dedup_key: key.into(), expires_at_ms }
+    }
+
+    fn checkpoint(next: i64) -> Checkpoint {
+        Checkpoint {
+            next_raw_offset: next,
+            scan_from: BTreeMap::from([("hookline.events".into(), 4)]),
+            changelog_next: 2,
+        }
+    }
+
+    #[test]
+    fn entries_are_namespaced_by_partition_and_source_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "raw").unwrap();
+        store.commit(3, &[entry("stripe", "evt_1", 1_000)], &checkpoint(8)).unwrap();
+        assert!(store.contains(3, "stripe", "evt_1", 999).unwrap());
+        assert!(!store.contains(3, "stripe", "evt_1", 1_000).unwrap(), "expired at its expiry");
+        assert!(!store.contains(3, "github", "evt_1", 999).unwrap(), "another source's key is another key");
+        assert!(!store.contains(4, "stripe", "evt_1", 999).unwrap(), "another partition's state is separate");
+        assert_eq!(store.checkpoint(3).unwrap(), Some(checkpoint(8)));
+        assert_eq!(store.checkpoint(4).unwrap(), None);
+    }
+
+    #[test]
+    fn state_survives_reopening_and_one_process_holds_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), "raw").unwrap();
+            store.commit(0, &[entry("s", "k", i64::MAX)], &checkpoint(1)).unwrap();
+            assert!(Store::open(dir.path(), "raw").is_err(), "RocksDB's lock keeps a second opener out");
+        }
+        let store = Store::open(dir.path(), "raw").unwrap();
+        assert!(store.contains(0, "s", "k", 0).unwrap());
+        assert_eq!(store.checkpoint(0).unwrap().unwrap().next_raw_offset, 1);
+        drop(store);
+        let err = Store::open(dir.path(), "other.raw").unwrap_err().to_string();
+        assert!(err.contains("belongs to raw topic `raw`"), "{err}");
+    }
+
+    #[test]
+    fn running_marks_are_kept_until_a_checkpoint_covers_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "raw").unwrap();
+        for offset in [5, 6, 9] {
+            store.mark_running(1, offset, 0).unwrap();
+        }
+        store.mark_running(1, 6, 2).unwrap();
+        store.mark_running(2, 5, 0).unwrap();
+        assert_eq!(store.running(1).unwrap(), BTreeMap::from([(5, 0), (6, 2), (9, 0)]));
+        store.commit(1, &[], &checkpoint(7)).unwrap();
+        assert_eq!(store.running(1).unwrap(), BTreeMap::from([(9, 0)]), "offsets below the checkpoint are done");
+        store.unmark_running(1, 9).unwrap();
+        assert!(store.running(1).unwrap().is_empty());
+        assert_eq!(store.running(2).unwrap(), BTreeMap::from([(5, 0)]), "other partitions untouched");
+    }
+
+    #[test]
+    fn entries_of_a_partition_are_listed_in_batches_without_expired_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "raw").unwrap();
+        let live: Vec<Entry> = (0..25).map(|i| entry("shop", &format!("k{i:02}"), 10_000)).collect();
+        store.apply(7, &live).unwrap();
+        store.apply(7, &[entry("shop", "old", 10)]).unwrap();
+        store.apply(8, &[entry("shop", "elsewhere", 10_000)]).unwrap();
+        let mut batches = Vec::new();
+        let total = store
+            .entries(7, 100, 10, |b| {
+                batches.push(b);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(total, 25);
+        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![10, 10, 5]);
+        assert_eq!(batches.concat(), live);
+    }
+
+    #[test]
+    fn compaction_removes_expired_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "raw").unwrap();
+        let now = hookline_runtime::now_ms();
+        store.apply(0, &[entry("s", "old", now - 1), entry("s", "live", now + 3_600_000)]).unwrap();
+        store.flush().unwrap();
+        store.compact().unwrap();
+        let cf = store.dedup_cf().unwrap();
+        assert!(store.db.get_cf(cf, dedup_key(0, "s", "old")).unwrap().is_none(), "expired entry physically removed");
+        assert!(store.db.get_cf(cf, dedup_key(0, "s", "live")).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_store_of_another_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), "raw").unwrap();
+            store.db.put(VERSION_KEY, b"99").unwrap();
+        }
+        let err = Store::open(dir.path(), "raw").unwrap_err().to_string();
+        assert!(err.contains("format version 99"), "{err}");
+    }
+}
