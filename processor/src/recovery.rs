@@ -31,9 +31,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hookline_schemas::output::Origin;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
+use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
@@ -243,7 +244,24 @@ pub fn recover(
     Ok(out)
 }
 
-fn reader(settings: &Settings) -> Result<BaseConsumer, KafkaError> {
+/// The restore reader's client context: reaching the end of a partition is how a read ends, not an error.
+struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let eof = matches!(error, KafkaError::PartitionEOF(_))
+            || matches!(error, KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF));
+        if !eof {
+            tracing::warn!(%error, reason, "state restore: kafka error");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
+type Reader = BaseConsumer<ReaderContext>;
+
+fn reader(settings: &Settings) -> Result<Reader, KafkaError> {
     let mut config = settings.kafka.client_config();
     // librdkafka assigns partitions only in a consumer with a group; this one never joins it (it only
     // assigns) and never commits, so its name only needs to be recognisable.
@@ -256,13 +274,13 @@ fn reader(settings: &Settings) -> Result<BaseConsumer, KafkaError> {
         .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", "50")
         .set("queued.max.messages.kbytes", "65536");
-    config.create()
+    config.create_with_context(ReaderContext)
 }
 
 /// Reads `topic`'s `partitions` (each from its start offset, or from the beginning) up to their ends and
 /// returns where each ended (the next offset). Gives up after [`READ_DEADLINE`] or when `stop` is cancelled.
 fn read_to_end(
-    consumer: &BaseConsumer,
+    consumer: &Reader,
     topic: &str,
     starts: &HashMap<i32, Option<i64>>,
     stop: &CancellationToken,

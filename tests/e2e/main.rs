@@ -4,6 +4,7 @@
 
 mod ingress;
 mod pipeline;
+mod processor;
 
 use std::time::Duration;
 

@@ -496,6 +496,18 @@ impl ProcessorProcess {
     }
 }
 
+impl Drop for ProcessorProcess {
+    fn drop(&mut self) {
+        // A failing test shows what the processes it still holds logged (the folder is deleted with it).
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(300)..].join("\n");
+            eprintln!("--- hookline-processor {} log (last 300 lines) ---\n{tail}\n---", self.addr);
+        }
+    }
+}
+
 /// One raw record, as the ingress writes it.
 #[derive(Debug, Clone)]
 pub struct RawRecord {
