@@ -8,12 +8,12 @@ export CARGO_TARGET_DIR ?= $(HOOKLINE_CACHE)/target
 export HOOKLINE_TANSU ?= $(HOOKLINE_CACHE)/tools/tansu-0.6.0-libsql/bin/tansu
 CARGO ?= cargo
 
-.PHONY: run test tools build lint unit e2e bench clean-run help
+.PHONY: run test tools build lint unit e2e bench bench-ingress bench-processor clean-run help
 
 help:
 	@echo "make run    start broker + processor + ingress locally (Ctrl-C stops them)"
 	@echo "make test   lint, unit tests and end-to-end tests against a real broker"
-	@echo "make bench  hookline's ingress against a minimal baseline, then a 3x surge"
+	@echo "make bench  the ingress and the processor against minimal baselines (bench-ingress, bench-processor)"
 	@echo "make tools  install the local broker (Tansu) into $(HOOKLINE_CACHE)"
 
 # Tansu is only needed when no external cluster is given.
@@ -41,6 +41,13 @@ test: lint unit e2e
 
 bench: tools
 	scripts/bench.sh
+	scripts/bench-processor.sh
+
+bench-ingress: tools
+	scripts/bench.sh
+
+bench-processor: tools
+	scripts/bench-processor.sh
 
 clean-run:
 	rm -rf .hookline-run

@@ -9,42 +9,13 @@
 # Environment: BENCH_SECS (each closed-loop run, default 15), BENCH_SURGE_SECS (default 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin="$CARGO_TARGET_DIR/release"
 secs=${BENCH_SECS:-15}
 surge_secs=${BENCH_SURGE_SECS:-60}
 secret=bench-secret
-work=$(mktemp -d "${TMPDIR:-/tmp}/hookline-bench.XXXXXX")
-broker_pid=""
-pids=()
-cleanup() {
-  for p in "${pids[@]}" $broker_pid; do kill -KILL "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 300); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "not ready: $1" >&2; return 1; }
-json() { python3 -c "import json,sys; print(json.loads(sys.argv[1])$2)" "$1"; }
-
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 cargo build --release --locked -p hookline-ingress -p hookline-bench >&2
-tansu=""
-[ -z "${KAFKA_BROKERS:-}" ] && tansu=$(scripts/ensure-tansu.sh)
-
-# Sets $brokers to a broker with empty storage.
-fresh_broker() {
-  if [ -n "${KAFKA_BROKERS:-}" ]; then brokers=$KAFKA_BROKERS; return; fi
-  if [ -n "$broker_pid" ]; then kill -KILL "$broker_pid" 2>/dev/null || true; wait "$broker_pid" 2>/dev/null || true; fi
-  local port dir
-  port=$(free_port)
-  dir=$(mktemp -d "$work/broker.XXXXXX")
-  brokers="127.0.0.1:$port"
-  (cd "$dir" && exec "$tansu" broker --listener-url "tcp://$brokers" --advertised-listener-url "tcp://$brokers" \
-    --storage-engine sqlite://tansu.db) >"$dir/broker.log" 2>&1 &
-  broker_pid=$!
-  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-  scripts/tansu-index.py "$dir/tansu.db"
-}
+find_broker
 
 declare -A result
 run_id=$(date +%s)
@@ -120,12 +91,7 @@ fresh_broker
 raw="bench.surge.$run_id"
 start_hookline "$raw"
 echo "surge: offering $rate req/s (3 x $capacity) for ${surge_secs}s..." >&2
-( peak=0
-  while kill -0 "$ingress_pid" 2>/dev/null; do
-    kb=$(awk '/VmRSS/ {print $2}' "/proc/$ingress_pid/status" 2>/dev/null || echo 0)
-    if [ "${kb:-0}" -gt "$peak" ]; then peak=$kb; echo "$peak" >"$work/rss_peak_kb"; fi
-    sleep 0.2
-  done ) &
+sample_rss "$ingress_pid" "$work/rss_peak_kb"
 sampler=$!
 surge=$("$bin/bench-loadgen" open --url "http://127.0.0.1:$ingress_port/webhooks/bench" --secret "$secret" \
   --duration-secs "$surge_secs" --rate "$rate" --timeout-ms 1000 --accepted-out "$work/accepted.txt")

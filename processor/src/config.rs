@@ -265,7 +265,7 @@ pub struct SourceConfig {
     /// request's content type). Default: the provider's (`form` for Twilio, `auto` for Slack, else `json`).
     pub format: Option<Format>,
     /// Where the event type comes from, overriding the preset: `{ json_pointer = "/type" }` or
-    /// `{ header = "X-Event-Type" }`. When set and absent from a webhook, it goes to the DLQ (`missing_type`).
+    /// `{ header = "X-Event-Type" }`. When set and absent from a webhook, it goes to the DLQ (`missing_field`).
     /// Default: the preset's, else `{source}.webhook`.
     pub event_type: Option<FieldSelector>,
     /// Where the event's `subject` comes from, overriding the preset. Default: the preset's, else the ordering key.

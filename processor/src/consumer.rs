@@ -1,4 +1,5 @@
-//! Group membership: the consumer group, its rebalances, and one worker per assigned partition.
+//! Group membership: the consumer group, its rebalances, and one worker (running keys concurrently) per assigned
+//! partition.
 //!
 //! The group consumer is polled on a dedicated thread, where the rebalance callbacks run. On an assignment,
 //! each partition's messages are split into their own queue and handed to a [`crate::partition`] worker,
@@ -318,7 +319,9 @@ pub fn create(
         .set("fetch.wait.max.ms", c.fetch_wait_max_ms.to_string())
         .set("statistics.interval.ms", c.stats_interval_ms.to_string())
         .set("partition.assignment.strategy", "range")
-        .set("queued.max.messages.kbytes", "16384")
+        // Each partition has its own queue (split for its worker), and with split queues librdkafka applies
+        // this limit per partition: 2 MB of read-ahead each, next to the worker's own buffer.
+        .set("queued.max.messages.kbytes", "2048")
         .set("enable.partition.eof", "false");
     let consumer: Arc<GroupConsumer> =
         Arc::new(config.create_with_context(ProcessorContext::new(shared.clone(), session.clone(), runtime))?);

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# `make bench` (processor part): hookline's processor against a bare rdkafka consume -> produce loop
+# (bench/src/bin/processor.rs), on the same preloaded raw records, then a state restore.
+#
+# 1. Preload N raw records (1 KB, 10% re-deliveries, 10,000 ordering keys, 12 partitions) on a fresh broker,
+#    and run the bare loop over them; then preload the same records on another fresh broker and run hookline
+#    (so neither run pays for the other's writes). Records/s from the first record consumed to the last output
+#    acknowledged, and each process's peak resident memory.
+# 2. Restore: a second processor with an empty data folder takes over hookline's group and rebuilds the dedup
+#    state of every distinct webhook from the state changelog.
+#
+# Environment: BENCH_PROCESSOR_RECORDS (default 1000000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+records=${BENCH_PROCESSOR_RECORDS:-1000000}
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
+cargo build --release --locked -p hookline-processor -p hookline-bench >&2
+find_broker
+run_id=$(date +%s)
+
+preload() { # topic -> JSON
+  echo "  preloading $records raw records..." >&2
+  "$bin/bench-processor" preload --brokers "$brokers" --topic "$1" --records "$records"
+}
+
+# Bare loop.
+fresh_broker
+raw="bench.proc.raw.$run_id"
+loaded=$(preload "$raw")
+echo "  bare consume -> produce loop..." >&2
+"$bin/bench-processor" bare --brokers "$brokers" --topic "$raw" --out "$raw.copy" --group "bare.$run_id" \
+  --records "$records" >"$work/bare.json" &
+bare_pid=$!
+pids+=($bare_pid)
+sample_rss "$bare_pid" "$work/bare_rss_kb"
+wait "$bare_pid"
+bare=$(cat "$work/bare.json")
+
+# hookline.
+fresh_broker
+loaded=$(preload "$raw")
+unique=$(json "$loaded" "['unique']")
+start_processor() { # name -> sets $proc_pid, $proc_port
+  proc_port=$(free_port)
+  cat >"$work/$1.toml" <<TOML
+[server]
+listen = "127.0.0.1:$proc_port"
+[kafka]
+brokers = "$brokers"
+[topics]
+raw = "$raw"
+events = "$raw.events"
+dlq = "$raw.dlq"
+state = "$raw.state"
+[consumer]
+group_id = "hookline.$run_id"
+[state]
+dir = "$work/$1-state"
+[sources.bench]
+event_type = { json_pointer = "/type" }
+TOML
+  HOOKLINE_LOG=warn "$bin/hookline-processor" --config "$work/$1.toml" >>"$work/$1.log" 2>&1 &
+  proc_pid=$!
+  pids+=($proc_pid)
+}
+echo "  hookline-processor ($unique distinct webhooks)..." >&2
+start_processor hookline
+sample_rss "$proc_pid" "$work/hookline_rss_kb"
+hook=$("$bin/bench-processor" watch --metrics "http://127.0.0.1:$proc_port/metrics" --expect "$unique")
+state=$(curl -fsS "http://127.0.0.1:$proc_port/metrics" | grep -E '^hookline_processor_state_(bytes|entries) ' || true)
+kill -TERM "$proc_pid"
+wait "$proc_pid" 2>/dev/null || true
+
+# Restore: an empty data folder, the same group.
+echo "  restore into an empty data folder..." >&2
+start_processor restore
+restore=""
+for _ in $(seq 1 1200); do
+  m=$(curl -fsS "http://127.0.0.1:$proc_port/metrics" 2>/dev/null || true)
+  if grep -qE '^hookline_processor_restore_duration_seconds_count [1-9]' <<<"$m"; then
+    restore=$(grep -E '^hookline_processor_(restore_duration_seconds_sum|restored_entries_total)' <<<"$m")
+    break
+  fi
+  sleep 0.1
+done
+kill -TERM "$proc_pid"
+wait "$proc_pid" 2>/dev/null || true
+[ -n "$restore" ] || { echo "the restore did not finish; log:" >&2; tail -50 "$work/restore.log" >&2; exit 1; }
+
+python3 - "$loaded" "$bare" "$hook" "$(cat "$work/bare_rss_kb")" "$(cat "$work/hookline_rss_kb")" "$restore" "$state" <<'PY'
+import json, sys
+loaded, bare, hook = (json.loads(a) for a in sys.argv[1:4])
+bare_mb, hook_mb = int(sys.argv[4]) / 1024, int(sys.argv[5]) / 1024
+restore = {l.split()[0].split('{')[0]: float(l.split()[-1]) for l in sys.argv[6].splitlines() if l.strip()}
+restore_entries = sum(float(l.split()[-1]) for l in sys.argv[6].splitlines() if 'restored_entries' in l)
+print()
+print(f"processor: {loaded['records']} raw records preloaded ({loaded['unique']} distinct, 1 KB, 12 partitions) "
+      f"at {loaded['per_sec']:.0f}/s")
+print(f"{'run':<34}{'records':>9}{'secs':>8}{'records/s':>11}{'peak RSS MB':>13}")
+print(f"{'bare consume -> produce loop':<34}{bare['records']:>9.0f}{bare['secs']:>8.1f}{bare['per_sec']:>11.0f}{bare_mb:>13.0f}")
+print(f"{'hookline-processor':<34}{hook['records']:>9.0f}{hook['secs']:>8.1f}{hook['per_sec']:>11.0f}{hook_mb:>13.0f}")
+ratio = hook['per_sec'] / bare['per_sec']
+print(f"hookline / bare: throughput {ratio:.2f}x (target >= 0.80x: {'met' if ratio >= 0.8 else 'MISSED'}); "
+      f"{hook['events']:.0f} events, {hook['duplicates']:.0f} duplicates dropped, {hook['dlq']:.0f} DLQ")
+secs = restore.get('hookline_processor_restore_duration_seconds_sum', 0)
+print(f"restore: {restore_entries:.0f} dedup entries into an empty data folder in {secs:.1f} s "
+      f"(target < 30 s: {'met' if secs < 30 else 'MISSED'})")
+print(sys.argv[7])
+PY
