@@ -46,7 +46,8 @@ stop_all() {
   done
   echo "stopped (state kept in $run_dir)"
 }
-trap stop_all INT TERM EXIT
+trap 'stop_all; exit 0' INT TERM
+trap stop_all EXIT
 
 if [ -n "${KAFKA_BROKERS:-}" ]; then
   brokers=$KAFKA_BROKERS
