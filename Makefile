@@ -8,11 +8,12 @@ export CARGO_TARGET_DIR ?= $(HOOKLINE_CACHE)/target
 export HOOKLINE_TANSU ?= $(HOOKLINE_CACHE)/tools/tansu-0.6.0-libsql/bin/tansu
 CARGO ?= cargo
 
-.PHONY: run test tools build lint unit e2e bench bench-ingress bench-processor clean-run help
+.PHONY: run test tools build lint unit e2e chaos bench bench-ingress bench-processor clean-run help
 
 help:
 	@echo "make run    start broker + processor + ingress locally (Ctrl-C stops them)"
 	@echo "make test   lint, unit tests and end-to-end tests against a real broker"
+	@echo "make chaos  fault scenarios (kill -9, broker restart, rebalances, duplicate storms...) and their table"
 	@echo "make bench  the ingress and the processor against minimal baselines (bench-ingress, bench-processor)"
 	@echo "make tools  install the local broker (Tansu) into $(HOOKLINE_CACHE)"
 
@@ -38,6 +39,11 @@ e2e: tools
 	$(CARGO) test --locked -p hookline-e2e -- --test-threads=2
 
 test: lint unit e2e
+
+# Every fault scenario at full size (about half an hour), then the table. `make chaos SCENARIOS="a b"` runs some.
+chaos: tools
+	$(CARGO) build --locked --workspace --bins --features hookline-processor/fault-injection
+	$(CARGO) run --locked -q -p hookline-e2e --bin hookline-chaos --features hookline-processor/fault-injection -- $(SCENARIOS)
 
 bench: tools
 	scripts/bench.sh

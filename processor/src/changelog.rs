@@ -15,6 +15,15 @@
 //!   entry in this record or an earlier one, and every output of a later raw record lies at or after
 //!   `scan_from` in its topic. `changelog_next` is meaningless here (it is the reader's own position).
 //!
+//! **Handoff.** Ownership records carry `owner` (the data folder's instance id, [`crate::store::Store::instance`]):
+//! a *claim* (`{"owner":"…"}`) before the owner publishes anything of the partition, and a *release*
+//! (`{"owner":"…","released":true}`) as the last record it writes, once its last outputs are acknowledged. A
+//! new owner reads the changelog to its end before reading back the outputs; if the last ownership record is
+//! another instance's claim, that instance may still be publishing (a broker without a rebalance barrier,
+//! such as Tansu 0.6.0, hands a partition over before the previous owner has heard of the rebalance), so the
+//! new owner waits for its release, or for `session.timeout.ms` + the drain timeout if it died. A claim by the
+//! new owner's own instance needs no wait: its RocksDB lock proves that process is gone.
+//!
 //! The owner writes its changelog records, and waits for them to be acknowledged, before it commits the raw
 //! offset they cover: the committed offset never runs ahead of the changelog. Each entry is written once, in
 //! the commit of its record (a new owner whose local store knows more than the changelog writes all of its
@@ -47,6 +56,12 @@ pub struct ChangelogRecord {
     /// Present on the last record of a commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<Checkpoint>,
+    /// On ownership records only: the instance claiming or releasing the partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// On the release record: the owner publishes nothing more of this partition.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub released: bool,
 }
 
 impl ChangelogRecord {
@@ -67,6 +82,8 @@ impl ChangelogRecord {
                     partition,
                     entries: chunk.iter().map(|e| (e.source.clone(), e.dedup_key.clone(), e.expires_at_ms)).collect(),
                     checkpoint: (i == last).then(|| checkpoint.clone()),
+                    owner: None,
+                    released: false,
                 };
                 serde_json::to_vec(&record).unwrap_or_default()
             })
@@ -81,6 +98,22 @@ impl ChangelogRecord {
             partition,
             entries: entries.iter().map(|e| (e.source.clone(), e.dedup_key.clone(), e.expires_at_ms)).collect(),
             checkpoint: None,
+            owner: None,
+            released: false,
+        };
+        serde_json::to_vec(&record).unwrap_or_default()
+    }
+
+    /// A claim (`released` false) or release record of `owner`.
+    pub fn ownership(raw_topic: &str, partition: i32, owner: &str, released: bool) -> Vec<u8> {
+        let record = ChangelogRecord {
+            v: VERSION,
+            raw_topic: raw_topic.to_owned(),
+            partition,
+            entries: Vec::new(),
+            checkpoint: None,
+            owner: Some(owner.to_owned()),
+            released,
         };
         serde_json::to_vec(&record).unwrap_or_default()
     }
@@ -104,6 +137,20 @@ impl ChangelogRecord {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn ownership_records_name_their_owner_and_older_records_have_none() {
+        let claim = ChangelogRecord::parse(&ChangelogRecord::ownership("raw", 2, "abc", false)).unwrap();
+        assert_eq!((claim.owner.as_deref(), claim.released, claim.partition), (Some("abc"), false, 2));
+        assert!(claim.entries.is_empty() && claim.checkpoint.is_none());
+        let text = String::from_utf8(ChangelogRecord::ownership("raw", 2, "abc", true)).unwrap();
+        assert_eq!(text, r#"{"v":1,"raw_topic":"raw","partition":2,"entries":[],"owner":"abc","released":true}"#);
+        // A record of an earlier build, or an entries record: no owner, so no claim.
+        let old = ChangelogRecord::parse(br#"{"v":1,"raw_topic":"raw","partition":2,"entries":[]}"#).unwrap();
+        assert_eq!((old.owner, old.released), (None, false));
+        let claim_text = String::from_utf8(ChangelogRecord::ownership("raw", 2, "abc", false)).unwrap();
+        assert!(!claim_text.contains("released"), "{claim_text}");
+    }
 
     #[test]
     fn a_commit_is_chunked_with_the_checkpoint_last() {

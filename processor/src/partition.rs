@@ -258,15 +258,35 @@ pub async fn run(args: WorkerArgs) {
         "partition worker started"
     );
     let mut worker = Worker::new(ctx.clone(), consumer, &recovered);
-    let mut outcome = Ok(());
-    if recovered.snapshot_needed {
+    // Claim the partition before publishing anything of it (see the handoff in `crate::changelog`).
+    let raw_topic = ctx.shared.settings.topics.raw.clone();
+    let instance = ctx.shared.store.instance().to_owned();
+    let claim = ChangelogRecord::ownership(&raw_topic, partition, &instance, false);
+    let mut outcome = publish_changelog(&ctx, vec![claim], &ctx.stop).await.map(|_| ());
+    let claimed = outcome.is_ok();
+    if outcome.is_ok() && recovered.snapshot_needed {
         outcome = worker.snapshot().await;
     }
     if outcome.is_ok() {
         outcome = worker.run(queue, recovered).await;
     }
+    let lost = stop.lost.load(Ordering::SeqCst);
     if outcome.is_ok() || matches!(outcome, Err(Interrupt::Stopped)) {
-        outcome = worker.finish(stop.lost.load(Ordering::SeqCst)).await;
+        outcome = worker.finish(lost).await;
+    }
+    // Release it once its last outputs are acknowledged, so the next owner need not wait. Not when the
+    // partition was lost (the next owner may have claimed it already) or the drain failed.
+    if claimed && !lost && matches!(outcome, Ok(()) | Err(Interrupt::Stopped)) {
+        let release = ChangelogRecord::ownership(&raw_topic, partition, &instance, true);
+        let give_up = CancellationToken::new();
+        match tokio::time::timeout(Duration::from_secs(5), publish_changelog(&ctx, vec![release], &give_up)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(partition, error = ?e, "partition not released; the next owner waits"),
+            Err(_) => {
+                give_up.cancel();
+                tracing::warn!(partition, "partition not released in time; the next owner waits");
+            }
+        }
     }
     match outcome {
         Ok(()) | Err(Interrupt::Stopped) => {}
@@ -583,6 +603,11 @@ where
             Ok(Err(e)) => {
                 shared.metrics.store_error(&e);
                 shared.readiness.fail(CHECK_STATE, e.to_string());
+                // A database that refuses writes after a failed one stays so until reopened.
+                let store = shared.store.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.recover()).await {
+                    shared.readiness.fail(CHECK_STATE, e.to_string());
+                }
             }
             Err(join) => return Err(Interrupt::Process(format!("state store task failed: {join}"))),
         }

@@ -124,13 +124,18 @@ pub fn recover(
     let mut latest: HashMap<i32, Checkpoint> = HashMap::new();
     let mut buffers: HashMap<i32, Vec<Entry>> = HashMap::new();
     let mut from_changelog: HashMap<i32, u64> = HashMap::new();
+    // The last ownership record of each partition: (owner, released).
+    let owners: std::cell::RefCell<HashMap<i32, (String, bool)>> = std::cell::RefCell::default();
     let state_topic = settings.topics.state.as_str();
-    let changelog_ends = read_to_end(&consumer, state_topic, &starts, stop, |p, msg| {
+    let mut each = |p: i32, msg: &rdkafka::message::BorrowedMessage<'_>| {
         let Some(record) = msg.payload().and_then(ChangelogRecord::parse) else {
             return Ok(());
         };
         if record.partition != p || record.raw_topic != settings.topics.raw {
             return Ok(());
+        }
+        if let Some(owner) = &record.owner {
+            owners.borrow_mut().insert(p, (owner.clone(), record.released));
         }
         let buffer = buffers.entry(p).or_default();
         buffer.extend(record.live_entries(now));
@@ -145,7 +150,32 @@ pub fn recover(
             }
         }
         Ok(())
-    })?;
+    };
+    let mut changelog_ends = read_to_end(&consumer, state_topic, &starts, stop, &mut each)?;
+    // Handoff: a partition another instance claimed and has not released may still be published by it. Wait
+    // for its release (it writes it once its last outputs are acknowledged), or until it must be gone.
+    let me = store.instance().to_owned();
+    let patience = Duration::from_millis(u64::from(settings.consumer.session_timeout_ms)) + settings.drain_timeout;
+    let waiting_since = Instant::now();
+    loop {
+        let held: Vec<(i32, String)> = owners_holding(&owners.borrow(), &me);
+        if held.is_empty() {
+            break;
+        }
+        if waiting_since.elapsed() >= patience {
+            tracing::warn!(?held, ?patience, "previous owners did not release their partitions; presumed gone");
+            break;
+        }
+        if stop.is_cancelled() {
+            return Err(RecoveryError::Stopped);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let from: HashMap<i32, Option<i64>> = changelog_ends.iter().map(|(p, end)| (*p, Some(*end))).collect();
+        changelog_ends = read_to_end(&consumer, state_topic, &from, stop, &mut each)?;
+    }
+    if waiting_since.elapsed() >= Duration::from_millis(100) {
+        tracing::info!(waited = ?waiting_since.elapsed(), ?partitions, "previous owners released the partitions");
+    }
     for (p, buffer) in buffers.drain() {
         store.apply(p, &buffer)?;
     }
@@ -244,6 +274,11 @@ pub fn recover(
     Ok(out)
 }
 
+/// The partitions whose last ownership record is an unreleased claim by another instance, with that owner.
+fn owners_holding(owners: &HashMap<i32, (String, bool)>, me: &str) -> Vec<(i32, String)> {
+    owners.iter().filter(|(_, (owner, released))| !released && owner != me).map(|(p, (o, _))| (*p, o.clone())).collect()
+}
+
 /// The restore reader's client context: reaching the end of a partition is how a read ends, not an error.
 struct ReaderContext;
 
@@ -333,4 +368,20 @@ fn read_to_end(
     }
     consumer.unassign().map_err(|e| kafka(e.to_string()))?;
     Ok(ends)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_another_instances_unreleased_claim_holds_a_partition() {
+        let owners = HashMap::from([
+            (0, ("other".to_owned(), false)),
+            (1, ("other".to_owned(), true)),
+            (2, ("me".to_owned(), false)),
+        ]);
+        assert_eq!(owners_holding(&owners, "me"), vec![(0, "other".to_owned())]);
+        assert!(owners_holding(&HashMap::new(), "me").is_empty(), "a partition never claimed is free");
+    }
 }

@@ -15,13 +15,19 @@
 //! is per partition: a redelivery has the same ordering key, hence the same partition, and a partition's
 //! state moves between processes with the partition.
 //!
+//! A failed write (a full or read-only disk) leaves RocksDB refusing every later write until it is reopened,
+//! even once there is room again. [`Store::recover`] reopens it (the WAL replays what was acknowledged); the
+//! partition workers call it between retries of a failed call, so a processor whose disk filled up carries
+//! on by itself once space is freed, without skipping the records it could not record meanwhile.
+//!
 //! Every call blocks on disk I/O: callers run them off the async workers ([`tokio::task::spawn_blocking`]).
 //! Writes are not fsynced: they survive a crash of the process (the OS has them); after a crash of the
 //! machine, the changelog topic and the outputs rebuild what was lost (see [`crate::recovery`]).
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use rocksdb::{compaction_filter::Decision, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, DB};
 use serde::{Deserialize, Serialize};
@@ -32,6 +38,10 @@ pub const FORMAT_VERSION: u32 = 2;
 const CF_DEDUP: &str = "dedup";
 const VERSION_KEY: &[u8] = b"meta/version";
 const RAW_TOPIC_KEY: &[u8] = b"meta/raw_topic";
+/// Written by [`Store::recover`] to learn whether the database accepts writes again.
+const PROBE_KEY: &[u8] = b"meta/probe";
+/// This data folder's random instance id (see [`Store::instance`]).
+const INSTANCE_KEY: &[u8] = b"meta/instance";
 
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +66,14 @@ pub enum StoreError {
         found: String,
         /// The configured raw topic.
         expected: String,
+    },
+    /// The database is closed: reopening it after a failed write failed too (the disk is still full).
+    #[error("state store at {path} is closed after a failed write; reopening it failed: {reason}")]
+    Closed {
+        /// The folder.
+        path: String,
+        /// Why the last reopen failed.
+        reason: String,
     },
     /// A stored value cannot be read.
     #[error("state store: corrupt {what}: {detail}")]
@@ -93,13 +111,65 @@ pub struct Checkpoint {
 /// The store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<DB>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    instance: String,
+    dir: PathBuf,
+    /// `None` between closing a failed database and reopening it.
+    db: RwLock<Option<DB>>,
+    /// Why the last reopen failed.
+    closed_because: Mutex<String>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.db.path()).finish()
+        f.debug_struct("Store").field("path", &self.inner.dir).finish()
     }
+}
+
+/// The open database, held for one call (a reopen waits for the calls in progress).
+struct Db<'a>(RwLockReadGuard<'a, Option<DB>>);
+
+impl Deref for Db<'_> {
+    type Target = DB;
+
+    fn deref(&self) -> &DB {
+        // `Store::db` hands out a `Db` only when the database is open.
+        self.0.as_ref().unwrap_or_else(|| unreachable!("Db is made only for an open database"))
+    }
+}
+
+fn open_db(dir: &Path) -> Result<DB, StoreError> {
+    let mut db_opts = Options::default();
+    db_opts.create_if_missing(true);
+    db_opts.create_missing_column_families(true);
+    db_opts.set_keep_log_file_num(4);
+    db_opts.set_max_total_wal_size(64 << 20);
+    let mut dedup_opts = Options::default();
+    dedup_opts.set_compaction_filter(
+        "hookline-dedup-expiry",
+        |_level: u32, _key: &[u8], value: &[u8]| match expiry_of(value) {
+            Some(expiry) if expiry <= hookline_runtime::now_ms() => Decision::Remove,
+            _ => Decision::Keep,
+        },
+    );
+    // Dedup lookups are point reads of mostly-absent keys: a bloom filter answers those without disk reads.
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    dedup_opts.set_block_based_table_factory(&table);
+    dedup_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    let cfs = vec![
+        ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, Options::default()),
+        ColumnFamilyDescriptor::new(CF_DEDUP, dedup_opts),
+    ];
+    Ok(DB::open_cf_descriptors(&db_opts, dir, cfs)?)
+}
+
+fn dedup_cf(db: &DB) -> Result<&rocksdb::ColumnFamily, StoreError> {
+    db.cf_handle(CF_DEDUP)
+        .ok_or_else(|| StoreError::Corrupt { what: "column families".into(), detail: "`dedup` is missing".into() })
 }
 
 fn partition_prefix(partition: i32) -> [u8; 4] {
@@ -137,28 +207,7 @@ impl Store {
     /// Opens (or creates) the store in `dir` for `raw_topic`. Fails if another process holds it, or if it has
     /// another format or another raw topic.
     pub fn open(dir: &Path, raw_topic: &str) -> Result<Self, StoreError> {
-        let mut db_opts = Options::default();
-        db_opts.create_if_missing(true);
-        db_opts.create_missing_column_families(true);
-        db_opts.set_keep_log_file_num(4);
-        db_opts.set_max_total_wal_size(64 << 20);
-        let mut dedup_opts = Options::default();
-        dedup_opts.set_compaction_filter("hookline-dedup-expiry", |_level: u32, _key: &[u8], value: &[u8]| {
-            match expiry_of(value) {
-                Some(expiry) if expiry <= hookline_runtime::now_ms() => Decision::Remove,
-                _ => Decision::Keep,
-            }
-        });
-        // Dedup lookups are point reads of mostly-absent keys: a bloom filter answers those without disk reads.
-        let mut table = rocksdb::BlockBasedOptions::default();
-        table.set_bloom_filter(10.0, false);
-        dedup_opts.set_block_based_table_factory(&table);
-        dedup_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        let cfs = vec![
-            ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, Options::default()),
-            ColumnFamilyDescriptor::new(CF_DEDUP, dedup_opts),
-        ];
-        let db = DB::open_cf_descriptors(&db_opts, dir, cfs)?;
+        let db = open_db(dir)?;
         let path = dir.display().to_string();
         match db.get(VERSION_KEY)? {
             None => db.put(VERSION_KEY, FORMAT_VERSION.to_string())?,
@@ -176,39 +225,98 @@ impl Store {
                 })
             }
         }
-        Ok(Store { db: Arc::new(db) })
+        let instance = match db.get(INSTANCE_KEY)? {
+            Some(v) => String::from_utf8_lossy(&v).into_owned(),
+            None => {
+                let id = format!("{:016x}{:016x}", fastrand::u64(..), hookline_runtime::now_ms());
+                db.put(INSTANCE_KEY, &id)?;
+                id
+            }
+        };
+        Ok(Store {
+            inner: Arc::new(Inner {
+                instance,
+                dir: dir.to_owned(),
+                db: RwLock::new(Some(db)),
+                closed_because: Mutex::new(String::new()),
+            }),
+        })
     }
 
-    fn dedup_cf(&self) -> Result<&rocksdb::ColumnFamily, StoreError> {
-        self.db
-            .cf_handle(CF_DEDUP)
-            .ok_or_else(|| StoreError::Corrupt { what: "column families".into(), detail: "`dedup` is missing".into() })
+    /// This data folder's id, made when the folder was created. At most one process has the folder open (the
+    /// RocksDB lock), so a partition claimed under this id by a process that is gone is not being worked on.
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
+    }
+
+    fn db(&self) -> Result<Db<'_>, StoreError> {
+        let guard = self.inner.db.read().unwrap_or_else(PoisonError::into_inner);
+        if guard.is_some() {
+            return Ok(Db(guard));
+        }
+        Err(StoreError::Closed {
+            path: self.inner.dir.display().to_string(),
+            reason: self.inner.closed_because.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+        })
+    }
+
+    /// After a failed call: if the database no longer accepts writes, closes and reopens it. `Ok` when it
+    /// accepts writes again (the failed call can be retried), else why not.
+    pub fn recover(&self) -> Result<(), StoreError> {
+        if let Ok(db) = self.db() {
+            if db.put(PROBE_KEY, b"").is_ok() {
+                return Ok(());
+            }
+        }
+        let mut slot = self.inner.db.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(db) = slot.as_ref() {
+            // Another worker may have reopened it while this one waited for the lock.
+            if db.put(PROBE_KEY, b"").is_ok() {
+                return Ok(());
+            }
+        }
+        // Close first: RocksDB's lock file allows one open instance per folder, this process's included.
+        *slot = None;
+        match open_db(&self.inner.dir).and_then(|db| db.put(PROBE_KEY, b"").map(|()| db).map_err(StoreError::from)) {
+            Ok(db) => {
+                *slot = Some(db);
+                tracing::info!(path = %self.inner.dir.display(), "state store reopened after a failed write");
+                Ok(())
+            }
+            Err(e) => {
+                *self.inner.closed_because.lock().unwrap_or_else(PoisonError::into_inner) = e.to_string();
+                Err(e)
+            }
+        }
     }
 
     /// Whether an unexpired entry exists for this webhook in `partition`.
     pub fn contains(&self, partition: i32, source: &str, key: &str, now_ms: i64) -> Result<bool, StoreError> {
-        Ok(self
-            .db
-            .get_pinned_cf(self.dedup_cf()?, dedup_key(partition, source, key))?
+        let db = self.db()?;
+        let found = db
+            .get_pinned_cf(dedup_cf(&db)?, dedup_key(partition, source, key))?
             .and_then(|v| expiry_of(&v))
-            .is_some_and(|expiry| expiry > now_ms))
+            .is_some_and(|expiry| expiry > now_ms);
+        Ok(found)
     }
 
     /// Writes entries (restored ones, from the changelog or the outputs) in one batch.
     pub fn apply(&self, partition: i32, entries: &[Entry]) -> Result<(), StoreError> {
-        let cf = self.dedup_cf()?;
+        let db = self.db()?;
+        let cf = dedup_cf(&db)?;
         let mut batch = WriteBatch::default();
         for e in entries {
             batch.put_cf(cf, dedup_key(partition, &e.source, &e.dedup_key), e.expires_at_ms.to_be_bytes());
         }
-        self.db.write(batch)?;
+        db.write(batch)?;
         Ok(())
     }
 
     /// Writes entries and the partition's checkpoint atomically (one `WriteBatch`), and forgets the running
     /// marks of the records the checkpoint now covers.
     pub fn commit(&self, partition: i32, entries: &[Entry], checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        let cf = self.dedup_cf()?;
+        let db = self.db()?;
+        let cf = dedup_cf(&db)?;
         let mut batch = WriteBatch::default();
         for e in entries {
             batch.put_cf(cf, dedup_key(partition, &e.source, &e.dedup_key), e.expires_at_ms.to_be_bytes());
@@ -217,13 +325,13 @@ impl Store {
             .map_err(|e| StoreError::Corrupt { what: "checkpoint".into(), detail: e.to_string() })?;
         batch.put(checkpoint_key(partition), value);
         batch.delete_range(running_key(partition, 0), running_key(partition, checkpoint.next_raw_offset));
-        self.db.write(batch)?;
+        db.write(batch)?;
         Ok(())
     }
 
     /// The partition's checkpoint, if this store has one.
     pub fn checkpoint(&self, partition: i32) -> Result<Option<Checkpoint>, StoreError> {
-        match self.db.get(checkpoint_key(partition))? {
+        match self.db()?.get(checkpoint_key(partition))? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| StoreError::Corrupt {
                 what: format!("checkpoint of partition {partition}"),
@@ -234,13 +342,13 @@ impl Store {
 
     /// Marks a record as being processed, with the number of times it was tried alone after a crash.
     pub fn mark_running(&self, partition: i32, offset: i64, solo_attempts: u32) -> Result<(), StoreError> {
-        self.db.put(running_key(partition, offset), solo_attempts.to_be_bytes())?;
+        self.db()?.put(running_key(partition, offset), solo_attempts.to_be_bytes())?;
         Ok(())
     }
 
     /// Forgets a record's running mark (a suspect that completed).
     pub fn unmark_running(&self, partition: i32, offset: i64) -> Result<(), StoreError> {
-        self.db.delete(running_key(partition, offset))?;
+        self.db()?.delete(running_key(partition, offset))?;
         Ok(())
     }
 
@@ -249,7 +357,8 @@ impl Store {
     pub fn running(&self, partition: i32) -> Result<BTreeMap<i64, u32>, StoreError> {
         let prefix = running_prefix(partition);
         let mut out = BTreeMap::new();
-        for item in self.db.iterator(IteratorMode::From(&prefix, Direction::Forward)) {
+        let db = self.db()?;
+        for item in db.iterator(IteratorMode::From(&prefix, Direction::Forward)) {
             let (k, v) = item?;
             let Some(offset) = k.strip_prefix(prefix.as_slice()) else {
                 break;
@@ -273,7 +382,8 @@ impl Store {
         let prefix = partition_prefix(partition);
         let mut chunk = Vec::with_capacity(batch);
         let mut total = 0;
-        for item in self.db.iterator_cf(self.dedup_cf()?, IteratorMode::From(&prefix, Direction::Forward)) {
+        let db = self.db()?;
+        for item in db.iterator_cf(dedup_cf(&db)?, IteratorMode::From(&prefix, Direction::Forward)) {
             let (k, v) = item?;
             let Some(rest) = k.strip_prefix(&prefix[..]) else {
                 break;
@@ -302,24 +412,27 @@ impl Store {
 
     /// Runs a full compaction of the dedup entries (drops expired ones now rather than eventually).
     pub fn compact(&self) -> Result<(), StoreError> {
-        self.db.compact_range_cf(self.dedup_cf()?, None::<&[u8]>, None::<&[u8]>);
+        let db = self.db()?;
+        db.compact_range_cf(dedup_cf(&db)?, None::<&[u8]>, None::<&[u8]>);
         Ok(())
     }
 
     /// Approximate bytes on disk and in memory, and approximate live entries.
     pub fn size(&self) -> Result<(u64, u64), StoreError> {
-        let cf = self.dedup_cf()?;
-        let sst = self.db.property_int_value_cf(cf, "rocksdb.total-sst-files-size")?.unwrap_or(0);
-        let mem = self.db.property_int_value_cf(cf, "rocksdb.cur-size-all-mem-tables")?.unwrap_or(0);
-        let keys = self.db.property_int_value_cf(cf, "rocksdb.estimate-num-keys")?.unwrap_or(0);
+        let db = self.db()?;
+        let cf = dedup_cf(&db)?;
+        let sst = db.property_int_value_cf(cf, "rocksdb.total-sst-files-size")?.unwrap_or(0);
+        let mem = db.property_int_value_cf(cf, "rocksdb.cur-size-all-mem-tables")?.unwrap_or(0);
+        let keys = db.property_int_value_cf(cf, "rocksdb.estimate-num-keys")?.unwrap_or(0);
         Ok((sst + mem, keys))
     }
 
     /// Flushes memtables and the WAL to disk (on shutdown).
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_wal(true)?;
-        self.db.flush()?;
-        self.db.flush_cf(self.dedup_cf()?)?;
+        let db = self.db()?;
+        db.flush_wal(true)?;
+        db.flush()?;
+        db.flush_cf(dedup_cf(&db)?)?;
         Ok(())
     }
 }
@@ -370,6 +483,24 @@ mod tests {
     }
 
     #[test]
+    fn a_closed_store_answers_closed_and_recover_reopens_it_with_its_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "raw").unwrap();
+        store.commit(0, &[entry("s", "k", i64::MAX)], &checkpoint(1)).unwrap();
+        store.recover().unwrap();
+        assert!(store.contains(0, "s", "k", 0).unwrap(), "recovering a healthy store changes nothing");
+        // As after a failed write whose reopen failed too (the disk still full).
+        *store.inner.db.write().unwrap() = None;
+        *store.inner.closed_because.lock().unwrap() = "No space left on device".into();
+        let err = store.contains(0, "s", "k", 0).unwrap_err().to_string();
+        assert!(err.contains("closed after a failed write") && err.contains("No space left"), "{err}");
+        store.recover().unwrap();
+        assert!(store.contains(0, "s", "k", 0).unwrap(), "the reopened store has its entries");
+        store.mark_running(0, 5, 0).unwrap();
+        assert_eq!(store.running(0).unwrap().len(), 1);
+    }
+
+    #[test]
     fn running_marks_are_kept_until_a_checkpoint_covers_them() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), "raw").unwrap();
@@ -414,9 +545,10 @@ mod tests {
         store.apply(0, &[entry("s", "old", now - 1), entry("s", "live", now + 3_600_000)]).unwrap();
         store.flush().unwrap();
         store.compact().unwrap();
-        let cf = store.dedup_cf().unwrap();
-        assert!(store.db.get_cf(cf, dedup_key(0, "s", "old")).unwrap().is_none(), "expired entry physically removed");
-        assert!(store.db.get_cf(cf, dedup_key(0, "s", "live")).unwrap().is_some());
+        let db = store.db().unwrap();
+        let cf = dedup_cf(&db).unwrap();
+        assert!(db.get_cf(cf, dedup_key(0, "s", "old")).unwrap().is_none(), "expired entry physically removed");
+        assert!(db.get_cf(cf, dedup_key(0, "s", "live")).unwrap().is_some());
     }
 
     #[test]
@@ -424,7 +556,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path(), "raw").unwrap();
-            store.db.put(VERSION_KEY, b"99").unwrap();
+            store.db().unwrap().put(VERSION_KEY, b"99").unwrap();
         }
         let err = Store::open(dir.path(), "raw").unwrap_err().to_string();
         assert!(err.contains("format version 99"), "{err}");

@@ -8,6 +8,9 @@
 //! This is test code: a failed setup step panics, which fails the test that called it.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod chaos;
+pub mod checker;
+pub mod driver;
 pub mod sign;
 pub mod tls;
 
@@ -177,9 +180,14 @@ impl Drop for LocalBroker {
     }
 }
 
+/// (The source folder is looked up when the tests run, not when they are built: the build cache is shared
+/// by clones in other folders.)
+///
 /// Adds the header index Tansu's SQLite storage lacks (see `scripts/tansu-index.py`).
 fn add_tansu_index(db: &Path) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/tansu-index.py");
+    let script =
+        Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
+            .join("../scripts/tansu-index.py");
     let status = Command::new("python3").arg(script).arg(db).status().expect("python3 (for scripts/tansu-index.py)");
     assert!(status.success(), "could not index {}", db.display());
 }
@@ -321,8 +329,10 @@ pub fn ingress_settings(kafka: &Kafka, topics: &Topics, o: &IngressOptions<'_>) 
 /// `HOOKLINE_BIN_DIR`.
 pub fn bin(name: &str) -> PathBuf {
     let dir = std::env::var("HOOKLINE_BIN_DIR").map(PathBuf::from).unwrap_or_else(|_| {
+        // A test executable is in target/debug/deps, `hookline-chaos` in target/debug, next to the binaries.
         let exe = std::env::current_exe().expect("test executable path");
-        exe.parent().and_then(Path::parent).map(Path::to_path_buf).expect("target dir")
+        let dir = exe.parent().expect("executable dir");
+        if dir.ends_with("deps") { dir.parent().unwrap_or(dir) } else { dir }.to_path_buf()
     });
     let path = dir.join(name);
     assert!(path.exists(), "{} is not built: run `cargo build --bins` (make test does)", path.display());
@@ -347,9 +357,11 @@ impl Process {
         self.child.as_ref().map(Child::id).unwrap_or_default()
     }
 
-    /// Sends a signal (`"TERM"`, `"KILL"`).
+    /// Sends a signal (`"TERM"`, `"KILL"`); nothing once it has exited (pid 0 would be the whole group).
     pub fn signal(&self, signal: &str) {
-        let _ = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status();
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status();
+        }
     }
 
     /// Waits up to `timeout` for it to exit; its exit code (`None` if killed by a signal or still running).
@@ -418,17 +430,21 @@ pub fn processor_toml(kafka: &Kafka, topics: &Topics, state_dir: &Path, listen: 
     )
 }
 
-/// A `hookline-processor` process (the built binary), killed when dropped. Its log is kept in its folder and
-/// printed when a test using it fails to get it ready.
+/// A `hookline-processor` or `hookline-ingress` process (the built binary), killed when dropped. Its log is
+/// kept in its folder and printed when a test using it fails.
 #[derive(Debug)]
-pub struct ProcessorProcess {
+pub struct Component {
     process: Process,
-    /// Its admin address (`/metrics`, `/readyz`).
+    name: &'static str,
+    /// Its HTTP address (`/metrics`, `/readyz`; the ingress's webhooks too).
     pub addr: SocketAddr,
     log: PathBuf,
 }
 
-impl ProcessorProcess {
+/// The processor binary, as [`Component`]'s constructors for it are named.
+pub type ProcessorProcess = Component;
+
+impl Component {
     /// Starts the binary with `config_toml` (which must listen on `addr`) and `env`, and waits until it is
     /// ready (topics checked, state open, group joined).
     pub async fn start(dir: &Path, addr: SocketAddr, config_toml: &str, env: &[(&str, &str)]) -> ProcessorProcess {
@@ -437,20 +453,38 @@ impl ProcessorProcess {
         p
     }
 
-    /// Starts the binary without waiting for it.
+    /// Starts the processor binary without waiting for it.
     pub fn start_unchecked(dir: &Path, addr: SocketAddr, config_toml: &str, env: &[(&str, &str)]) -> ProcessorProcess {
+        Component::launch("hookline-processor", dir, addr, config_toml, env)
+    }
+
+    /// Starts the ingress binary with `config_toml` (which must listen on `addr`) and waits until it is ready.
+    pub async fn ingress(dir: &Path, addr: SocketAddr, config_toml: &str) -> Component {
+        let mut p = Component::launch("hookline-ingress", dir, addr, config_toml, &[]);
+        p.wait_ready(Duration::from_secs(60)).await;
+        p
+    }
+
+    /// Starts binary `name` of this workspace with `--config` (written into `dir`) and `env`.
+    pub fn launch(
+        name: &'static str,
+        dir: &Path,
+        addr: SocketAddr,
+        config_toml: &str,
+        env: &[(&str, &str)],
+    ) -> Component {
         let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
-        let config = dir.join(format!("processor-{n}.toml"));
+        let config = dir.join(format!("{name}-{n}.toml"));
         std::fs::write(&config, config_toml).expect("write config");
-        let log = dir.join(format!("processor-{n}.log"));
+        let log = dir.join(format!("{name}-{n}.log"));
         let out = std::fs::File::create(&log).expect("log file");
-        let mut cmd = Command::new(bin("hookline-processor"));
+        let mut cmd = Command::new(bin(name));
         cmd.arg("--config").arg(&config).stdout(out.try_clone().expect("log")).stderr(out);
         cmd.env("RUST_LOG", std::env::var("HOOKLINE_TEST_CHILD_LOG").unwrap_or_else(|_| "info".into()));
         for (k, v) in env {
             cmd.env(k, v);
         }
-        ProcessorProcess { process: Process::spawn(cmd), addr, log }
+        Component { process: Process::spawn(cmd), name, addr, log }
     }
 
     /// Polls `/readyz` until it answers 200; panics with the process's log otherwise.
@@ -461,11 +495,11 @@ impl ProcessorProcess {
                 return;
             }
             if let Some(code) = self.process.wait(Duration::ZERO) {
-                panic!("hookline-processor exited ({code:?}) before becoming ready:\n{}", self.log());
+                panic!("{} exited ({code:?}) before becoming ready:\n{}", self.name, self.log());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("hookline-processor not ready after {timeout:?}:\n{}", self.log());
+        panic!("{} not ready after {timeout:?}:\n{}", self.name, self.log());
     }
 
     /// Its `/metrics` text (empty if it does not answer).
@@ -496,14 +530,14 @@ impl ProcessorProcess {
     }
 }
 
-impl Drop for ProcessorProcess {
+impl Drop for Component {
     fn drop(&mut self) {
         // A failing test shows what the processes it still holds logged (the folder is deleted with it).
         if std::thread::panicking() {
             let log = self.log();
             let lines: Vec<&str> = log.lines().collect();
             let tail = lines[lines.len().saturating_sub(300)..].join("\n");
-            eprintln!("--- hookline-processor {} log (last 300 lines) ---\n{tail}\n---", self.addr);
+            eprintln!("--- {} {} log (last 300 lines) ---\n{tail}\n---", self.name, self.addr);
         }
     }
 }

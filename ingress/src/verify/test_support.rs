@@ -68,7 +68,10 @@ pub struct Vector {
 impl Vector {
     /// The vectors of one provider.
     pub fn load(provider: &str) -> Vec<Vector> {
-        let path = format!("{}/tests/vectors/{provider}.json", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/vectors/{provider}.json",
+            std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
+        );
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let vectors: Vec<Vector> = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
         assert!(!vectors.is_empty(), "{path} has no vectors");

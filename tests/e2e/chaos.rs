@@ -1,0 +1,44 @@
+//! The short versions of `make chaos`'s scenarios that run in `make test`: the invariant checker over real
+//! processes being killed, a duplicate storm and poison mixed into the stream (see `tests/src/chaos.rs`).
+
+use hookline_e2e::chaos::{self, Scale};
+
+async fn passes(name: &str) {
+    let row = chaos::run(name, Scale::Short).await.unwrap_or_else(|e| panic!("{name} could not run: {e:#}"));
+    eprintln!("{}\n{}", chaos::TABLE_HEADER, chaos::row_line(&row));
+    assert!(row.passed(), "{name}:\n{}", row.explain());
+    assert!(row.report.accepted > 0 && row.report.events > 0, "{name} sent nothing: {row:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_processor_killed_9_three_times_during_load() {
+    passes("processor-kill-9").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_duplicate_storm_with_a_processor_kill() {
+    passes("duplicate-storm").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_poison_mixed_into_the_stream() {
+    passes("poison-mix").await;
+}
+
+/// Needs root (it mounts a small tmpfs as the data folder); `make test` runs as root in CI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_full_data_folder_stops_the_processor_until_there_is_room_again() {
+    assert!(
+        chaos::can_mount(),
+        "this test mounts a tmpfs as the processor's data folder and needs root; run `make test` as root"
+    );
+    passes("state-disk-full").await;
+}
+
+/// Regression: Tansu 0.6.0 has no rebalance barrier (a joining member gets partitions before their previous
+/// owner has heard of the rebalance), and the processors published some webhooks twice while both worked on a
+/// partition. The new owner now waits for the previous owner's release on the state changelog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_partitions_handed_over_without_a_rebalance_barrier_are_not_published_twice() {
+    passes("processors-join-leave").await;
+}

@@ -1,0 +1,691 @@
+//! Fault scenarios: hookline's real binaries and the real broker, a load driver sending signed webhooks, and
+//! faults injected while it runs (kill -9, broker restarts, group changes, duplicate storms, poison, lost or
+//! full state). Each scenario ends with the invariant checker over the topics and returns a [`Row`] of the
+//! `make chaos` table; `tests/e2e/chaos.rs` runs short versions in `make test`.
+//!
+//! Every scenario is bounded: a fixed number of webhooks at a fixed rate, a fixed number of faults, and a
+//! deadline on every wait. Processes are children killed on drop (and with the test process).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::checker::{self, Report, Sent, TopicNames};
+use crate::driver::{self, Driven, Load};
+use crate::{create_raw_topic, free_port, get, metric_sum, Component, Kafka, Topics};
+
+/// How big a run is: `Short` for `make test`, `Full` for `make chaos`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scale {
+    /// Seconds of load, a few faults.
+    Short,
+    /// A minute or more of load, the issue's fault counts.
+    Full,
+}
+
+impl Scale {
+    fn pick<T>(self, short: T, full: T) -> T {
+        match self {
+            Scale::Short => short,
+            Scale::Full => full,
+        }
+    }
+}
+
+/// One line of the chaos table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Scenario name.
+    pub name: &'static str,
+    /// The checker's report.
+    pub report: Report,
+    /// HTTP requests the driver made.
+    pub requests: u64,
+    /// Answers by status.
+    pub statuses: BTreeMap<String, u64>,
+    /// Wall time of the whole scenario.
+    pub wall: Duration,
+    /// Scenario-specific expectations that failed (besides the invariant).
+    pub failures: Vec<String>,
+    /// What the scenario did (faults and their timing), for the table's notes.
+    pub notes: Vec<String>,
+}
+
+impl Row {
+    /// True when the invariant held and every scenario expectation did.
+    pub fn passed(&self) -> bool {
+        self.report.ok() && self.failures.is_empty()
+    }
+
+    /// Everything that went wrong, for a failure message.
+    pub fn explain(&self) -> String {
+        let mut out = self.report.violations(10);
+        for f in &self.failures {
+            let _ = writeln!(out, "{f}");
+        }
+        let _ = writeln!(out, "statuses: {:?}; notes: {}", self.statuses, self.notes.join("; "));
+        out
+    }
+}
+
+/// The table header of [`row_line`].
+pub const TABLE_HEADER: &str = "| scenario | sent | requests | accepted | events | DLQ | lost | duplicated | phantom | out-of-order | wall | result |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|";
+
+/// One markdown table line.
+pub fn row_line(r: &Row) -> String {
+    let p = &r.report;
+    format!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} s | {} |",
+        r.name,
+        p.sent,
+        r.requests,
+        p.accepted,
+        p.events,
+        p.dlq,
+        p.lost.len(),
+        p.duplicated.len(),
+        p.phantom.len(),
+        p.out_of_order.len(),
+        r.wall.as_secs_f64(),
+        if r.passed() { "pass" } else { "FAIL" }
+    )
+}
+
+/// Every scenario's name, in the order `make chaos` runs them.
+pub const SCENARIOS: [&str; 8] = [
+    "processor-kill-9",
+    "ingress-kill-9",
+    "broker-restart",
+    "processors-join-leave",
+    "duplicate-storm",
+    "poison-mix",
+    "state-deleted",
+    "state-disk-full",
+];
+
+/// Runs scenario `name`.
+pub async fn run(name: &str, scale: Scale) -> anyhow::Result<Row> {
+    match name {
+        "processor-kill-9" => processor_kill_9(scale).await,
+        "ingress-kill-9" => ingress_kill_9(scale).await,
+        "broker-restart" => broker_restart(scale).await,
+        "processors-join-leave" => join_leave(scale).await,
+        "duplicate-storm" => duplicate_storm(scale).await,
+        "poison-mix" => poison_mix(scale).await,
+        "state-deleted" => state_deleted(scale).await,
+        "state-disk-full" => disk_full(scale).await,
+        other => anyhow::bail!("unknown scenario {other:?} (known: {})", SCENARIOS.join(", ")),
+    }
+}
+
+/// A running pipeline: broker, one ingress on a fixed port (so it can be restarted at the same address),
+/// processors in slots, each with its own data folder.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The broker.
+    pub kafka: Kafka,
+    /// Topic and group names.
+    pub topics: Topics,
+    dir: tempfile::TempDir,
+    partitions: i32,
+    ingress_addr: SocketAddr,
+    ingress: Option<Component>,
+    processors: Vec<Slot>,
+    processor_env: Vec<(String, String)>,
+    started: Instant,
+    notes: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    addr: SocketAddr,
+    state: PathBuf,
+    process: Option<Component>,
+}
+
+impl Cluster {
+    /// Starts an ingress and `processors` processors on `kafka`, raw topic of `partitions` partitions.
+    pub async fn start(kafka: Kafka, partitions: i32, processors: usize, processor_env: &[(&str, &str)]) -> Cluster {
+        let topics = Topics::unique();
+        create_raw_topic(&kafka, &topics, partitions).await;
+        let mut c = Cluster {
+            kafka,
+            topics,
+            dir: tempfile::tempdir().expect("temp dir"),
+            partitions,
+            ingress_addr: format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
+            ingress: None,
+            processors: Vec::new(),
+            processor_env: processor_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            started: Instant::now(),
+            notes: Vec::new(),
+        };
+        c.start_ingress().await;
+        for i in 0..processors {
+            c.start_processor(i).await;
+        }
+        c
+    }
+
+    /// The ingress's base URL.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.ingress_addr)
+    }
+
+    /// Seconds since the cluster started, for notes.
+    fn at(&self) -> String {
+        format!("{:.1}s", self.started.elapsed().as_secs_f64())
+    }
+
+    /// Records what happened when.
+    pub fn note(&mut self, what: &str) {
+        let line = format!("{} {what}", self.at());
+        eprintln!("chaos: {line}");
+        self.notes.push(line);
+    }
+
+    fn ingress_toml(&self) -> String {
+        format!(
+            "[server]\nlisten = \"{addr}\"\n[kafka]\nbrokers = \"{brokers}\"\n[topics]\nraw = \"{raw}\"\nraw_partitions = {p}\n[producer]\nack_timeout_ms = 3000\nlinger_ms = 1\n{sources}",
+            addr = self.ingress_addr,
+            brokers = self.kafka.brokers(),
+            raw = self.topics.raw,
+            p = self.partitions,
+            sources = driver::ingress_sources_toml(),
+        )
+    }
+
+    /// Starts (or restarts) the ingress and waits until it is ready.
+    pub async fn start_ingress(&mut self) {
+        let toml = self.ingress_toml();
+        self.ingress = Some(Component::ingress(self.dir.path(), self.ingress_addr, &toml).await);
+    }
+
+    /// kill -9 of the ingress.
+    pub fn kill_ingress(&mut self) {
+        if let Some(p) = self.ingress.take() {
+            p.kill();
+        }
+    }
+
+    fn slot(&mut self, i: usize) -> &mut Slot {
+        while self.processors.len() <= i {
+            let n = self.processors.len();
+            self.processors.push(Slot {
+                addr: format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
+                state: self.dir.path().join(format!("state-{n}")),
+                process: None,
+            });
+        }
+        &mut self.processors[i]
+    }
+
+    /// Uses `dir` as processor `i`'s data folder.
+    pub fn set_state_dir(&mut self, i: usize, dir: &Path) {
+        self.slot(i).state = dir.to_owned();
+    }
+
+    fn processor_toml(&mut self, i: usize) -> String {
+        let (addr, state) = {
+            let s = self.slot(i);
+            (s.addr, s.state.clone())
+        };
+        let extra = format!("\n{}", driver::processor_sources_toml());
+        crate::processor_toml(&self.kafka, &self.topics, &state, &addr.to_string(), &extra)
+    }
+
+    /// Starts processor `i` on its data folder and waits until it has joined the group.
+    pub async fn start_processor(&mut self, i: usize) {
+        let toml = self.processor_toml(i);
+        let addr = self.slot(i).addr;
+        let env: Vec<(&str, &str)> = self.processor_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let p = Component::start(self.dir.path(), addr, &toml, &env).await;
+        self.slot(i).process = Some(p);
+    }
+
+    /// Starts processor `i` without waiting for it.
+    pub fn launch_processor(&mut self, i: usize) {
+        let toml = self.processor_toml(i);
+        let addr = self.slot(i).addr;
+        let env: Vec<(&str, &str)> = self.processor_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let p = Component::start_unchecked(self.dir.path(), addr, &toml, &env);
+        self.slot(i).process = Some(p);
+    }
+
+    /// The running processor `i`.
+    pub fn processor(&mut self, i: usize) -> Option<&mut Component> {
+        self.slot(i).process.as_mut()
+    }
+
+    /// kill -9 of processor `i`.
+    pub fn kill_processor(&mut self, i: usize) {
+        if let Some(p) = self.slot(i).process.take() {
+            p.kill();
+        }
+    }
+
+    /// SIGTERM to processor `i`; its exit code.
+    pub fn stop_processor(&mut self, i: usize) -> Option<Option<i32>> {
+        self.slot(i).process.take().and_then(|p| p.terminate(Duration::from_secs(30)))
+    }
+
+    /// Processor `i`'s data folder.
+    pub fn state_dir(&mut self, i: usize) -> PathBuf {
+        self.slot(i).state.clone()
+    }
+
+    /// Sum of metric `name` over the running processors.
+    pub async fn processor_metric(&self, name: &str) -> f64 {
+        let mut sum = 0.0;
+        for s in self.processors.iter().filter(|s| s.process.is_some()) {
+            sum += metric_sum(
+                &get(&format!("http://{}/metrics", s.addr)).await.map(|r| r.text()).unwrap_or_default(),
+                name,
+            );
+        }
+        sum
+    }
+
+    /// The topics the checker reads.
+    pub fn topic_names(&self) -> TopicNames {
+        TopicNames { raw: self.topics.raw.clone(), events: self.topics.events.clone(), dlq: self.topics.dlq.clone() }
+    }
+
+    /// Waits for the outputs of `sent`, checks the invariant, and makes the table row.
+    pub async fn finish(self, name: &'static str, driven: Driven, mut failures: Vec<String>) -> anyhow::Result<Row> {
+        let sent = merge(driven.sent);
+        let topics = self.topic_names();
+        let observed =
+            checker::observe(self.kafka.brokers(), &topics, &sent, Duration::from_secs(5), Duration::from_secs(240))
+                .await?;
+        let report = checker::check(&sent, &observed);
+        if report.accepted < report.sent {
+            failures.push(format!(
+                "{} webhooks never accepted (given up: {})",
+                report.sent - report.accepted,
+                driven.given_up
+            ));
+        }
+        for r in driven.refused.iter().take(5) {
+            failures.push(format!("refused: {r}"));
+        }
+        Ok(Row {
+            name,
+            report,
+            requests: driven.requests,
+            statuses: driven.statuses,
+            wall: self.started.elapsed(),
+            failures,
+            notes: self.notes,
+        })
+    }
+}
+
+/// One entry per webhook: a webhook sent in two runs (a redelivery after a restart) is accepted if either
+/// run got it accepted.
+fn merge(sent: Vec<Sent>) -> Vec<Sent> {
+    let mut by_id: BTreeMap<(String, String), Sent> = BTreeMap::new();
+    for s in sent {
+        by_id.entry((s.source.clone(), s.dedup_key.clone())).and_modify(|e| e.accepted |= s.accepted).or_insert(s);
+    }
+    by_id.into_values().collect()
+}
+
+/// A random duration in `lo..hi`.
+fn between(lo: Duration, hi: Duration) -> Duration {
+    lo + hi.saturating_sub(lo).mul_f64(fastrand::f64())
+}
+
+fn load(name: &str, webhooks: usize, rate: f64) -> Load {
+    let mut l = Load::new(&crate::unique(name), webhooks, 24, rate);
+    l.seed = fastrand::u64(..);
+    l.concurrent_dups = 0.1;
+    l.late_dups = 0.1;
+    l.late_delay = (Duration::from_secs(1), Duration::from_secs(8));
+    l
+}
+
+/// Waits until processor `i` has consumed something since it started (so a kill lands mid-work).
+async fn wait_working(c: &mut Cluster, i: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let Some(p) = c.processor(i) else { return };
+        if metric_sum(&p.metrics().await, "hookline_processor_records_consumed_total") > 0.0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// kill -9 of the processor at random moments while webhooks flow, restarting it each time.
+async fn processor_kill_9(scale: Scale) -> anyhow::Result<Row> {
+    let mut c = Cluster::start(Kafka::start(), 4, 1, &[]).await;
+    let kills = scale.pick(3, 10);
+    let l = load("pk", scale.pick(800, 4000), 40.0);
+    let base = c.base_url();
+    let driver = tokio::spawn(async move { driver::drive(&base, &l).await });
+    for n in 0..kills {
+        wait_working(&mut c, 0, Duration::from_secs(30)).await;
+        tokio::time::sleep(between(Duration::from_millis(200), Duration::from_secs(4))).await;
+        c.kill_processor(0);
+        c.note(&format!("kill -9 processor ({}/{kills})", n + 1));
+        c.start_processor(0).await;
+    }
+    let driven = driver.await?;
+    c.finish("processor-kill-9", driven, Vec::new()).await
+}
+
+/// kill -9 of the ingress during load: clients see errors and retry; every 2xx is on the topics.
+async fn ingress_kill_9(scale: Scale) -> anyhow::Result<Row> {
+    let mut c = Cluster::start(Kafka::start(), 4, 1, &[]).await;
+    let kills = scale.pick(2, 4);
+    let l = load("ik", scale.pick(600, 2000), 50.0);
+    let base = c.base_url();
+    let driver = tokio::spawn(async move { driver::drive(&base, &l).await });
+    for n in 0..kills {
+        tokio::time::sleep(between(Duration::from_secs(2), Duration::from_secs(6))).await;
+        c.kill_ingress();
+        c.note(&format!("kill -9 ingress ({}/{kills})", n + 1));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        c.start_ingress().await;
+    }
+    let driven = driver.await?;
+    let mut failures = Vec::new();
+    if driven.statuses.get("error").copied().unwrap_or(0) == 0 {
+        failures.push("no client saw a connection error: the kills missed the load".into());
+    }
+    c.finish("ingress-kill-9", driven, failures).await
+}
+
+/// The broker killed during load and restarted on its persistent (SQLite) storage: the ingress answers 503
+/// while it is down and recovers by itself; the processor resumes.
+async fn broker_restart(scale: Scale) -> anyhow::Result<Row> {
+    let mut c = Cluster::start(Kafka::local(), 4, 1, &[]).await;
+    let l = load("br", scale.pick(900, 2400), 40.0);
+    let base = c.base_url();
+    let driver = tokio::spawn(async move { driver::drive(&base, &l).await });
+    let mut failures = Vec::new();
+    for n in 0..scale.pick(1, 2) {
+        tokio::time::sleep(between(Duration::from_secs(5), Duration::from_secs(10))).await;
+        c.kafka.stop();
+        c.note(&format!("broker killed ({})", n + 1));
+        let down = Duration::from_secs(scale.pick(5, 10));
+        let deadline = Instant::now() + down;
+        let mut not_ready = false;
+        while Instant::now() < deadline {
+            if get(&format!("{}/readyz", c.base_url())).await.is_ok_and(|r| r.status == 503) {
+                not_ready = true;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        if !not_ready {
+            failures.push("the ingress never reported not ready while the broker was down".into());
+        }
+        c.kafka.restart();
+        c.note("broker restarted");
+    }
+    let driven = driver.await?;
+    if driven.statuses.get("503").copied().unwrap_or(0) == 0 {
+        failures.push("no 503 while the broker was down".into());
+    }
+    c.finish("broker-restart", driven, failures).await
+}
+
+/// A second and a third processor join during load and leave again (SIGTERM); partitions and their dedup
+/// state move with them.
+async fn join_leave(scale: Scale) -> anyhow::Result<Row> {
+    let mut c = Cluster::start(Kafka::start(), 6, 1, &[]).await;
+    let l = load("jl", scale.pick(900, 2400), 40.0);
+    let base = c.base_url();
+    let driver = tokio::spawn(async move { driver::drive(&base, &l).await });
+    let step = Duration::from_secs(scale.pick(4, 10));
+    let mut failures = Vec::new();
+    for (i, action) in [(1, "join"), (2, "join"), (1, "leave"), (2, "leave")] {
+        tokio::time::sleep(step).await;
+        if action == "join" {
+            c.start_processor(i).await;
+        } else {
+            let code = c.stop_processor(i);
+            if code != Some(Some(0)) {
+                failures.push(format!("processor {i} did not exit 0 on SIGTERM: {code:?}"));
+            }
+        }
+        c.note(&format!("processor {i} {action}s"));
+    }
+    let driven = driver.await?;
+    c.finish("processors-join-leave", driven, failures).await
+}
+
+/// Every webhook delivered 5 times: two at once, three later (seconds to minutes, within the dedup window),
+/// while a processor is killed once.
+async fn duplicate_storm(scale: Scale) -> anyhow::Result<Row> {
+    let mut c = Cluster::start(Kafka::start(), 4, 1, &[]).await;
+    let mut l = load("ds", scale.pick(400, 1500), 25.0);
+    l.copies = 5;
+    l.late_delay = scale
+        .pick((Duration::from_secs(1), Duration::from_secs(10)), (Duration::from_secs(5), Duration::from_secs(150)));
+    let base = c.base_url();
+    let driver = tokio::spawn(async move { driver::drive(&base, &l).await });
+    tokio::time::sleep(Duration::from_secs(scale.pick(8, 30))).await;
+    c.kill_processor(0);
+    c.note("kill -9 processor");
+    c.start_processor(0).await;
+    let driven = driver.await?;
+    let mut failures = Vec::new();
+    let accepted_deliveries: u64 = driven.statuses.iter().filter(|(s, _)| s.starts_with('2')).map(|(_, n)| n).sum();
+    let unique = driven.sent.iter().filter(|s| s.accepted).count() as u64;
+    if accepted_deliveries < unique * 4 {
+        failures.push(format!("only {accepted_deliveries} deliveries accepted for {unique} webhooks: not a storm"));
+    }
+    c.finish("duplicate-storm", driven, failures).await
+}
+
+/// Poison webhooks (invalid JSON, no type, a body that makes the mapping code panic) mixed into the stream:
+/// each is one DLQ record, the stream keeps flowing.
+async fn poison_mix(scale: Scale) -> anyhow::Result<Row> {
+    let c = Cluster::start(Kafka::start(), 4, 1, &[("HOOKLINE_FAULT_PANIC_ON", driver::PANIC_MARKER)]).await;
+    let mut l = load("pm", scale.pick(600, 2000), 50.0);
+    l.poison = 0.3;
+    let base = c.base_url();
+    let driven = driver::drive(&base, &l).await;
+    let mut failures = Vec::new();
+    if !driven.sent.iter().any(|s| s.expect == checker::Expect::Dlq) {
+        failures.push("no poison webhook was sent".into());
+    }
+    c.finish("poison-mix", driven, failures).await
+}
+
+/// The processor's data folder deleted between runs: every earlier webhook is redelivered after the restart
+/// and none yields a second event (the state is rebuilt from the changelog, not silently empty).
+async fn state_deleted(scale: Scale) -> anyhow::Result<Row> {
+    let mut c = Cluster::start(Kafka::start(), 4, 1, &[]).await;
+    let first = load("sd", scale.pick(400, 1500), 50.0);
+    let mut driven = driver::drive(&c.base_url(), &first).await;
+    // Let the processor finish the first run before it stops.
+    let accepted = driven.sent.iter().filter(|s| s.accepted).count() as f64;
+    checker::observe(
+        c.kafka.brokers(),
+        &c.topic_names(),
+        &driven.sent,
+        Duration::from_secs(1),
+        Duration::from_secs(120),
+    )
+    .await?;
+    let mut failures = Vec::new();
+    let code = c.stop_processor(0);
+    if code != Some(Some(0)) {
+        failures.push(format!("the processor did not exit 0 on SIGTERM: {code:?}"));
+    }
+    let dir = c.state_dir(0);
+    std::fs::remove_dir_all(&dir)?;
+    c.note("processor stopped, data folder deleted");
+    c.start_processor(0).await;
+    // The provider redelivers everything (same ids, same bodies), then new webhooks come.
+    let again = driver::drive(&c.base_url(), &first).await;
+    let mut next = load("sd2", scale.pick(200, 600), 50.0);
+    next.late_dups = 0.0;
+    let more = driver::drive(&c.base_url(), &next).await;
+    let dropped = {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let d = c.processor_metric("hookline_processor_duplicates_dropped_total").await;
+            if d >= accepted || Instant::now() >= deadline {
+                break d;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    if dropped < accepted {
+        failures.push(format!("after the state was deleted only {dropped} of {accepted} redeliveries were dropped"));
+    }
+    for d in [again, more] {
+        driven.sent.extend(d.sent);
+        driven.requests += d.requests;
+        driven.responses.extend(d.responses);
+        for (k, v) in d.statuses {
+            *driven.statuses.entry(k).or_default() += v;
+        }
+        driven.refused.extend(d.refused);
+        driven.given_up += d.given_up;
+    }
+    c.finish("state-deleted", driven, failures).await
+}
+
+/// A small tmpfs mounted on a folder; unmounted on drop.
+#[derive(Debug)]
+struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(path: &Path, size_mb: u32) -> anyhow::Result<Tmpfs> {
+        std::fs::create_dir_all(path)?;
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs"])
+            .arg(path)
+            .status()?;
+        anyhow::ensure!(status.success(), "mount tmpfs on {} failed (needs root)", path.display());
+        Ok(Tmpfs { path: path.to_owned() })
+    }
+
+    /// `mount -o remount,{mode}` (`ro`, `rw`).
+    fn remount(&self, mode: &str) -> anyhow::Result<()> {
+        let status = Command::new("mount").args(["-o", &format!("remount,{mode}")]).arg(&self.path).status()?;
+        anyhow::ensure!(status.success(), "remount {mode} of {} failed", self.path.display());
+        Ok(())
+    }
+
+    /// Fills the file system with one file; returns its path.
+    fn fill(&self) -> anyhow::Result<PathBuf> {
+        use std::io::Write as _;
+        let filler = self.path.join("filler");
+        let mut f = std::fs::File::create(&filler)?;
+        let block = vec![0u8; 1 << 16];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+        Ok(filler)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// Whether this process may mount a file system (the disk-full scenario needs it).
+pub fn can_mount() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    #[allow(unsafe_code)]
+    let euid = unsafe { libc::geteuid() };
+    euid == 0
+}
+
+/// A read-only data folder: the processor refuses to start and names it. Then the data folder fills up during
+/// load: the processor stops advancing and reports unhealthy rather than skipping records, and carries on by
+/// itself once there is room again (regression: RocksDB refused every write after the first failed one until
+/// reopened, so the processor stayed stuck after space was freed).
+async fn disk_full(scale: Scale) -> anyhow::Result<Row> {
+    anyhow::ensure!(can_mount(), "state-disk-full needs root to mount a small tmpfs as the data folder");
+    let mut c = Cluster::start(Kafka::start(), 4, 0, &[]).await;
+    let mount = tempfile::tempdir()?;
+    let disk = Tmpfs::mount(mount.path(), 64)?;
+    let state = mount.path().join("state");
+    std::fs::create_dir_all(&state)?;
+    c.set_state_dir(0, &state);
+    // A read-only data folder: the processor refuses to start and names it.
+    let mut failures = Vec::new();
+    disk.remount("ro")?;
+    c.launch_processor(0);
+    let exit = c.processor(0).and_then(|p| p.wait_exit(Duration::from_secs(60)));
+    let log = c.processor(0).map(|p| p.log()).unwrap_or_default();
+    if !matches!(exit, Some(Some(code)) if code != 0) || !log.contains(&state.display().to_string()) {
+        failures.push(format!(
+            "with a read-only data folder the processor did not refuse to start naming it: exit {exit:?}, log: {log}"
+        ));
+    }
+    c.kill_processor(0);
+    c.note(&format!("read-only data folder: processor exited {exit:?}"));
+    disk.remount("rw")?;
+    c.start_processor(0).await;
+    let l = load("df", scale.pick(900, 2400), 40.0);
+    let base = c.base_url();
+    let driver = tokio::spawn(async move { driver::drive(&base, &l).await });
+    for n in 0..scale.pick(1, 2) {
+        tokio::time::sleep(between(Duration::from_secs(3), Duration::from_secs(6))).await;
+        let filler = disk.fill()?;
+        c.note(&format!("data folder full ({})", n + 1));
+        let addr = c.slot(0).addr;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut unhealthy = String::new();
+        while Instant::now() < deadline {
+            if let Ok(r) = get(&format!("http://{addr}/readyz")).await {
+                if r.status == 503 {
+                    unhealthy = r.text();
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if unhealthy.is_empty() {
+            failures.push("the processor never reported unhealthy with a full data folder".into());
+        } else {
+            c.note(&format!("processor unhealthy: {}", unhealthy.trim().replace('\n', " ")));
+            // While unhealthy it must not advance: its committed outputs stay put.
+            let before = c.processor_metric("hookline_processor_events_produced_total").await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let after = c.processor_metric("hookline_processor_events_produced_total").await;
+            if after > before + 64.0 * 4.0 {
+                failures.push(format!("the processor kept publishing with a full disk ({before} → {after})"));
+            }
+        }
+        std::fs::remove_file(&filler)?;
+        c.note("room again");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut ready = false;
+        while Instant::now() < deadline {
+            if get(&format!("http://{addr}/readyz")).await.is_ok_and(|r| r.status == 200) {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !ready {
+            failures.push("the processor did not recover by itself once the disk had room".into());
+            if let Some(p) = c.processor(0) {
+                let log = p.log();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                failures.push(format!("processor log tail: {}", tail.join(" | ")));
+            }
+        } else {
+            c.note("processor ready again");
+        }
+    }
+    let driven = driver.await?;
+    let row = c.finish("state-disk-full", driven, failures).await;
+    drop(disk);
+    row
+}
