@@ -135,6 +135,7 @@ pub struct Cluster {
     ingress: Option<Component>,
     processors: Vec<Slot>,
     processor_env: Vec<(String, String)>,
+    ingress_sources: String,
     started: Instant,
     notes: Vec<String>,
 }
@@ -149,6 +150,17 @@ struct Slot {
 impl Cluster {
     /// Starts an ingress and `processors` processors on `kafka`, raw topic of `partitions` partitions.
     pub async fn start(kafka: Kafka, partitions: i32, processors: usize, processor_env: &[(&str, &str)]) -> Cluster {
+        Cluster::start_with(kafka, partitions, processors, processor_env, driver::ingress_sources_toml(None)).await
+    }
+
+    /// [`Cluster::start`] with the ingress's `[sources.*]` TOML.
+    pub async fn start_with(
+        kafka: Kafka,
+        partitions: i32,
+        processors: usize,
+        processor_env: &[(&str, &str)],
+        ingress_sources: String,
+    ) -> Cluster {
         let topics = Topics::unique();
         create_raw_topic(&kafka, &topics, partitions).await;
         let mut c = Cluster {
@@ -160,6 +172,7 @@ impl Cluster {
             ingress: None,
             processors: Vec::new(),
             processor_env: processor_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            ingress_sources,
             started: Instant::now(),
             notes: Vec::new(),
         };
@@ -194,7 +207,7 @@ impl Cluster {
             brokers = self.kafka.brokers(),
             raw = self.topics.raw,
             p = self.partitions,
-            sources = driver::ingress_sources_toml(),
+            sources = self.ingress_sources,
         )
     }
 
@@ -289,6 +302,12 @@ impl Cluster {
         sum
     }
 
+    /// Starts sending `load` to the ingress; the handle gives what was sent once every delivery is answered.
+    pub fn load_in_background(&self, load: Load) -> tokio::task::JoinHandle<Driven> {
+        let base = self.base_url();
+        tokio::spawn(async move { driver::drive(&base, &load).await })
+    }
+
     /// The topics the checker reads.
     pub fn topic_names(&self) -> TopicNames {
         TopicNames { raw: self.topics.raw.clone(), events: self.topics.events.clone(), dlq: self.topics.dlq.clone() }
@@ -334,6 +353,20 @@ fn merge(sent: Vec<Sent>) -> Vec<Sent> {
     by_id.into_values().collect()
 }
 
+/// Polls `{base}/readyz` until it answers `status` (its body), or `None` after `timeout`.
+async fn readyz_becomes(base: &str, status: u16, timeout: Duration) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(r) = get(&format!("{base}/readyz")).await {
+            if r.status == status {
+                return Some(r.text());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
 /// A random duration in `lo..hi`.
 fn between(lo: Duration, hi: Duration) -> Duration {
     lo + hi.saturating_sub(lo).mul_f64(fastrand::f64())
@@ -365,8 +398,7 @@ async fn processor_kill_9(scale: Scale) -> anyhow::Result<Row> {
     let mut c = Cluster::start(Kafka::start(), 4, 1, &[]).await;
     let kills = scale.pick(3, 10);
     let l = load("pk", scale.pick(800, 4000), 40.0);
-    let base = c.base_url();
-    let driver = tokio::spawn(async move { driver::drive(&base, &l).await });
+    let driver = c.load_in_background(l);
     for n in 0..kills {
         wait_working(&mut c, 0, Duration::from_secs(30)).await;
         tokio::time::sleep(between(Duration::from_millis(200), Duration::from_secs(4))).await;
@@ -383,8 +415,7 @@ async fn ingress_kill_9(scale: Scale) -> anyhow::Result<Row> {
     let mut c = Cluster::start(Kafka::start(), 4, 1, &[]).await;
     let kills = scale.pick(2, 4);
     let l = load("ik", scale.pick(600, 2000), 50.0);
-    let base = c.base_url();
-    let driver = tokio::spawn(async move { driver::drive(&base, &l).await });
+    let driver = c.load_in_background(l);
     for n in 0..kills {
         tokio::time::sleep(between(Duration::from_secs(2), Duration::from_secs(6))).await;
         c.kill_ingress();
@@ -405,25 +436,18 @@ async fn ingress_kill_9(scale: Scale) -> anyhow::Result<Row> {
 async fn broker_restart(scale: Scale) -> anyhow::Result<Row> {
     let mut c = Cluster::start(Kafka::local(), 4, 1, &[]).await;
     let l = load("br", scale.pick(900, 2400), 40.0);
-    let base = c.base_url();
-    let driver = tokio::spawn(async move { driver::drive(&base, &l).await });
+    let driver = c.load_in_background(l);
     let mut failures = Vec::new();
     for n in 0..scale.pick(1, 2) {
         tokio::time::sleep(between(Duration::from_secs(5), Duration::from_secs(10))).await;
         c.kafka.stop();
         c.note(&format!("broker killed ({})", n + 1));
         let down = Duration::from_secs(scale.pick(5, 10));
-        let deadline = Instant::now() + down;
-        let mut not_ready = false;
-        while Instant::now() < deadline {
-            if get(&format!("{}/readyz", c.base_url())).await.is_ok_and(|r| r.status == 503) {
-                not_ready = true;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        if !not_ready {
+        let started = Instant::now();
+        if readyz_becomes(&c.base_url(), 503, down).await.is_none() {
             failures.push("the ingress never reported not ready while the broker was down".into());
         }
+        tokio::time::sleep(down.saturating_sub(started.elapsed())).await;
         c.kafka.restart();
         c.note("broker restarted");
     }
@@ -439,8 +463,7 @@ async fn broker_restart(scale: Scale) -> anyhow::Result<Row> {
 async fn join_leave(scale: Scale) -> anyhow::Result<Row> {
     let mut c = Cluster::start(Kafka::start(), 6, 1, &[]).await;
     let l = load("jl", scale.pick(900, 2400), 40.0);
-    let base = c.base_url();
-    let driver = tokio::spawn(async move { driver::drive(&base, &l).await });
+    let driver = c.load_in_background(l);
     let step = Duration::from_secs(scale.pick(4, 10));
     let mut failures = Vec::new();
     for (i, action) in [(1, "join"), (2, "join"), (1, "leave"), (2, "leave")] {
@@ -460,21 +483,25 @@ async fn join_leave(scale: Scale) -> anyhow::Result<Row> {
 }
 
 /// Every webhook delivered 5 times: two at once, three later (seconds to minutes, within the dedup window),
-/// while a processor is killed once.
+/// while a processor is killed once; the GitHub source's rate limit (20/s) turns part of the storm into 429s
+/// that the driver retries.
 async fn duplicate_storm(scale: Scale) -> anyhow::Result<Row> {
-    let mut c = Cluster::start(Kafka::start(), 4, 1, &[]).await;
+    let sources = driver::ingress_sources_toml(Some(20));
+    let mut c = Cluster::start_with(Kafka::start(), 4, 1, &[], sources).await;
     let mut l = load("ds", scale.pick(400, 1500), 25.0);
     l.copies = 5;
     l.late_delay = scale
         .pick((Duration::from_secs(1), Duration::from_secs(10)), (Duration::from_secs(5), Duration::from_secs(150)));
-    let base = c.base_url();
-    let driver = tokio::spawn(async move { driver::drive(&base, &l).await });
+    let driver = c.load_in_background(l);
     tokio::time::sleep(Duration::from_secs(scale.pick(8, 30))).await;
     c.kill_processor(0);
     c.note("kill -9 processor");
     c.start_processor(0).await;
     let driven = driver.await?;
     let mut failures = Vec::new();
+    if driven.statuses.get("429").copied().unwrap_or(0) == 0 {
+        failures.push("no delivery was rate limited (429): the storm stayed under the GitHub source's limit".into());
+    }
     let accepted_deliveries: u64 = driven.statuses.iter().filter(|(s, _)| s.starts_with('2')).map(|(_, n)| n).sum();
     let unique = driven.sent.iter().filter(|s| s.accepted).count() as u64;
     if accepted_deliveries < unique * 4 {
@@ -632,27 +659,13 @@ async fn disk_full(scale: Scale) -> anyhow::Result<Row> {
     disk.remount("rw")?;
     c.start_processor(0).await;
     let l = load("df", scale.pick(900, 2400), 40.0);
-    let base = c.base_url();
-    let driver = tokio::spawn(async move { driver::drive(&base, &l).await });
+    let driver = c.load_in_background(l);
     for n in 0..scale.pick(1, 2) {
         tokio::time::sleep(between(Duration::from_secs(3), Duration::from_secs(6))).await;
         let filler = disk.fill()?;
         c.note(&format!("data folder full ({})", n + 1));
-        let addr = c.slot(0).addr;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut unhealthy = String::new();
-        while Instant::now() < deadline {
-            if let Ok(r) = get(&format!("http://{addr}/readyz")).await {
-                if r.status == 503 {
-                    unhealthy = r.text();
-                    break;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if unhealthy.is_empty() {
-            failures.push("the processor never reported unhealthy with a full data folder".into());
-        } else {
+        let admin = format!("http://{}", c.slot(0).addr);
+        if let Some(unhealthy) = readyz_becomes(&admin, 503, Duration::from_secs(30)).await {
             c.note(&format!("processor unhealthy: {}", unhealthy.trim().replace('\n', " ")));
             // While unhealthy it must not advance: its committed outputs stay put.
             let before = c.processor_metric("hookline_processor_events_produced_total").await;
@@ -661,19 +674,12 @@ async fn disk_full(scale: Scale) -> anyhow::Result<Row> {
             if after > before + 64.0 * 4.0 {
                 failures.push(format!("the processor kept publishing with a full disk ({before} → {after})"));
             }
+        } else {
+            failures.push("the processor never reported unhealthy with a full data folder".into());
         }
         std::fs::remove_file(&filler)?;
         c.note("room again");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut ready = false;
-        while Instant::now() < deadline {
-            if get(&format!("http://{addr}/readyz")).await.is_ok_and(|r| r.status == 200) {
-                ready = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if !ready {
+        if readyz_becomes(&admin, 200, Duration::from_secs(60)).await.is_none() {
             failures.push("the processor did not recover by itself once the disk had room".into());
             if let Some(p) = c.processor(0) {
                 let log = p.log();

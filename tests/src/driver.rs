@@ -32,8 +32,9 @@ pub const PANIC_MARKER: &str = "chaos-panic-marker";
 pub const SOURCES: [Provider; 3] = [Provider::Stripe, Provider::GitHub, Provider::StandardWebhooks];
 
 /// The ingress `[sources.*]` TOML of the driver's sources (each provider's own scheme and keys; the Standard
-/// Webhooks source takes its ordering key from `X-Order-Key`, as a sender configured for it would).
-pub fn ingress_sources_toml() -> String {
+/// Webhooks source takes its ordering key from `X-Order-Key`, as a sender configured for it would), with the
+/// GitHub source rate limited to `github_per_second` if given.
+pub fn ingress_sources_toml(github_per_second: Option<u32>) -> String {
     let mut out = String::new();
     for p in SOURCES {
         let (scheme, extra) = match p {
@@ -41,8 +42,12 @@ pub fn ingress_sources_toml() -> String {
             Provider::GitHub => ("github", ""),
             _ => ("standard_webhooks", "ordering_key = { header = \"x-order-key\" }\n"),
         };
+        let limit = match (p, github_per_second) {
+            (Provider::GitHub, Some(n)) => format!("rate_limit = {{ per_second = {n}, burst = {n} }}\n"),
+            _ => String::new(),
+        };
         out.push_str(&format!(
-            "[sources.{name}]\n{extra}[sources.{name}.verify]\nscheme = \"{scheme}\"\nsecrets = [{{ value = \"{secret}\" }}]\n",
+            "[sources.{name}]\n{extra}{limit}[sources.{name}.verify]\nscheme = \"{scheme}\"\nsecrets = [{{ value = \"{secret}\" }}]\n",
             name = p.source(),
             secret = p.secret(),
         ));
