@@ -202,6 +202,9 @@ async fn restore(
         recovered.values().fold((0, 0), |(c, o), r| (c + r.from_changelog, o + r.from_outputs));
     let seconds = started.elapsed().as_secs_f64();
     shared.metrics.restored(seconds, from_changelog, from_outputs);
+    for (waited, released) in recovered.values().filter_map(|r| r.handoff) {
+        shared.metrics.handoff(waited.as_secs_f64(), released);
+    }
     tracing::info!(?partitions, seconds, from_changelog, from_outputs, "partitions restored");
     let mut recovered = recovered;
     for (p, tx, _) in batch {

@@ -6,6 +6,9 @@
 //! 1. **Changelog.** The partition of the state changelog ([`crate::changelog`]) is read from where the
 //!    local store left it (from the start when it knows nothing) to its end; its entries are written to the
 //!    store and its last checkpoint is kept. The more advanced of that checkpoint and the local one wins.
+//!    If the partition's last ownership record is another instance's unreleased claim, the read goes on
+//!    until that owner's release arrives (it may still be publishing: see the handoff in
+//!    [`crate::changelog`]), or until `session_timeout_ms` + `drain_timeout_ms` have passed (it died).
 //! 2. **Outputs.** Each output topic's partition is read from the checkpoint's `scan_from` (from the start
 //!    without a checkpoint) to its end. Every output names its raw record ([`Origin`]); the dedup entries of
 //!    those webhooks are written to the store, and the outputs of raw records at or after the resume point
@@ -15,7 +18,8 @@
 //!    last died here; they are retried alone ([`crate::scheduler`]) and sent to the DLQ as `crash_loop`
 //!    after `state.crash_loop_attempts` solo attempts.
 //!
-//! Why this is enough: an output is published before its entry is stored, and a record's entry is in the
+//! Why this is enough: no one else publishes the partition's records while this runs (the handoff), an
+//! output is published before its entry is stored, and a record's entry is in the
 //! changelog before the raw offset covering it is committed. So after a crash at any point, every raw record
 //! from the committed offset on is either covered by a stored entry (a duplicate: dropped), or has outputs
 //! after `scan_from` (emitted: completed), or has no output at all (processed normally). The checkpoint's
@@ -81,6 +85,9 @@ pub struct Recovered {
     pub from_changelog: u64,
     /// Entries restored from the outputs.
     pub from_outputs: u64,
+    /// When another instance held the partition: how long it was waited for, and whether it released it
+    /// (`false`: presumed gone after the patience).
+    pub handoff: Option<(Duration, bool)>,
 }
 
 /// Reading back failed; the caller retries.
@@ -157,6 +164,7 @@ pub fn recover(
     let me = store.instance().to_owned();
     let patience = Duration::from_millis(u64::from(settings.consumer.session_timeout_ms)) + settings.drain_timeout;
     let waiting_since = Instant::now();
+    let initially_held = owners_holding(&owners.borrow(), &me);
     loop {
         let held: Vec<(i32, String)> = owners_holding(&owners.borrow(), &me);
         if held.is_empty() {
@@ -173,8 +181,14 @@ pub fn recover(
         let from: HashMap<i32, Option<i64>> = changelog_ends.iter().map(|(p, end)| (*p, Some(*end))).collect();
         changelog_ends = read_to_end(&consumer, state_topic, &from, stop, &mut each)?;
     }
-    if waiting_since.elapsed() >= Duration::from_millis(100) {
-        tracing::info!(waited = ?waiting_since.elapsed(), ?partitions, "previous owners released the partitions");
+    if !initially_held.is_empty() {
+        let waited = waiting_since.elapsed();
+        let still_held = owners_holding(&owners.borrow(), &me);
+        tracing::info!(?waited, ?initially_held, ?still_held, "waited for the previous owners of partitions");
+        for (p, _) in &initially_held {
+            let released = !still_held.iter().any(|(q, _)| q == p);
+            out.entry(*p).or_default().handoff = Some((waited, released));
+        }
     }
     for (p, buffer) in buffers.drain() {
         store.apply(p, &buffer)?;

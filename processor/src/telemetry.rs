@@ -91,6 +91,8 @@ pub struct Metrics {
     rebalances: Family<KindLabel, Counter>,
     restore_seconds: Histogram,
     restored: Family<KindLabel, Counter>,
+    handoff_waits: Family<KindLabel, Counter>,
+    handoff_seconds: Histogram,
     snapshots: Counter,
     concurrency: Histogram,
     record_seconds: Histogram,
@@ -176,6 +178,18 @@ impl Metrics {
             "Dedup entries restored when partitions were assigned (from: changelog, outputs)",
             restored.clone(),
         );
+        let handoff_waits = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "hookline_processor_handoff_waits",
+            "Assigned partitions whose previous owner had not released them yet (kind: released, presumed_gone)",
+            handoff_waits.clone(),
+        );
+        let handoff_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 10));
+        registry.register(
+            "hookline_processor_handoff_wait_seconds",
+            "Time waited for the previous owner of assigned partitions to release them",
+            handoff_seconds.clone(),
+        );
         let snapshots = Counter::default();
         registry.register(
             "hookline_processor_state_snapshots",
@@ -250,6 +264,8 @@ impl Metrics {
             rebalances,
             restore_seconds,
             restored,
+            handoff_waits,
+            handoff_seconds,
             snapshots,
             concurrency,
             record_seconds,
@@ -362,6 +378,13 @@ impl Metrics {
         self.restore_seconds.observe(seconds);
         self.restored.get_or_create(&KindLabel { kind: "changelog" }).inc_by(from_changelog);
         self.restored.get_or_create(&KindLabel { kind: "outputs" }).inc_by(from_outputs);
+    }
+
+    /// A partition's previous owner was waited for: until it released it, or until it was presumed gone.
+    pub fn handoff(&self, seconds: f64, released: bool) {
+        self.handoff_seconds.observe(seconds);
+        let kind = if released { "released" } else { "presumed_gone" };
+        self.handoff_waits.get_or_create(&KindLabel { kind }).inc();
     }
 
     /// A partition's state was snapshotted to the changelog.

@@ -476,7 +476,8 @@ async fn join_leave(scale: Scale) -> anyhow::Result<Row> {
                 failures.push(format!("processor {i} did not exit 0 on SIGTERM: {code:?}"));
             }
         }
-        c.note(&format!("processor {i} {action}s"));
+        let waits = c.processor_metric("hookline_processor_handoff_waits_total").await;
+        c.note(&format!("processor {i} {action}s (handoff waits so far, running processors: {waits})"));
     }
     let driven = driver.await?;
     c.finish("processors-join-leave", driven, failures).await
