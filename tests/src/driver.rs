@@ -96,6 +96,9 @@ pub struct Load {
     pub patience: Duration,
     /// Random seed (the same seed sends the same webhooks).
     pub seed: u64,
+    /// When the run's events happened (Unix seconds; Stripe's `created`), so a run sent again is the same
+    /// bytes, as a provider's redelivery is.
+    pub created_s: i64,
 }
 
 impl Load {
@@ -113,6 +116,7 @@ impl Load {
             poison: 0.0,
             patience: Duration::from_secs(180),
             seed: 7,
+            created_s: crate::now_ms() / 1000,
         }
     }
 }
@@ -172,7 +176,9 @@ fn webhook(load: &Load, i: usize, poison: Option<Poison>) -> Webhook {
     let (dedup_key, body) = match provider {
         Provider::Stripe => {
             let id = format!("evt_{run}_{i}");
-            let created = crate::now_ms() / 1000;
+            // The moment it was scheduled, in the run's own clock.
+            #[allow(clippy::cast_possible_truncation)]
+            let created = load.created_s + (i as f64 / load.rate) as i64;
             let body = format!(
                 r#"{{"id":"{id}","object":"event","type":"invoice.paid","created":{created},"data":{{"object":{{"id":"in_{run}_{k}","object":"invoice","seq":{seq}}}}}}}"#
             );
