@@ -569,16 +569,8 @@ async fn state_deleted(scale: Scale) -> anyhow::Result<Row> {
     if dropped < accepted {
         failures.push(format!("after the state was deleted only {dropped} of {accepted} redeliveries were dropped"));
     }
-    for d in [again, more] {
-        driven.sent.extend(d.sent);
-        driven.requests += d.requests;
-        driven.responses.extend(d.responses);
-        for (k, v) in d.statuses {
-            *driven.statuses.entry(k).or_default() += v;
-        }
-        driven.refused.extend(d.refused);
-        driven.given_up += d.given_up;
-    }
+    driven.absorb(again);
+    driven.absorb(more);
     c.finish("state-deleted", driven, failures).await
 }
 

@@ -138,6 +138,20 @@ pub struct Driven {
     pub given_up: usize,
 }
 
+impl Driven {
+    /// Adds what another run (to the same ingress) sent.
+    pub fn absorb(&mut self, other: Driven) {
+        self.sent.extend(other.sent);
+        self.requests += other.requests;
+        for (status, n) in other.statuses {
+            *self.statuses.entry(status).or_default() += n;
+        }
+        self.responses.extend(other.responses);
+        self.refused.extend(other.refused);
+        self.given_up += other.given_up;
+    }
+}
+
 /// The answer to one request.
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -354,11 +368,12 @@ pub async fn drive(base: &str, load: &Load) -> Driven {
                 tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / load.rate)).await;
                 let (poison, now, delays) = &plans[i];
                 let w = Arc::new(webhook(&load, i, *poison));
-                let deliveries = (0..*now).map(|_| {
+                let mut copies = tokio::task::JoinSet::new();
+                for _ in 0..*now {
                     let (sender, w) = (sender.clone(), w.clone());
-                    async move { sender.deliver(&w).await }
-                });
-                let outcomes = futures_join_all(deliveries).await;
+                    copies.spawn(async move { sender.deliver(&w).await });
+                }
+                let outcomes = copies.join_all().await;
                 let accepted = outcomes.contains(&Delivery::Accepted);
                 if accepted {
                     // Later copies only of a webhook the provider saw accepted, so acceptance order stays
@@ -397,16 +412,4 @@ pub async fn drive(base: &str, load: &Load) -> Driven {
     driven.refused = tally.refused;
     driven.given_up = tally.given_up;
     driven
-}
-
-/// Runs futures concurrently and returns their outputs in order.
-async fn futures_join_all<F: std::future::Future<Output = Delivery> + Send + 'static>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<Delivery> {
-    let handles: Vec<_> = futures.map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        out.push(h.await.unwrap_or(Delivery::GaveUp));
-    }
-    out
 }
