@@ -8,11 +8,11 @@ export CARGO_TARGET_DIR ?= $(HOOKLINE_CACHE)/target
 export HOOKLINE_TANSU ?= $(HOOKLINE_CACHE)/tools/tansu-0.6.0-libsql/bin/tansu
 CARGO ?= cargo
 
-.PHONY: run test tools build lint unit e2e chaos bench bench-ingress bench-processor clean-run help
+.PHONY: run test tools build lint rules schemas-check unit e2e chaos bench bench-ingress bench-processor clean-run help
 
 help:
 	@echo "make run    start broker + processor + ingress locally (Ctrl-C stops them)"
-	@echo "make test   lint, unit tests and end-to-end tests against a real broker"
+	@echo "make test   lint, alert-rule tests, schema compatibility, unit tests and end-to-end tests against a real broker"
 	@echo "make chaos  fault scenarios (kill -9, broker restart, rebalances, duplicate storms...) and their table"
 	@echo "make bench  the ingress and the processor against minimal baselines (bench-ingress, bench-processor)"
 	@echo "make tools  install the local broker (Tansu) into $(HOOKLINE_CACHE)"
@@ -31,6 +31,15 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
+# Alert rules: syntax, then their unit tests (Debian's prometheus package gives promtool).
+rules:
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool test rules deploy/prometheus/tests/*.test.yml
+
+# Every schema compiles, every example matches its schema, and a new version accepts the previous one's examples.
+schemas-check:
+	$(CARGO) run --locked -q -p hookline-schemas --bin schemas-check -- schemas
+
 unit:
 	$(CARGO) test --workspace --locked --exclude hookline-e2e
 
@@ -38,7 +47,7 @@ e2e: tools
 	$(CARGO) build --locked --workspace --bins --features hookline-processor/fault-injection
 	$(CARGO) test --locked -p hookline-e2e -- --test-threads=2
 
-test: lint unit e2e
+test: lint rules schemas-check unit e2e
 
 # Every fault scenario at full size (about half an hour), then the table. `make chaos SCENARIOS="a b"` runs some.
 chaos: tools

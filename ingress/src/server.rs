@@ -34,7 +34,7 @@ use crate::limits::{retry_after_secs, AdaptiveLimit, Budget};
 use crate::net::client_ip;
 use crate::producer::RawProducer;
 use crate::quarantine::{Quarantine, Rejection};
-use crate::telemetry::{Metrics, Outcome, SourceMetrics};
+use crate::telemetry::{Metrics, Outcome, SourceLabels, SourceMetrics};
 use crate::verify::{self, Handshake, VerifyError};
 
 /// Request headers never kept on the raw record: credentials, and hop-by-hop headers that describe the
@@ -90,9 +90,16 @@ impl App {
     /// Builds the app: metrics registered, producers created.
     pub fn new(settings: Settings, readiness: Arc<Readiness>) -> Result<App, rdkafka::error::KafkaError> {
         let mut registry = Registry::default();
-        let secret_ids: Vec<(String, Vec<String>)> =
-            settings.sources.iter().map(|(name, s)| (name.clone(), s.verifier.secret_ids())).collect();
-        let metrics = Metrics::register(&mut registry, &secret_ids);
+        let labels: Vec<SourceLabels> = settings
+            .sources
+            .iter()
+            .map(|(name, s)| SourceLabels {
+                name: name.clone(),
+                secret_ids: s.verifier.secret_ids(),
+                ack_budget: s.ack_budget,
+            })
+            .collect();
+        let metrics = Metrics::register(&mut registry, &labels);
         let routes = settings
             .sources
             .iter()

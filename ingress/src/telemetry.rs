@@ -6,6 +6,7 @@
 //! of bad requests must not flood the logs.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use hookline_schemas::raw::KeyOrigin;
@@ -211,9 +212,20 @@ fn latency_family(registry: &mut Registry, name: &str, help: &str) -> Family<Sou
     f
 }
 
+/// What the metrics of one configured source are labelled and set with at startup.
+#[derive(Debug, Clone)]
+pub struct SourceLabels {
+    /// The source name.
+    pub name: String,
+    /// The ids of its secrets (`hookline_ingress_secret_matches_total{secret}`).
+    pub secret_ids: Vec<String>,
+    /// Its p99 ack latency budget (`hookline_ingress_ack_budget_seconds`).
+    pub ack_budget: Duration,
+}
+
 impl Metrics {
-    /// Registers every metric, with a handle set for each source (`sources` gives each source's secret ids).
-    pub fn register(registry: &mut Registry, sources: &[(String, Vec<String>)]) -> Metrics {
+    /// Registers every metric, with a handle set for each configured source.
+    pub fn register(registry: &mut Registry, sources: &[SourceLabels]) -> Metrics {
         let requests: Family<SourceOutcome, Counter> =
             family(registry, "hookline_ingress_requests", "Webhook requests by source and outcome");
         let verify_failures: Family<SourceReason, Counter> =
@@ -245,6 +257,14 @@ impl Metrics {
         );
         let body_bytes: Family<SourceLabel, Counter> =
             family(registry, "hookline_ingress_received_bytes", "Body bytes of accepted webhooks");
+        let ack_budget: Family<SourceLabel, Gauge<f64, AtomicU64>> = family(
+            registry,
+            "hookline_ingress_ack_budget_seconds",
+            "The configured p99 ack latency budget of each source (sources.NAME.ack_budget_ms), for alerting",
+        );
+        for source in sources {
+            ack_budget.get_or_create(&SourceLabel { source: source.name.clone() }).set(source.ack_budget.as_secs_f64());
+        }
         let producer_replacements: Family<ReasonLabel, Counter> = family(
             registry,
             "hookline_ingress_producer_replacements",
@@ -319,7 +339,7 @@ impl Metrics {
             quarantined,
             quarantine_dropped,
             unknown: make(UNKNOWN_SOURCE, &[]),
-            sources: sources.iter().map(|(name, ids)| (name.clone(), make(name, ids))).collect(),
+            sources: sources.iter().map(|s| (s.name.clone(), make(&s.name, &s.secret_ids))).collect(),
         }
     }
 
@@ -464,7 +484,12 @@ mod tests {
     #[test]
     fn metrics_are_exported_with_bounded_labels() {
         let mut registry = Registry::default();
-        let m = Metrics::register(&mut registry, &[("shop".into(), vec!["0".into(), "2026-q4".into()])]);
+        let shop = SourceLabels {
+            name: "shop".into(),
+            secret_ids: vec!["0".into(), "2026-q4".into()],
+            ack_budget: Duration::from_millis(250),
+        };
+        let m = Metrics::register(&mut registry, &[shop]);
         let shop = m.source("shop");
         shop.accepted(10, KeyOrigin::BodySha256, Some(1), Duration::from_millis(3), Duration::from_millis(4));
         shop.verification_failed(&VerifyError::StaleTimestamp(300));
@@ -479,6 +504,7 @@ mod tests {
         assert!(t.contains(r#"hookline_ingress_dedup_key_origin_total{source="shop",origin="body_sha256"} 1"#));
         assert!(t.contains(r#"hookline_ingress_secret_matches_total{source="shop",secret="2026-q4"} 1"#));
         assert!(t.contains("hookline_ingress_time_to_durable_seconds_bucket"));
+        assert!(t.contains(r#"hookline_ingress_ack_budget_seconds{source="shop"} 0.25"#), "{t}");
         assert!(t.contains(r#"hookline_ingress_producer_replacements_total{reason="stuck"} 0"#));
         assert!(!t.contains("passwd"), "attacker-chosen names never become labels");
         {

@@ -249,8 +249,17 @@ impl Metrics {
                 .collect(),
             latency: latency.get_or_create(&SourceLabel { source: source.to_owned() }).clone(),
         };
-        for kind in ["publish", "store", "restore"] {
-            let _ = retries.get_or_create(&KindLabel { kind });
+        // Every bounded label value exists from the start at 0, so `increase()` in alert rules sees the first
+        // occurrence (a series born at 1 shows no increase) and dashboards show 0 rather than no data.
+        for (family, kinds) in [
+            (&retries, &["publish", "store", "restore"][..]),
+            (&rebalances, &["assign", "revoke", "lost"][..]),
+            (&restored, &["changelog", "outputs"][..]),
+            (&handoff_waits, &["released", "presumed_gone"][..]),
+        ] {
+            for kind in kinds {
+                let _ = family.get_or_create(&KindLabel { kind });
+            }
         }
         Metrics {
             sources: sources.into_iter().map(|s| (s.clone(), make(s))).collect(),
@@ -474,5 +483,25 @@ mod tests {
         assert!(text.contains(r#"hookline_processor_consumer_lag_records{partition="1"} 3"#));
         assert!(!text.contains(r#"partition="0""#), "revoked partitions leave the lag gauges");
         assert!(text.contains(r#"hookline_processor_concurrency_bucket{le="4.0"} 1"#), "{text}");
+    }
+
+    #[test]
+    fn every_kind_of_rare_event_is_exported_at_zero_before_it_happens() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry, &["shop".to_owned()]);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for series in [
+            r#"hookline_processor_handoff_waits_total{kind="presumed_gone"} 0"#,
+            r#"hookline_processor_rebalances_total{kind="lost"} 0"#,
+            r#"hookline_processor_restored_entries_total{kind="outputs"} 0"#,
+            r#"hookline_processor_retries_total{kind="publish"} 0"#,
+        ] {
+            assert!(text.contains(series), "{series} missing from\n{text}");
+        }
+        m.handoff(16.0, false);
+        text.clear();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains(r#"hookline_processor_handoff_waits_total{kind="presumed_gone"} 1"#), "{text}");
     }
 }

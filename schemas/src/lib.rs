@@ -10,8 +10,12 @@
 //! | DLQ    | raw key      | raw value, verbatim           | raw headers, `hookline-dlq`: [`dlq::DlqMeta`]    |
 //!
 //! Each record kind has a JSON Schema in `schemas/json/` ([`json_schema`]); tests keep the Rust types, the
-//! schema files and the records the running pipeline writes in agreement.
+//! schema files and the records the running pipeline writes in agreement. `schemas/json/data/` describes the
+//! `data` of events from the providers hookline has presets for, `schemas/examples/` holds example records of
+//! every schema version, and [`compat`] (the `schemas-check` binary) checks that every version accepts its
+//! examples and those of its earlier versions.
 
+pub mod compat;
 pub mod dlq;
 pub mod event;
 pub mod header;

@@ -4,6 +4,7 @@
 
 mod chaos;
 mod ingress;
+mod observability;
 mod pipeline;
 mod processor;
 

@@ -188,6 +188,16 @@ impl Cluster {
         format!("http://{}", self.ingress_addr)
     }
 
+    /// The ingress's address (webhooks and its `/metrics`).
+    pub fn ingress_addr(&self) -> SocketAddr {
+        self.ingress_addr
+    }
+
+    /// Processor `i`'s admin address (`/metrics`, `/readyz`).
+    pub fn processor_addr(&mut self, i: usize) -> SocketAddr {
+        self.slot(i).addr
+    }
+
     /// Seconds since the cluster started, for notes.
     fn at(&self) -> String {
         format!("{:.1}s", self.started.elapsed().as_secs_f64())

@@ -11,6 +11,7 @@
 pub mod chaos;
 pub mod checker;
 pub mod driver;
+pub mod observability;
 pub mod sign;
 pub mod tls;
 

@@ -313,6 +313,10 @@ pub struct SourceConfig {
     pub rate_limit: Option<RateLimitConfig>,
     /// Requests of this source handled at once; beyond it, 503 at once. Default: only the global bound.
     pub max_in_flight: Option<u32>,
+    /// The p99 Kafka ack latency this source's sender can live with, exported as
+    /// `hookline_ingress_ack_budget_seconds{source}` for the `HooklineIngressAckLatencyOverBudget` alert.
+    /// Default: `producer.target_ack_latency_ms`.
+    pub ack_budget_ms: Option<u64>,
     /// Client addresses (CIDRs) allowed to send; others get 403. Default: any.
     pub allowed_ips: Option<Vec<String>>,
     /// Answer `GET ?<param>=<value>` with the value: a generic endpoint-ownership check.
@@ -428,6 +432,8 @@ pub struct Source {
     pub rate_limit: Option<TokenBucket>,
     /// Per-source bound on requests at once.
     pub max_in_flight: Option<usize>,
+    /// The p99 ack latency budget (a metric for alerting; it changes no answer).
+    pub ack_budget: Duration,
     /// Allowed client networks, or any.
     pub allowed_ips: Option<Vec<IpNet>>,
     /// Generic GET challenge.
@@ -502,7 +508,7 @@ impl Config {
         }
         let mut sources = BTreeMap::new();
         for (name, source) in self.sources {
-            let validated = source.validate(&name, self.server.max_body_bytes)?;
+            let validated = source.validate(&name, self.server.max_body_bytes, &self.producer)?;
             sources.insert(name, Arc::new(validated));
         }
         let s = self.server;
@@ -528,7 +534,7 @@ impl Config {
 }
 
 impl SourceConfig {
-    fn validate(self, name: &str, default_max_body: u64) -> Result<Source, ConfigError> {
+    fn validate(self, name: &str, default_max_body: u64, producer: &ProducerConfig) -> Result<Source, ConfigError> {
         let field = |f: &str| format!("sources.{name}.{f}");
         if !hookline_schemas::is_valid_source_name(name) {
             return Err(ConfigError::field(
@@ -580,6 +586,8 @@ impl SourceConfig {
             .max_in_flight
             .map(|n| in_range(&field("max_in_flight"), n, 1, 1_000_000).map(|n| n as usize))
             .transpose()?;
+        let ack_budget_ms = self.ack_budget_ms.unwrap_or(producer.target_ack_latency_ms);
+        in_range(&field("ack_budget_ms"), ack_budget_ms, 1, producer.ack_timeout_ms)?;
         let allowed_ips = self.allowed_ips.map(|list| cidrs(&field("allowed_ips"), &list)).transpose()?;
         let challenge = self
             .challenge
@@ -609,6 +617,7 @@ impl SourceConfig {
             content_types,
             rate_limit,
             max_in_flight,
+            ack_budget: Duration::from_millis(ack_budget_ms),
             allowed_ips,
             challenge,
         })

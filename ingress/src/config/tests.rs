@@ -242,3 +242,15 @@ fn limits_and_network_settings_are_checked() {
     assert_eq!(ok.sources["shop"].content_types.as_deref(), Some(&["application/json".to_owned()][..]));
     assert_eq!(ok.sources["shop"].allowed_ips.as_ref().map(Vec::len), Some(2));
 }
+
+#[test]
+fn the_ack_budget_defaults_to_the_target_ack_latency_and_cannot_exceed_the_ack_timeout() {
+    let with =
+        |lines: &str| GOOD.replace("[sources.shop.verify]", &format!("[sources.shop]\n{lines}\n[sources.shop.verify]"));
+    assert_eq!(parse(GOOD).unwrap().sources["shop"].ack_budget, Duration::from_millis(500));
+    assert_eq!(parse(&with("ack_budget_ms = 150")).unwrap().sources["shop"].ack_budget, Duration::from_millis(150));
+    let e = err(&with("ack_budget_ms = 2001"));
+    assert!(e.contains("sources.shop.ack_budget_ms"), "{e}");
+    let e = err(&with("ack_budget_ms = 0"));
+    assert!(e.contains("sources.shop.ack_budget_ms"), "{e}");
+}
