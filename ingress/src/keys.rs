@@ -109,6 +109,25 @@ impl KeySelector {
     }
 }
 
+/// How an operator reads a selector (`hookline config check`): `header X-Event-Id`, `json /id`,
+/// `provider header X-GitHub-Delivery`, `provider header svix-id or webhook-id`, `preset github entity`.
+/// Header names print in their canonical lowercase form.
+impl std::fmt::Display for KeySelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.origin == KeyOrigin::Provider && !matches!(self.source, Source::Preset(_)) {
+            f.write_str("provider ")?;
+        }
+        match &self.source {
+            Source::Header(name) => write!(f, "header {name}"),
+            Source::HeaderOr(first, second) => write!(f, "header {first} or {second}"),
+            Source::JsonPointer(pointer) => write!(f, "json {pointer}"),
+            Source::Preset(Preset::GitHubEntity) => f.write_str("preset github entity"),
+            Source::Preset(Preset::ShopifyResource) => f.write_str("preset shopify resource"),
+            Source::Preset(Preset::HubSpotEvent) => f.write_str("preset hubspot event"),
+        }
+    }
+}
+
 fn header_text(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     Some(headers.get(name)?.to_str().ok()?.trim().to_owned())
 }
@@ -255,6 +274,25 @@ mod tests {
                 .as_deref(),
             Some("msg_2")
         );
+    }
+
+    #[test]
+    fn selectors_display_where_the_key_comes_from() {
+        assert_eq!(KeySelector::header(HeaderName::from_static("x-event-id")).to_string(), "header x-event-id");
+        assert_eq!(KeySelector::pointer("/data/id".into()).to_string(), "json /data/id");
+        assert_eq!(
+            KeySelector::provider_header(HeaderName::from_static("x-github-delivery")).to_string(),
+            "provider header x-github-delivery"
+        );
+        assert_eq!(KeySelector::provider_pointer("/id").to_string(), "provider json /id");
+        assert_eq!(
+            KeySelector::provider_header_or(HeaderName::from_static("svix-id"), HeaderName::from_static("webhook-id"))
+                .to_string(),
+            "provider header svix-id or webhook-id"
+        );
+        assert_eq!(KeySelector::preset(Preset::GitHubEntity).to_string(), "preset github entity");
+        assert_eq!(KeySelector::preset(Preset::ShopifyResource).to_string(), "preset shopify resource");
+        assert_eq!(KeySelector::preset(Preset::HubSpotEvent).to_string(), "preset hubspot event");
     }
 
     #[test]

@@ -68,12 +68,18 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
     Ok(())
 }
 
-async fn ensure_topics_loop(app: Arc<App>, readiness: Arc<Readiness>, stop: CancellationToken) {
-    let s = app.settings();
+/// The topics the ingress creates when missing: the raw topic, then the quarantine topic if configured.
+pub fn topic_specs(s: &Settings) -> Vec<TopicSpec> {
     let mut specs = vec![TopicSpec { name: s.raw_topic.clone(), partitions: s.raw_partitions, config: Vec::new() }];
     if let Some(q) = &s.quarantine {
         specs.push(TopicSpec { name: q.topic.clone(), partitions: q.partitions, config: Vec::new() });
     }
+    specs
+}
+
+async fn ensure_topics_loop(app: Arc<App>, readiness: Arc<Readiness>, stop: CancellationToken) {
+    let s = app.settings();
+    let specs = topic_specs(s);
     let mut backoff = Duration::from_millis(250);
     loop {
         let attempt = tokio::select! {

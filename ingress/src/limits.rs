@@ -21,6 +21,16 @@ impl TokenBucket {
         TokenBucket { rate, burst, state: Mutex::new((burst, Instant::now())) }
     }
 
+    /// Tokens added per second.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// Most tokens held at once (the burst allowed above the rate).
+    pub fn burst(&self) -> f64 {
+        self.burst
+    }
+
     /// Takes one token, or says how long until one is available.
     pub fn try_take(&self) -> Result<(), Duration> {
         self.try_take_at(Instant::now())

@@ -319,6 +319,26 @@ pub enum Provider {
     Meta,
 }
 
+impl Provider {
+    /// Its config name (`provider = "standard_webhooks"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Generic => "generic",
+            Provider::Stripe => "stripe",
+            Provider::Github => "github",
+            Provider::Shopify => "shopify",
+            Provider::Slack => "slack",
+            Provider::StandardWebhooks => "standard_webhooks",
+            Provider::Svix => "svix",
+            Provider::Twilio => "twilio",
+            Provider::Hubspot => "hubspot",
+            Provider::Paddle => "paddle",
+            Provider::Zoom => "zoom",
+            Provider::Meta => "meta",
+        }
+    }
+}
+
 /// How a body is parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -658,6 +678,14 @@ mod tests {
         assert_eq!(s.window_of("stripe"), Duration::from_secs(259_200));
         assert_eq!(s.window_of("shop"), Duration::from_secs(7 * 24 * 3600));
         assert_eq!(s.window_of("unknown"), Duration::from_secs(7 * 24 * 3600));
+    }
+
+    #[test]
+    fn provider_names_read_back_as_configured() {
+        for name in ["generic", "stripe", "github", "standard_webhooks", "hubspot", "meta"] {
+            let s = parse(&format!("[sources.x]\nprovider = '{name}'\n")).unwrap();
+            assert_eq!(s.sources["x"].provider.as_str(), name);
+        }
     }
 
     #[test]

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookline_runtime::admin::{self, Readiness};
-use hookline_runtime::kafka::{ensure_topics, TopicError, TopicSpec};
+use hookline_runtime::kafka::{ensure_topics, TopicError, TopicInfo, TopicSpec};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -186,51 +186,65 @@ async fn report_state_size(shared: Arc<partition::Shared>, shutdown: Cancellatio
     }
 }
 
-/// Creates missing topics: the raw topic with its configured partitions, then the output topics and the
-/// state changelog with the raw topic's partition count (the changelog with a retention of the longest dedup
-/// window plus a day). Retries while the cluster is unreachable; `None` if shut down meanwhile.
+/// The state changelog's topic-level settings: plain deletion (not compaction) with a retention of the longest
+/// dedup window plus a day, so a processor taking over a partition can still read every live dedup key.
+pub fn state_topic_config(settings: &Settings) -> Vec<(String, String)> {
+    let retention_ms = (settings.longest_window() + Duration::from_secs(24 * 3600)).as_millis().to_string();
+    vec![("cleanup.policy".into(), "delete".into()), ("retention.ms".into(), retention_ms)]
+}
+
+/// Creates the processor's missing topics in one attempt: the raw topic with its configured partitions, then
+/// the output topics and the state changelog with the raw topic's actual partition count. Returns the raw
+/// topic first, then the others in the order of [`Settings::output_topics`], then the changelog. Existing
+/// topics are left as they are; [`check_partition_alignment`] says whether the processor can use them.
+pub async fn ensure_processor_topics(settings: &Settings) -> Result<Vec<TopicInfo>, TopicError> {
+    let t = &settings.topics;
+    let mut all = ensure_topics(
+        &settings.kafka,
+        &[TopicSpec { name: t.raw.clone(), partitions: t.raw_partitions, config: Vec::new() }],
+    )
+    .await?;
+    let partitions = all.first().map(|r| r.partitions).unwrap_or(t.raw_partitions);
+    let mut specs: Vec<TopicSpec> =
+        settings.output_topics().into_iter().map(|name| TopicSpec { name, partitions, config: Vec::new() }).collect();
+    specs.push(TopicSpec { name: t.state.clone(), partitions, config: state_topic_config(settings) });
+    all.extend(ensure_topics(&settings.kafka, &specs).await?);
+    Ok(all)
+}
+
+/// The raw topic's partition count, if every output topic and the changelog have the same (they are
+/// partition-aligned with the raw topic); else an error naming the misaligned topic. `topics` is what
+/// [`ensure_processor_topics`] returned.
+pub fn check_partition_alignment(settings: &Settings, topics: &[TopicInfo]) -> Result<i32, Error> {
+    let raw = &settings.topics.raw;
+    let partitions = topics.first().map(|r| r.partitions).unwrap_or(settings.topics.raw_partitions);
+    match topics.iter().skip(1).find(|o| o.partitions != partitions) {
+        Some(bad) => Err(Error::Topics(format!(
+            "topic `{}` has {} partitions but the raw topic `{raw}` has {partitions}: outputs and the state \
+             changelog are partition-aligned with the raw topic, so recreate `{}` with {partitions} partitions \
+             or configure another topic in its place",
+            bad.name, bad.partitions, bad.name,
+        ))),
+        None => Ok(partitions),
+    }
+}
+
+/// Creates missing topics ([`ensure_processor_topics`]), retrying while the cluster is unreachable; `None` if
+/// shut down meanwhile.
 async fn ensure_all_topics(
     settings: &Settings,
     readiness: &Readiness,
     shutdown: &CancellationToken,
 ) -> Result<Option<i32>, Error> {
-    let t = &settings.topics;
-    let retention_ms = (settings.longest_window() + Duration::from_secs(24 * 3600)).as_millis().to_string();
     let mut backoff = Duration::from_millis(250);
     loop {
-        let attempt = async {
-            let raw = ensure_topics(
-                &settings.kafka,
-                &[TopicSpec { name: t.raw.clone(), partitions: t.raw_partitions, config: Vec::new() }],
-            )
-            .await?;
-            let partitions = raw.first().map(|r| r.partitions).unwrap_or(t.raw_partitions);
-            let mut specs: Vec<TopicSpec> = settings
-                .output_topics()
-                .into_iter()
-                .map(|name| TopicSpec { name, partitions, config: Vec::new() })
-                .collect();
-            specs.push(TopicSpec {
-                name: t.state.clone(),
-                partitions,
-                config: vec![("cleanup.policy".into(), "delete".into()), ("retention.ms".into(), retention_ms.clone())],
-            });
-            Ok::<_, TopicError>((partitions, ensure_topics(&settings.kafka, &specs).await?))
-        };
         let attempt = tokio::select! {
-            r = attempt => r,
+            r = ensure_processor_topics(settings) => r,
             () = shutdown.cancelled() => return Ok(None),
         };
         match attempt {
-            Ok((partitions, outputs)) => {
-                if let Some(bad) = outputs.iter().find(|o| o.partitions != partitions) {
-                    return Err(Error::Topics(format!(
-                        "topic `{}` has {} partitions but the raw topic `{}` has {partitions}: outputs and the \
-                         state changelog are partition-aligned with the raw topic, so recreate `{}` with \
-                         {partitions} partitions or configure another topic in its place",
-                        bad.name, bad.partitions, t.raw, bad.name,
-                    )));
-                }
+            Ok(topics) => {
+                let partitions = check_partition_alignment(settings, &topics)?;
                 readiness.pass(CHECK_TOPICS);
                 return Ok(Some(partitions));
             }

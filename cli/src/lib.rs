@@ -1,0 +1,97 @@
+//! # hookline CLI
+//!
+//! The operator's command line, one module per subcommand: [`tail`] prints a topic's records, [`config`]
+//! checks a config file as the binaries load it, [`topics`] creates and describes the topics a config names.
+//!
+//! Exit codes are part of the interface, for scripts: 0 success, 1 the operation failed (invalid config,
+//! cluster unreachable, topic missing), 2 usage error (clap's own). A subcommand reports a failure by
+//! printing it to stderr and returning [`Failed`]; [`run`] turns that into exit code 1.
+
+pub mod config;
+pub mod tail;
+pub mod topics;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// hookline's command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "hookline",
+    version,
+    about,
+    after_help = "Exit codes: 0 success; 1 the operation failed (invalid config, cluster unreachable, topic \
+                  missing); 2 usage error."
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a topic's records as JSON lines, in the shape of schemas/json/*-record.v1.schema.json.
+    Tail(tail::TailArgs),
+    /// Check a config file.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Create or describe the topics a config names.
+    #[command(subcommand)]
+    Topics(topics::TopicsCommand),
+}
+
+/// The operation failed; what went wrong has already been printed. Exit code 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failed;
+
+/// Runs a parsed command line and returns its exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Tail(args) => tail::tail(&args).map_err(|e| {
+            eprintln!("hookline: {e:#}");
+            Failed
+        }),
+        Command::Config(cmd) => config::run(&cmd),
+        Command::Topics(cmd) => topics::run(&cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failed) => ExitCode::FAILURE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["hookline", "tail", "hookline.events", "--follow", "-n", "3"]).unwrap();
+        let Command::Tail(t) = cli.command else { panic!("not tail") };
+        assert!(t.follow);
+        assert_eq!(t.count, Some(3));
+        assert!(Cli::try_parse_from(["hookline", "tail"]).is_err(), "the topic is required");
+    }
+
+    #[test]
+    fn usage_errors_exit_with_2_and_help_documents_the_exit_codes() {
+        let e = Cli::try_parse_from(["hookline", "config", "check"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "the file is required");
+        let e = Cli::try_parse_from(["hookline", "topics", "drop"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let e = Cli::try_parse_from(["hookline", "config", "check", "x.toml", "--kind", "both"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("Exit codes: 0 success; 1 the operation failed"), "{help}");
+        for sub in [["config", "check"], ["topics", "create"], ["topics", "describe"]] {
+            let e = Cli::try_parse_from(["hookline", sub[0], sub[1], "--help"]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp, "{sub:?} has --help");
+            assert_eq!(e.exit_code(), 0);
+        }
+    }
+}
