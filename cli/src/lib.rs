@@ -8,6 +8,10 @@
 //! printing it to stderr and returning [`Failed`]; [`run`] turns that into exit code 1.
 
 pub mod config;
+pub mod dlq;
+pub mod replay;
+pub mod reprocess;
+pub mod send;
 pub mod tail;
 pub mod topics;
 
@@ -41,6 +45,13 @@ pub enum Command {
     /// Create or describe the topics a config names.
     #[command(subcommand)]
     Topics(topics::TopicsCommand),
+    /// Send signed webhooks, as the source's provider would, to a running ingress (sandbox, load replay).
+    Send(send::SendArgs),
+    /// Inspect the DLQ and send chosen records back through the processor.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
+    /// Re-derive a source's events from the raw topic between two times (after fixing a mapping).
+    Replay(replay::ReplayArgs),
 }
 
 /// The operation failed; what went wrong has already been printed. Exit code 1.
@@ -56,6 +67,9 @@ pub fn run(cli: Cli) -> ExitCode {
         }),
         Command::Config(cmd) => config::run(&cmd),
         Command::Topics(cmd) => topics::run(&cmd),
+        Command::Send(args) => send::run(&args),
+        Command::Dlq(cmd) => dlq::run(&cmd),
+        Command::Replay(args) => replay::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -254,6 +254,7 @@ mod tests {
             content_type: None,
             request_id: "r".into(),
             headers: vec![],
+            reprocess: None,
         }
     }
 

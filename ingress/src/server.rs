@@ -320,6 +320,7 @@ impl App {
             content_type: parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned),
             request_id: uuid::Uuid::now_v7().to_string(),
             headers: kept_headers(&parts.headers, &route.dropped_headers),
+            reprocess: None,
         };
         let stored = self.producer.store(&keys.ordering, verified.body(), &meta).await;
         self.adaptive.record(stored.as_ref().ok().map(|s| s.ack_latency));

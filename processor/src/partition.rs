@@ -411,8 +411,8 @@ impl Worker {
         if !done.identity.synthetic && !matches!(outcome, Outcome::Duplicate) {
             let entry = Entry {
                 source: done.identity.source.clone(),
-                dedup_key: done.identity.dedup_key.clone(),
-                expires_at_ms: done.identity.received_at_ms.saturating_add(self.ctx.window_ms(source)),
+                dedup_key: done.identity.entry_key.clone(),
+                expires_at_ms: done.identity.entry_from_ms.saturating_add(self.ctx.window_ms(source)),
             };
             if let Ok(mut recent) = self.ctx.recent.lock() {
                 recent.insert((entry.source.clone(), entry.dedup_key.clone()), entry.expires_at_ms);
@@ -650,10 +650,10 @@ async fn handle_record(ctx: &Arc<Ctx>, job: &Job) -> Result<Outcome, Interrupt> 
     let solo_attempts = job.solo_attempts.unwrap_or(0);
     let marked = if job.solo_attempts.is_some() { solo_attempts + 1 } else { 0 };
     if emitted.is_empty() && !id.synthetic {
-        if ctx.recently_done(&id.source, &id.dedup_key, now) {
+        if ctx.recently_done(&id.source, &id.entry_key, now) {
             return Ok(Outcome::Duplicate);
         }
-        let (source, key) = (id.source.clone(), id.dedup_key.clone());
+        let (source, key) = (id.source.clone(), id.entry_key.clone());
         let duplicate = store_call(ctx, &ctx.stop, move |s| {
             if s.contains(p, &source, &key, now)? {
                 return Ok(true);

@@ -29,6 +29,12 @@ pub struct Identity {
     /// True when the envelope was unreadable and the identity was made up from the record's position: such a
     /// record has no dedup entry (its identity is unique anyway).
     pub synthetic: bool,
+    /// The key of its dedup entry: the dedup key, or for a webhook an operator sent again (`reprocess` in its
+    /// metadata) `{kind}:{id}/{dedup key}`, so a redrive or replay is not dropped as a duplicate of the
+    /// webhook's first outputs and happens once per DLQ record or replay run. Outputs keep `dedup_key`.
+    pub entry_key: String,
+    /// From when its dedup entry lasts the source's window: the receipt, or when it was sent again.
+    pub entry_from_ms: i64,
 }
 
 /// A raw record, read.
@@ -45,11 +51,17 @@ pub fn identify(raw: &OwnedMessage) -> (Envelope, Identity) {
     let headers = raw.headers().map(|h| h.iter().map(|h| (h.key, h.value)).collect::<Vec<_>>()).unwrap_or_default();
     match RawMeta::from_headers(headers.iter().copied()) {
         Ok(meta) => {
+            let (entry_key, entry_from_ms) = match &meta.reprocess {
+                Some(r) => (format!("{}:{}/{}", r.kind.as_str(), r.id, meta.dedup_key), r.at_ms),
+                None => (meta.dedup_key.clone(), meta.received_at_ms),
+            };
             let identity = Identity {
                 source: meta.source.clone(),
                 dedup_key: meta.dedup_key.clone(),
                 received_at_ms: meta.received_at_ms,
                 synthetic: false,
+                entry_key,
+                entry_from_ms,
             };
             (Envelope::Valid(meta), identity)
         }
@@ -60,11 +72,15 @@ pub fn identify(raw: &OwnedMessage) -> (Envelope, Identity) {
                 .and_then(|v| v.get("source").and_then(serde_json::Value::as_str).map(str::to_owned))
                 .filter(|s| is_valid_source_name(s))
                 .unwrap_or_else(|| UNKNOWN_SOURCE.to_owned());
+            let dedup_key = format!("raw:{}:{}:{}", raw.topic(), raw.partition(), raw.offset());
+            let received_at_ms = raw.timestamp().to_millis().unwrap_or_else(hookline_runtime::now_ms);
             let identity = Identity {
                 source,
-                dedup_key: format!("raw:{}:{}:{}", raw.topic(), raw.partition(), raw.offset()),
-                received_at_ms: raw.timestamp().to_millis().unwrap_or_else(hookline_runtime::now_ms),
+                entry_key: dedup_key.clone(),
+                dedup_key,
+                received_at_ms,
                 synthetic: true,
+                entry_from_ms: received_at_ms,
             };
             (Envelope::Invalid(e), identity)
         }
@@ -209,6 +225,7 @@ mod tests {
             content_type: None,
             request_id: "r".into(),
             headers: vec![],
+            reprocess: None,
         }
     }
 
@@ -220,6 +237,27 @@ mod tests {
 
     fn dlq() -> Arc<str> {
         Arc::from("hookline.dlq")
+    }
+
+    #[test]
+    fn a_webhook_sent_again_is_deduplicated_per_redrive_but_keeps_its_dedup_key_for_its_outputs() {
+        let (_, first) = identify(&raw(&[meta().to_header()], br#"{"id":"evt_1"}"#));
+        assert_eq!((first.entry_key.as_str(), first.entry_from_ms), ("evt_1", 1_700_000_000_000));
+        let mut again = meta();
+        again.reprocess = Some(hookline_schemas::raw::Reprocess {
+            kind: hookline_schemas::raw::ReprocessKind::Redrive,
+            id: "hookline.dlq:2:40".into(),
+            at_ms: 1_800_000_000_000,
+        });
+        let msg = raw(&[again.to_header()], br#"{"id":"evt_1"}"#);
+        let (envelope, identity) = identify(&msg);
+        assert_eq!(identity.dedup_key, "evt_1", "outputs (event ids, DLQ metadata) keep the webhook's key");
+        assert_eq!(identity.entry_key, "redrive:hookline.dlq:2:40/evt_1");
+        assert_eq!(identity.entry_from_ms, 1_800_000_000_000, "the entry lasts a window from the redrive");
+        let decision = decide(&pipeline(""), &msg, &envelope);
+        let (out, _) = plan(&dlq(), &msg, &identity, decision, 1, 0);
+        let event: serde_json::Value = serde_json::from_slice(&out[0].record.value).unwrap();
+        assert_eq!(event["id"], "evt_1");
     }
 
     fn view(out: &OutputRecord, value_as: ValueAs) -> serde_json::Value {

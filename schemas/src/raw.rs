@@ -69,6 +69,46 @@ pub struct RawMeta {
     /// replacement characters.
     #[serde(default)]
     pub headers: Vec<(String, String)>,
+    /// Set when an operator sent this webhook through the processor again (`hookline dlq redrive`,
+    /// `hookline replay`): absent on what the ingress writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reprocess: Option<Reprocess>,
+}
+
+/// Why and when a webhook already on the raw topic was written to it again.
+///
+/// The processor deduplicates such a record on `{kind}:{id}/{dedup_key}` instead of its dedup key, so it is
+/// processed even though the webhook already has an output (its DLQ record, or the events a replay
+/// re-derives), and exactly once per redriven DLQ record or per replay run. Its outputs keep the webhook's
+/// dedup key (and so the event ids).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reprocess {
+    /// `redrive` (a DLQ record sent back) or `replay` (raw records re-derived).
+    pub kind: ReprocessKind,
+    /// What makes it unique: the DLQ record's `topic:partition:offset`, or the replay run's id.
+    pub id: String,
+    /// When it was written again, in ms since the Unix epoch (its dedup entry lasts the source's window from then).
+    pub at_ms: i64,
+}
+
+/// The kind of [`Reprocess`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReprocessKind {
+    /// A DLQ record sent back through the processor.
+    Redrive,
+    /// Raw records re-derived into events (after a mapping fix).
+    Replay,
+}
+
+impl ReprocessKind {
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReprocessKind::Redrive => "redrive",
+            ReprocessKind::Replay => "replay",
+        }
+    }
 }
 
 /// A raw record's headers could not be read.
@@ -166,6 +206,7 @@ mod tests {
             content_type: Some("application/json".into()),
             request_id: "0f0e".into(),
             headers: vec![("x-github-event".into(), "push".into()), ("accept".into(), "*/*".into())],
+            reprocess: None,
         }
     }
 

@@ -12,7 +12,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// Runs `hookline ARGS` to completion.
-fn hookline(args: &[&str]) -> Output {
+pub(crate) fn hookline(args: &[&str]) -> Output {
     let out = Command::new(bin("hookline")).args(args).output().expect("run hookline");
     eprintln!(
         "$ hookline {}\n{}{}(exit {:?})",
@@ -24,7 +24,7 @@ fn hookline(args: &[&str]) -> Output {
     out
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

@@ -4,6 +4,8 @@
 
 mod chaos;
 mod cli;
+mod cli_reprocess;
+mod cli_send;
 mod ingress;
 mod observability;
 mod pipeline;

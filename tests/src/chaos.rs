@@ -246,6 +246,11 @@ impl Cluster {
         &mut self.processors[i]
     }
 
+    /// The environment of processors started from now on (fault injection on or off).
+    pub fn set_processor_env(&mut self, env: &[(&str, &str)]) {
+        self.processor_env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    }
+
     /// Uses `dir` as processor `i`'s data folder.
     pub fn set_state_dir(&mut self, i: usize, dir: &Path) {
         self.slot(i).state = dir.to_owned();

@@ -606,6 +606,7 @@ pub async fn produce_raw(brokers: &str, topic: &str, records: &[RawRecord]) -> V
             content_type: r.headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.clone()),
             request_id: unique("req"),
             headers: r.headers.clone(),
+            reprocess: None,
         };
         let (name, value) = meta.to_header();
         let headers = OwnedHeaders::new().insert(rdkafka::message::Header { key: name, value: Some(&value) });

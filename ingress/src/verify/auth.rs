@@ -4,7 +4,7 @@
 //! content nor length leaks.
 
 use super::common::single_header;
-use super::{Request, Scheme, Secret, VerifyError};
+use super::{Outgoing, Request, Scheme, Secret, VerifyError};
 use base64::Engine as _;
 use http::HeaderName;
 
@@ -34,6 +34,16 @@ impl Scheme for Credentials {
             Kind::Bearer => "bearer",
             Kind::Basic => "basic",
         }
+    }
+
+    fn sign(&self, secret: &[u8], _out: &Outgoing<'_>) -> Vec<(HeaderName, String)> {
+        let text = String::from_utf8_lossy(secret);
+        let value = match self.kind {
+            Kind::Bearer if self.header == http::header::AUTHORIZATION => format!("Bearer {text}"),
+            Kind::Bearer => text.into_owned(),
+            Kind::Basic => format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(secret)),
+        };
+        vec![(self.header.clone(), value)]
     }
 
     fn verify(&self, req: &Request<'_>) -> Result<usize, VerifyError> {

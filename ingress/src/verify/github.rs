@@ -16,7 +16,7 @@
 use http::{HeaderName, Method};
 
 use super::common::{matching_secret, optional_header, Algorithm};
-use super::{Handshake, Request, Scheme, Secret, VerifyError};
+use super::{Handshake, Outgoing, Request, Scheme, Secret, VerifyError};
 use crate::keys::{KeySelector, Preset};
 
 /// The SHA-256 signature header.
@@ -65,6 +65,10 @@ impl Scheme for HubSignature {
             Provider::GitHub => "github",
             Provider::Meta => "meta",
         }
+    }
+
+    fn sign(&self, secret: &[u8], out: &Outgoing<'_>) -> Vec<(HeaderName, String)> {
+        vec![(HEADER_SHA256, HubSignature::sign(secret, out.body))]
     }
 
     fn verify(&self, req: &Request<'_>) -> Result<usize, VerifyError> {

@@ -18,7 +18,7 @@
 use http::HeaderName;
 
 use super::common::{check_window, matching_secret, single_header, timestamp_header, Algorithm, Encoding};
-use super::{Request, Scheme, Secret, VerifyError, MAX_SIGNATURES};
+use super::{Outgoing, Request, Scheme, Secret, VerifyError, MAX_SIGNATURES};
 
 /// One piece of a signed-content template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +150,28 @@ impl HmacScheme {
 impl Scheme for HmacScheme {
     fn name(&self) -> &'static str {
         "hmac"
+    }
+
+    fn sign(&self, secret: &[u8], out: &Outgoing<'_>) -> Vec<(HeaderName, String)> {
+        let mut headers = Vec::new();
+        let timestamp = self.timestamp_header.as_ref().map(|name| {
+            let ts = match self.timestamp_unit {
+                TimestampUnit::Seconds => out.timestamp_secs,
+                TimestampUnit::Milliseconds => out.timestamp_secs.saturating_mul(1000),
+            };
+            headers.push((name.clone(), ts.to_string()));
+            ts.to_string()
+        });
+        let id = self.id_header.as_ref().map(|name| {
+            headers.push((name.clone(), out.id.to_owned()));
+            out.id
+        });
+        headers.push((self.header.clone(), self.sign(secret, out.body, timestamp.as_deref(), id)));
+        headers
+    }
+
+    fn signs_timestamp(&self) -> bool {
+        self.timestamp_header.is_some()
     }
 
     fn verify(&self, req: &Request<'_>) -> Result<usize, VerifyError> {

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use http::HeaderName;
 
 use super::common::{check_window, matching_secret, single_header, timestamp_header, with_query, Algorithm};
-use super::{Request, Scheme, Secret, VerifyError};
+use super::{Outgoing, Request, Scheme, Secret, VerifyError};
 use crate::keys::{KeySelector, Preset};
 
 /// The signature header.
@@ -81,6 +81,16 @@ impl HubSpot {
 impl Scheme for HubSpot {
     fn name(&self) -> &'static str {
         "hubspot"
+    }
+
+    fn sign(&self, secret: &[u8], out: &Outgoing<'_>) -> Vec<(HeaderName, String)> {
+        let ms = out.timestamp_secs.saturating_mul(1000).to_string();
+        let sig = HubSpot::sign(secret, out.method.as_str(), &decode_uri(out.url), out.body, &ms);
+        vec![(HEADER, sig), (TIMESTAMP, ms)]
+    }
+
+    fn signs_timestamp(&self) -> bool {
+        true
     }
 
     fn verify(&self, req: &Request<'_>) -> Result<usize, VerifyError> {

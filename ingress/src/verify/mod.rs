@@ -12,6 +12,10 @@
 //! [`stripe`], [`standard_webhooks`] (and Svix), [`github`] (and Meta), [`shopify`], [`slack`], [`twilio`],
 //! [`hubspot`], [`paddle`], [`zoom`], the generic [`hmac`], and [`auth`] (bearer token, basic auth).
 //!
+//! The other direction, for senders (`hookline send`, tests): [`Verifier::sign_request`] signs an [`Outgoing`]
+//! request as the source's provider would, with each scheme's own `sign` function, so that what it makes is
+//! exactly what [`Verifier::verify`] accepts.
+//!
 //! Nothing here logs a secret, a signature or a body.
 
 pub mod auth;
@@ -67,6 +71,34 @@ pub struct Request<'a> {
     pub now_secs: i64,
 }
 
+/// A request a sender is about to send, as a scheme signs it ([`Verifier::sign_request`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The absolute URL the request is sent to, with its query (Twilio and HubSpot sign it).
+    pub url: &'a str,
+    /// The `Content-Type` sent (Twilio signs form parameters only for a form body).
+    pub content_type: &'a str,
+    /// The raw body bytes.
+    pub body: &'a [u8],
+    /// The signing time, in seconds since the Unix epoch.
+    pub timestamp_secs: i64,
+    /// The webhook's id, for schemes that send one next to the signature (Standard Webhooks, generic `{id}`).
+    pub id: &'a str,
+}
+
+/// Why a request could not be signed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignError {
+    /// The source has no live secret.
+    #[error("the source has no secret to sign with")]
+    NoSecret,
+    /// A header value is not valid header text (a bearer token with a line break, say); the value is not shown.
+    #[error("the value of header `{0}` is not valid header text")]
+    InvalidHeader(HeaderName),
+}
+
 /// A reply the ingress gives itself, without storing anything: a provider's endpoint-ownership check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handshake {
@@ -94,6 +126,13 @@ pub trait Scheme: std::fmt::Debug + Send + Sync {
     fn name(&self) -> &'static str;
     /// Checks a request; returns the position of the secret that matched.
     fn verify(&self, req: &Request<'_>) -> Result<usize, VerifyError>;
+    /// The credential headers (signature, and the timestamp and id headers the signature covers) a sender
+    /// holding `secret` sends with `out`: the inverse of [`Scheme::verify`].
+    fn sign(&self, secret: &[u8], out: &Outgoing<'_>) -> Vec<(HeaderName, String)>;
+    /// Whether the signature covers a timestamp whose window is enforced (a replay an hour later is refused).
+    fn signs_timestamp(&self) -> bool {
+        false
+    }
     /// The live secrets.
     fn secrets(&self) -> &[Secret];
     /// Headers carrying credentials, left out of the stored record.
@@ -137,6 +176,24 @@ impl Verifier {
     pub fn verify(&self, req: &Request<'_>, body: Bytes) -> Result<Verified, VerifyError> {
         let secret = self.scheme().map(|s| s.verify(req)).transpose()?;
         Ok(Verified { body, secret })
+    }
+
+    /// The headers the source's provider sends with `out`, signed with the first live secret: exactly what
+    /// [`Verifier::verify`] accepts at `out.timestamp_secs`. An unverified source needs none.
+    pub fn sign_request(&self, out: &Outgoing<'_>) -> Result<HeaderMap, SignError> {
+        let mut headers = HeaderMap::new();
+        let Some(scheme) = self.scheme() else { return Ok(headers) };
+        let secret = scheme.secrets().first().ok_or(SignError::NoSecret)?;
+        for (name, value) in scheme.sign(secret.expose(), out) {
+            let value = http::HeaderValue::from_str(&value).map_err(|_| SignError::InvalidHeader(name.clone()))?;
+            headers.insert(name, value);
+        }
+        Ok(headers)
+    }
+
+    /// Whether signatures cover a timestamp that must be recent ([`Scheme::signs_timestamp`]).
+    pub fn signs_timestamp(&self) -> bool {
+        self.scheme().is_some_and(Scheme::signs_timestamp)
     }
 
     /// The scheme's answer to a verified POST that is an ownership check.
@@ -288,5 +345,126 @@ impl Secret {
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Secret").field("id", &self.id).field("bytes", &"<redacted>").finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! [`Verifier::sign_request`] then [`Verifier::verify`], for every scheme, built from config as the ingress
+    //! builds it.
+
+    use super::*;
+    use crate::config::{Config, Settings};
+
+    const PUBLIC: &str = "http://127.0.0.1:8080";
+
+    fn settings() -> Settings {
+        let sources = [
+            ("stripe", r#"scheme = "stripe""#, "whsec_k"),
+            ("standard", r#"scheme = "standard_webhooks""#, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            ("svix", r#"scheme = "svix""#, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            ("github", r#"scheme = "github""#, "k"),
+            ("meta", r#"scheme = "meta""#, "k"),
+            ("shopify", r#"scheme = "shopify""#, "k"),
+            ("slack", r#"scheme = "slack""#, "k"),
+            ("zoom", r#"scheme = "zoom""#, "k"),
+            ("twilio", "scheme = \"twilio\"\npublic_url = \"http://127.0.0.1:8080/webhooks/twilio\"", "k"),
+            ("twilio256", "scheme = \"twilio\"\nalgorithm = \"sha256\"\npublic_url = \"http://127.0.0.1:8080/webhooks/twilio256\"", "k"),
+            ("hubspot", "scheme = \"hubspot\"\npublic_url = \"http://127.0.0.1:8080/webhooks/hubspot\"", "k"),
+            ("paddle", r#"scheme = "paddle""#, "k"),
+            ("acme", "scheme = \"hmac\"\nheader = \"X-Acme-Signature\"\nalgorithm = \"sha512\"\nencoding = \"base64\"\nprefix = \"v1=\"\ntemplate = \"{id}.{timestamp}.{body}\"\ntimestamp_header = \"X-Acme-Timestamp\"\ntimestamp_unit = \"milliseconds\"\nid_header = \"X-Acme-Id\"", "k"),
+            ("plain", "scheme = \"hmac\"\nheader = \"X-Sig\"\nalgorithm = \"sha1\"", "k"),
+            ("bearer", r#"scheme = "bearer""#, "token"),
+            ("apikey", "scheme = \"bearer\"\nheader = \"X-Api-Key\"", "token"),
+            ("basic", r#"scheme = "basic""#, "user:pass"),
+        ];
+        let mut text = String::new();
+        for (name, scheme, secret) in sources {
+            text.push_str(&format!("[sources.{name}.verify]\n{scheme}\nsecrets = [{{ value = \"{secret}\" }}]\n"));
+        }
+        text.push_str("[sources.open]\nallow_unverified = true\nverify = { scheme = \"none\" }\n");
+        hookline_runtime::config::from_str_with_env::<Config>(&text, Vec::new()).unwrap().validate().unwrap()
+    }
+
+    fn check(
+        verifier: &Verifier,
+        name: &str,
+        content_type: &str,
+        query: &str,
+        signed_at: i64,
+        now: i64,
+    ) -> Result<(), VerifyError> {
+        let body: &[u8] = if content_type.starts_with("application/x-www-form-urlencoded") {
+            b"MessageSid=SM1&MessageStatus=delivered&Body=H%C3%A9llo+world"
+        } else {
+            br#"{"id":"evt_1","type":"thing.happened"}"#
+        };
+        let path = format!("/webhooks/{name}{query}");
+        let url = format!("{PUBLIC}{path}");
+        let method = Method::POST;
+        let out = Outgoing { method: &method, url: &url, content_type, body, timestamp_secs: signed_at, id: "msg_1" };
+        let mut headers = verifier.sign_request(&out).unwrap();
+        headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_str(content_type).unwrap());
+        let uri: Uri = path.parse().unwrap();
+        let req = Request { method: &method, uri: &uri, headers: &headers, body, now_secs: now };
+        verifier.verify(&req, Bytes::copy_from_slice(body)).map(|_| ())
+    }
+
+    #[test]
+    fn every_scheme_verifies_what_it_signs() {
+        let s = settings();
+        assert_eq!(s.sources.len(), 18);
+        let now = 1_700_000_000;
+        for (name, source) in &s.sources {
+            let v = &source.verifier;
+            let ct = if name.starts_with("twilio") { "application/x-www-form-urlencoded" } else { "application/json" };
+            assert_eq!(check(v, name, ct, "", now, now), Ok(()), "{name} ({})", v.scheme_name());
+            assert_eq!(check(v, name, ct, "?attempt=2", now - 3, now), Ok(()), "{name} with a query");
+        }
+        // Twilio with a JSON body signs only the URL, which carries the body's digest.
+        let twilio = &s.sources["twilio"].verifier;
+        use sha2::{Digest, Sha256};
+        let digest = hex::encode(Sha256::digest(br#"{"id":"evt_1","type":"thing.happened"}"#));
+        assert_eq!(check(twilio, "twilio", "application/json", &format!("?bodySHA256={digest}"), now, now), Ok(()));
+        let wrong = format!("?bodySHA256={}", "0".repeat(64));
+        assert_eq!(check(twilio, "twilio", "application/json", &wrong, now, now), Err(VerifyError::BodyDigestMismatch));
+    }
+
+    #[test]
+    fn stale_signatures_are_refused_exactly_when_the_scheme_signs_a_timestamp() {
+        let s = settings();
+        let now = 1_700_000_000;
+        let mut timestamped = Vec::new();
+        for (name, source) in &s.sources {
+            let v = &source.verifier;
+            let ct = if name.starts_with("twilio") { "application/x-www-form-urlencoded" } else { "application/json" };
+            let stale = check(v, name, ct, "", now - 3600, now);
+            if v.signs_timestamp() {
+                timestamped.push(name.as_str());
+                assert!(matches!(stale, Err(VerifyError::StaleTimestamp(_))), "{name}: {stale:?}");
+            } else {
+                assert_eq!(stale, Ok(()), "{name} signs no timestamp");
+            }
+        }
+        assert_eq!(timestamped, ["acme", "hubspot", "paddle", "slack", "standard", "stripe", "svix", "zoom"]);
+    }
+
+    #[test]
+    fn a_wrong_secret_does_not_verify_and_unverified_sources_need_no_headers() {
+        let s = settings();
+        let method = Method::POST;
+        let out = Outgoing {
+            method: &method,
+            url: "http://127.0.0.1:8080/webhooks/open",
+            content_type: "application/json",
+            body: b"{}",
+            timestamp_secs: 0,
+            id: "x",
+        };
+        assert!(s.sources["open"].verifier.sign_request(&out).unwrap().is_empty());
+        let signed = s.sources["github"].verifier.sign_request(&out).unwrap();
+        let uri: Uri = "/webhooks/stripe".parse().unwrap();
+        let req = Request { method: &method, uri: &uri, headers: &signed, body: b"{}", now_secs: 0 };
+        assert!(s.sources["shopify"].verifier.verify(&req, Bytes::from_static(b"{}")).is_err());
     }
 }

@@ -9,7 +9,7 @@
 use http::HeaderName;
 
 use super::common::{check_window, matching_secret, parse_timestamp, single_header, Algorithm};
-use super::{Request, Scheme, Secret, VerifyError, MAX_SIGNATURES};
+use super::{Outgoing, Request, Scheme, Secret, VerifyError, MAX_SIGNATURES};
 use crate::keys::KeySelector;
 
 /// The signature header.
@@ -37,6 +37,14 @@ impl Paddle {
 impl Scheme for Paddle {
     fn name(&self) -> &'static str {
         "paddle"
+    }
+
+    fn sign(&self, secret: &[u8], out: &Outgoing<'_>) -> Vec<(HeaderName, String)> {
+        vec![(HEADER, Paddle::sign(secret, out.timestamp_secs, out.body))]
+    }
+
+    fn signs_timestamp(&self) -> bool {
+        true
     }
 
     fn verify(&self, req: &Request<'_>) -> Result<usize, VerifyError> {

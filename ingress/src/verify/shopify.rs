@@ -11,7 +11,7 @@ use base64::Engine as _;
 use http::HeaderName;
 
 use super::common::{matching_secret, single_header, Algorithm};
-use super::{Request, Scheme, Secret, VerifyError};
+use super::{Outgoing, Request, Scheme, Secret, VerifyError};
 use crate::keys::{KeySelector, Preset};
 
 /// The signature header.
@@ -40,6 +40,10 @@ impl Shopify {
 impl Scheme for Shopify {
     fn name(&self) -> &'static str {
         "shopify"
+    }
+
+    fn sign(&self, secret: &[u8], out: &Outgoing<'_>) -> Vec<(HeaderName, String)> {
+        vec![(HEADER, Shopify::sign(secret, out.body))]
     }
 
     fn verify(&self, req: &Request<'_>) -> Result<usize, VerifyError> {

@@ -11,7 +11,7 @@
 use http::HeaderName;
 
 use super::common::{check_window, matching_secret, single_header, timestamp_header, Algorithm};
-use super::{Handshake, Request, Scheme, Secret, VerifyError};
+use super::{Handshake, Outgoing, Request, Scheme, Secret, VerifyError};
 use crate::keys::KeySelector;
 
 /// The signature header.
@@ -59,6 +59,15 @@ pub(crate) fn verify_v0(
 impl Scheme for Slack {
     fn name(&self) -> &'static str {
         "slack"
+    }
+
+    fn sign(&self, secret: &[u8], out: &Outgoing<'_>) -> Vec<(HeaderName, String)> {
+        let ts = out.timestamp_secs.to_string();
+        vec![(HEADER, Slack::sign(secret, &ts, out.body)), (TIMESTAMP, ts)]
+    }
+
+    fn signs_timestamp(&self) -> bool {
+        true
     }
 
     fn verify(&self, req: &Request<'_>) -> Result<usize, VerifyError> {

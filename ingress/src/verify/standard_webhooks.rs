@@ -14,7 +14,7 @@ use base64::Engine as _;
 use http::HeaderName;
 
 use super::common::{check_window, matching_secret, single_header, timestamp_header, Algorithm};
-use super::{Request, Scheme, Secret, VerifyError, MAX_SIGNATURES};
+use super::{Outgoing, Request, Scheme, Secret, VerifyError, MAX_SIGNATURES};
 use crate::keys::KeySelector;
 
 /// The specification's default tolerance.
@@ -89,6 +89,22 @@ impl Scheme for StandardWebhooks {
             Flavor::Standard => "standard_webhooks",
             Flavor::Svix => "svix",
         }
+    }
+
+    fn sign(&self, secret: &[u8], out: &Outgoing<'_>) -> Vec<(HeaderName, String)> {
+        let [id, timestamp, signature] = match self.flavor {
+            Flavor::Standard => &STANDARD,
+            Flavor::Svix => &SVIX,
+        };
+        vec![
+            (id.clone(), out.id.to_owned()),
+            (timestamp.clone(), out.timestamp_secs.to_string()),
+            (signature.clone(), StandardWebhooks::sign(secret, out.id, out.timestamp_secs, out.body)),
+        ]
+    }
+
+    fn signs_timestamp(&self) -> bool {
+        true
     }
 
     fn verify(&self, req: &Request<'_>) -> Result<usize, VerifyError> {

@@ -10,7 +10,7 @@
 use http::HeaderName;
 
 use super::common::{check_window, matching_secret, parse_timestamp, single_header, Algorithm};
-use super::{Request, Scheme, Secret, VerifyError, MAX_SIGNATURES};
+use super::{Outgoing, Request, Scheme, Secret, VerifyError, MAX_SIGNATURES};
 use crate::keys::KeySelector;
 
 /// The header.
@@ -38,6 +38,14 @@ impl Stripe {
 impl Scheme for Stripe {
     fn name(&self) -> &'static str {
         "stripe"
+    }
+
+    fn sign(&self, secret: &[u8], out: &Outgoing<'_>) -> Vec<(HeaderName, String)> {
+        vec![(HEADER, Stripe::sign(secret, out.body, out.timestamp_secs))]
+    }
+
+    fn signs_timestamp(&self) -> bool {
+        true
     }
 
     fn verify(&self, req: &Request<'_>) -> Result<usize, VerifyError> {

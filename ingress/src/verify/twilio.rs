@@ -16,7 +16,7 @@ use http::HeaderName;
 use sha2::{Digest, Sha256};
 
 use super::common::{check_public_url, ct_eq, matching_secret, single_header, with_query, Algorithm};
-use super::{Request, Scheme, Secret, VerifyError};
+use super::{Outgoing, Request, Scheme, Secret, VerifyError};
 use crate::keys::KeySelector;
 
 /// The signature header.
@@ -85,6 +85,18 @@ fn is_form(req: &Request<'_>) -> bool {
 impl Scheme for Twilio {
     fn name(&self) -> &'static str {
         "twilio"
+    }
+
+    fn sign(&self, secret: &[u8], out: &Outgoing<'_>) -> Vec<(HeaderName, String)> {
+        // Form parameters are signed unless the URL carries the body's digest (a JSON body).
+        let digest_in_url = url::Url::parse(out.url).is_ok_and(|u| u.query_pairs().any(|(k, _)| k == "bodySHA256"));
+        let form = out.content_type.trim().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded");
+        let params: Vec<(String, String)> = if form && !digest_in_url {
+            form_urlencoded::parse(out.body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+        } else {
+            Vec::new()
+        };
+        vec![(HEADER, Twilio::sign(self.algorithm, secret, out.url, &params))]
     }
 
     fn verify(&self, req: &Request<'_>) -> Result<usize, VerifyError> {

@@ -10,7 +10,8 @@ use http::HeaderName;
 
 use super::common::Algorithm;
 use super::slack::verify_v0;
-use super::{Handshake, Request, Scheme, Secret, VerifyError};
+use super::slack::Slack;
+use super::{Handshake, Outgoing, Request, Scheme, Secret, VerifyError};
 
 /// The signature header.
 pub const HEADER: HeaderName = HeaderName::from_static("x-zm-signature");
@@ -29,6 +30,16 @@ pub struct Zoom {
 impl Scheme for Zoom {
     fn name(&self) -> &'static str {
         "zoom"
+    }
+
+    fn sign(&self, secret: &[u8], out: &Outgoing<'_>) -> Vec<(HeaderName, String)> {
+        // Zoom signs as Slack does (`v0:{timestamp}:{body}`), under its own header names.
+        let ts = out.timestamp_secs.to_string();
+        vec![(HEADER, Slack::sign(secret, &ts, out.body)), (TIMESTAMP, ts)]
+    }
+
+    fn signs_timestamp(&self) -> bool {
+        true
     }
 
     fn verify(&self, req: &Request<'_>) -> Result<usize, VerifyError> {
@@ -58,7 +69,6 @@ impl Scheme for Zoom {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::slack::Slack;
     use crate::verify::test_support::{request, secrets};
 
     fn zoom() -> Zoom {

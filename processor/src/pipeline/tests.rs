@@ -23,6 +23,7 @@ fn meta(source: &str, headers: &[(&str, &str)], content_type: Option<&str>) -> R
         content_type: content_type.map(str::to_owned),
         request_id: "r".into(),
         headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        reprocess: None,
     }
 }
 
