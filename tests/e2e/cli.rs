@@ -180,3 +180,36 @@ async fn topics_create_is_idempotent_and_describe_shows_watermarks_and_lag() {
     assert!(text.contains(&format!("{}: 2 partitions, group nobody\n", topics.raw)), "{text}");
     assert_eq!(rows(&text, &topics.raw)["total"], ["0", &N.to_string(), &N.to_string()], "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_prints_a_topics_records_as_json_lines_in_the_published_record_shape() {
+    let kafka = Kafka::start();
+    let topics = Topics::unique();
+    let records: Vec<RawRecord> = (0..5)
+        .map(|i| RawRecord::json("shop", &format!("evt-{i}"), &format!("order-{i}"), format!(r#"{{"id":{i}}}"#)))
+        .collect();
+    hookline_e2e::create_raw_topic(&kafka, &topics, 2).await;
+    produce_raw(kafka.brokers(), &topics.raw, &records).await;
+
+    let out = hookline(&["tail", &topics.raw, "--brokers", kafka.brokers()]);
+    assert_eq!(out.status.code(), Some(0));
+    let lines: Vec<serde_json::Value> =
+        stdout(&out).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(lines.len(), 5, "{}", stdout(&out));
+    let validator = hookline_schemas::json_schema::Contract::RawRecord.validator().unwrap();
+    for line in &lines {
+        assert_eq!(validator.violations(line), Vec::<String>::new(), "{line}");
+    }
+    let mut ids: Vec<i64> = lines.iter().map(|l| l["value"]["id"].as_i64().unwrap()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [0, 1, 2, 3, 4]);
+    assert_eq!(lines[0]["headers"]["hookline-meta"]["source"], "shop", "hookline's headers are shown parsed");
+
+    let out = hookline(&["tail", &topics.raw, "--brokers", kafka.brokers(), "-n", "2"]);
+    assert_eq!(stdout(&out).lines().count(), 2);
+    let out = hookline(&["tail", &topics.raw, "--brokers", kafka.brokers(), "--value", "base64", "-n", "1"]);
+    let line: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert!(line["value_base64"].is_string() && line.get("value").is_none(), "{line}");
+    let out = hookline(&["tail", "no-such-topic", "--brokers", kafka.brokers()]);
+    assert_eq!(out.status.code(), Some(1), "a missing topic fails");
+}
