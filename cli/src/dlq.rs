@@ -13,8 +13,7 @@ use hookline_schemas::dlq::{DlqMeta, ErrorClass};
 use hookline_schemas::raw::{Reprocess, ReprocessKind};
 use hookline_schemas::view::{RecordView, ValueAs};
 
-use crate::config::{invalid, load, Kind, Loaded};
-use crate::reprocess::{marked, parse_time, read, show_time, Progress, Record, Start, Writer};
+use crate::reprocess::{marked, parse_time, processor_settings, read, show_time, Progress, Record, Start, Writer};
 use crate::Failed;
 
 /// `hookline dlq …`.
@@ -116,18 +115,7 @@ pub fn run(cmd: &DlqCommand) -> Result<(), Failed> {
 
 /// The processor settings of `target`, brokers overridden.
 fn settings(target: &Target) -> Result<hookline_processor::Settings, String> {
-    let mut settings = match &target.config {
-        Some(path) => match load(path, Some(Kind::Processor)).map_err(|e| invalid(path, &e))? {
-            Loaded::Processor(s) => s,
-            Loaded::Ingress(_) => return Err(format!("{}: not a processor config", path.display())),
-        },
-        None => hookline_runtime::config::from_str_with_env::<hookline_processor::Config>("", std::env::vars())
-            .and_then(hookline_processor::Config::validate)
-            .map_err(|e| format!("the default processor config: invalid: {e}"))?,
-    };
-    if let Some(brokers) = &target.brokers {
-        settings.kafka.brokers.clone_from(brokers);
-    }
+    let mut settings = processor_settings(target.config.as_deref(), target.brokers.as_deref())?;
     if let Some(topic) = &target.topic {
         settings.topics.dlq.clone_from(topic);
     }

@@ -12,8 +12,7 @@ use std::path::PathBuf;
 
 use hookline_schemas::raw::{RawMeta, Reprocess, ReprocessKind};
 
-use crate::config::{invalid, load, Kind, Loaded};
-use crate::reprocess::{marked, parse_time, read, show_time, Progress, Start, Writer};
+use crate::reprocess::{marked, parse_time, processor_settings, read, show_time, Progress, Start, Writer};
 use crate::Failed;
 
 /// `hookline replay`.
@@ -49,18 +48,7 @@ pub fn run(args: &ReplayArgs) -> Result<(), Failed> {
 }
 
 fn replay(args: &ReplayArgs) -> Result<(), String> {
-    let mut settings = match &args.config {
-        Some(path) => match load(path, Some(Kind::Processor)).map_err(|e| invalid(path, &e))? {
-            Loaded::Processor(s) => s,
-            Loaded::Ingress(_) => return Err(format!("{}: not a processor config", path.display())),
-        },
-        None => hookline_runtime::config::from_str_with_env::<hookline_processor::Config>("", std::env::vars())
-            .and_then(hookline_processor::Config::validate)
-            .map_err(|e| format!("the default processor config: invalid: {e}"))?,
-    };
-    if let Some(brokers) = &args.brokers {
-        settings.kafka.brokers.clone_from(brokers);
-    }
+    let settings = processor_settings(args.config.as_deref(), args.brokers.as_deref())?;
     let from = parse_time(&args.from)?;
     let to = args.to.as_deref().map(parse_time).transpose()?.unwrap_or_else(hookline_runtime::now_ms);
     if to < from {

@@ -7,6 +7,7 @@
 //! not change). It goes to the raw partition the webhook was first stored in, so it stays with its ordering key.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hookline_runtime::kafka::KafkaConfig;
@@ -17,6 +18,29 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
+
+use crate::config::{invalid, load, Kind, Loaded};
+
+/// The processor config at `config` (or the processor's defaults), `HOOKLINE_*` overrides applied, brokers
+/// replaced by `brokers` if given: where the raw topic and the DLQ are.
+pub fn processor_settings(
+    config: Option<&Path>,
+    brokers: Option<&str>,
+) -> Result<hookline_processor::Settings, String> {
+    let mut settings = match config {
+        Some(path) => match load(path, Some(Kind::Processor)).map_err(|e| invalid(path, &e))? {
+            Loaded::Processor(s) => s,
+            Loaded::Ingress(_) => return Err(format!("{}: not a processor config", path.display())),
+        },
+        None => hookline_runtime::config::from_str_with_env::<hookline_processor::Config>("", std::env::vars())
+            .and_then(hookline_processor::Config::validate)
+            .map_err(|e| format!("the default processor config: invalid: {e}"))?,
+    };
+    if let Some(brokers) = brokers {
+        brokers.clone_into(&mut settings.kafka.brokers);
+    }
+    Ok(settings)
+}
 
 /// How long metadata and offset requests may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
