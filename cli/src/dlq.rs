@@ -49,14 +49,14 @@ pub struct Target {
 pub struct Filter {
     /// Only records of this error class (invalid_json, missing_field, schema_violation, panic, crash_loop…);
     /// repeat for several.
-    #[arg(long = "reason", value_name = "CLASS")]
-    pub reasons: Vec<String>,
+    #[arg(long = "reason", value_name = "CLASS", value_parser = error_class)]
+    pub reasons: Vec<ErrorClass>,
     /// Only records of this source; repeat for several.
     #[arg(long = "source", value_name = "SOURCE")]
     pub sources: Vec<String>,
     /// Only records that first failed at or after this time: RFC 3339, or an age such as 30m, 2h, 7d.
-    #[arg(long, value_name = "TIME")]
-    pub since: Option<String>,
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<i64>,
 }
 
 /// `hookline dlq list`.
@@ -77,8 +77,8 @@ pub struct ShowArgs {
     #[command(flatten)]
     pub target: Target,
     /// Records by position, `PARTITION:OFFSET` as `list` prints it.
-    #[arg(required = true, value_name = "PARTITION:OFFSET")]
-    pub records: Vec<String>,
+    #[arg(required = true, value_name = "PARTITION:OFFSET", value_parser = position)]
+    pub records: Vec<(i32, i64)>,
 }
 
 /// `hookline dlq redrive`.
@@ -90,8 +90,8 @@ pub struct RedriveArgs {
     #[command(flatten)]
     pub filter: Filter,
     /// Only this record, `PARTITION:OFFSET`; repeat for several.
-    #[arg(long = "record", value_name = "PARTITION:OFFSET")]
-    pub records: Vec<String>,
+    #[arg(long = "record", value_name = "PARTITION:OFFSET", value_parser = position)]
+    pub records: Vec<(i32, i64)>,
     /// Every record of the DLQ (one of --all, --record or a filter is required).
     #[arg(long)]
     pub all: bool,
@@ -132,20 +132,13 @@ struct Select {
 }
 
 impl Select {
-    fn new(filter: &Filter, records: &[String]) -> Result<Select, String> {
-        let classes = filter
-            .reasons
-            .iter()
-            .map(|r| {
-                ErrorClass::ALL.iter().copied().find(|c| c.as_str() == r).ok_or_else(|| {
-                    let known: Vec<&str> = ErrorClass::ALL.iter().map(|c| c.as_str()).collect();
-                    format!("unknown reason `{r}` (classes: {})", known.join(", "))
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        let since_ms = filter.since.as_deref().map(parse_time).transpose()?;
-        let records = records.iter().map(|r| position(r)).collect::<Result<_, _>>()?;
-        Ok(Select { classes, sources: filter.sources.clone(), since_ms, records })
+    fn new(filter: &Filter, records: &[(i32, i64)]) -> Select {
+        Select {
+            classes: filter.reasons.clone(),
+            sources: filter.sources.clone(),
+            since_ms: filter.since,
+            records: records.to_vec(),
+        }
     }
 
     fn matches(&self, record: &Record, meta: Option<&DlqMeta>) -> bool {
@@ -168,6 +161,14 @@ impl Select {
             None => Start::Beginning,
         }
     }
+}
+
+/// An error class by name (a usage error otherwise).
+fn error_class(text: &str) -> Result<ErrorClass, String> {
+    ErrorClass::ALL.iter().copied().find(|c| c.as_str() == text).ok_or_else(|| {
+        let known: Vec<&str> = ErrorClass::ALL.iter().map(|c| c.as_str()).collect();
+        format!("unknown class `{text}` (classes: {})", known.join(", "))
+    })
 }
 
 /// `PARTITION:OFFSET`.
@@ -216,7 +217,7 @@ fn view(record: &Record) -> Result<serde_json::Value, String> {
 
 fn list(args: &ListArgs) -> Result<(), String> {
     let settings = settings(&args.target)?;
-    let select = Select::new(&args.filter, &[])?;
+    let select = Select::new(&args.filter, &[]);
     let mut counts: BTreeMap<(String, &'static str), usize> = BTreeMap::new();
     if !args.json {
         println!("{HEADER}");
@@ -248,7 +249,7 @@ fn list(args: &ListArgs) -> Result<(), String> {
 
 fn show(args: &ShowArgs) -> Result<(), String> {
     let settings = settings(&args.target)?;
-    let wanted: Vec<(i32, i64)> = args.records.iter().map(|r| position(r)).collect::<Result<_, _>>()?;
+    let wanted = &args.records;
     let mut found: BTreeMap<(i32, i64), serde_json::Value> = BTreeMap::new();
     read(&settings.kafka, &settings.topics.dlq, Start::Beginning, None, |record| {
         if wanted.contains(&(record.partition, record.offset)) {
@@ -257,7 +258,7 @@ fn show(args: &ShowArgs) -> Result<(), String> {
         Ok(())
     })?;
     let mut missing = Vec::new();
-    for w in &wanted {
+    for w in wanted {
         match found.get(w) {
             Some(v) => println!("{}", serde_json::to_string_pretty(v).map_err(|e| e.to_string())?),
             None => missing.push(format!("{}:{}", w.0, w.1)),
@@ -272,7 +273,8 @@ fn show(args: &ShowArgs) -> Result<(), String> {
 
 fn redrive(args: &RedriveArgs) -> Result<(), String> {
     let settings = settings(&args.target)?;
-    let select = Select::new(&args.filter, &args.records)?;
+    let select = Select::new(&args.filter, &args.records);
+    let mut matched: Vec<(i32, i64)> = Vec::new();
     let dlq_topic = settings.topics.dlq.clone();
     let writer = if args.dry_run { None } else { Some(Writer::new(&settings.kafka)?) };
     let now = hookline_runtime::now_ms();
@@ -284,6 +286,7 @@ fn redrive(args: &RedriveArgs) -> Result<(), String> {
             return Ok(());
         }
         selected += 1;
+        matched.push((record.partition, record.offset));
         let Some(meta) = meta else {
             skipped.push(format!("{}: no hookline-dlq header", record.position()));
             return Ok(());
@@ -323,6 +326,11 @@ fn redrive(args: &RedriveArgs) -> Result<(), String> {
     for s in &skipped {
         println!("  skipped {s}");
     }
+    let missing: Vec<String> =
+        args.records.iter().filter(|r| !matched.contains(r)).map(|(p, o)| format!("{p}:{o}")).collect();
+    if !missing.is_empty() {
+        return Err(format!("not on {dlq_topic} (or not matching the filters): {}", missing.join(", ")));
+    }
     if skipped.is_empty() {
         Ok(())
     } else {
@@ -352,6 +360,10 @@ mod tests {
             assert!(Cli::try_parse_from(&argv).is_ok(), "{argv:?}");
         }
         assert!(Cli::try_parse_from(["dlq", "show"]).is_err(), "show needs a position");
+        for bad in [&["--reason", "oops"][..], &["--since", "yesterday"], &["--record", "3-7"]] {
+            let argv: Vec<&str> = ["dlq", "redrive"].iter().chain(bad).copied().collect();
+            assert_eq!(Cli::try_parse_from(&argv).unwrap_err().exit_code(), 2, "{argv:?} is a usage error");
+        }
     }
 
     #[test]
@@ -380,11 +392,11 @@ mod tests {
         };
         let select = |reasons: &[&str], sources: &[&str], since: Option<&str>, records: &[&str]| {
             let filter = Filter {
-                reasons: reasons.iter().map(|s| (*s).to_owned()).collect(),
+                reasons: reasons.iter().map(|s| error_class(s).unwrap()).collect(),
                 sources: sources.iter().map(|s| (*s).to_owned()).collect(),
-                since: since.map(str::to_owned),
+                since: since.map(|s| parse_time(s).unwrap()),
             };
-            Select::new(&filter, &records.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()).unwrap()
+            Select::new(&filter, &records.iter().map(|s| position(s).unwrap()).collect::<Vec<_>>())
         };
         assert!(select(&[], &[], None, &[]).matches(&record, Some(&meta)));
         assert!(select(&["invalid_json"], &["shop"], None, &["3:7"]).matches(&record, Some(&meta)));
@@ -393,8 +405,7 @@ mod tests {
         assert!(!select(&[], &[], Some("1h"), &[]).matches(&record, Some(&meta)), "failed long ago");
         assert!(!select(&[], &[], None, &["3:8"]).matches(&record, Some(&meta)));
         assert!(!select(&["panic"], &[], None, &[]).matches(&record, None));
-        let e = Select::new(&Filter { reasons: vec!["oops".into()], ..Filter::default() }, &[]).unwrap_err();
-        assert!(e.contains("crash_loop"), "{e}");
-        assert!(Select::new(&Filter::default(), &["3-7".into()]).unwrap_err().contains("PARTITION:OFFSET"));
+        assert!(error_class("oops").unwrap_err().contains("crash_loop"));
+        assert!(position("3-7").unwrap_err().contains("PARTITION:OFFSET"));
     }
 }

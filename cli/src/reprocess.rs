@@ -42,6 +42,9 @@ pub fn processor_settings(
     Ok(settings)
 }
 
+/// How long reading may go without a record before the partitions not at their end are reported.
+const QUIET_LIMIT: Duration = Duration::from_secs(30);
+
 /// How long metadata and offset requests may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -103,6 +106,7 @@ pub fn read(
         .set("group.id", format!("hookline-cli-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
         .set("fetch.wait.max.ms", "100")
         .set("log_level", "3")
         .create()
@@ -166,13 +170,13 @@ pub fn read(
                     open.remove(&p);
                     continue;
                 }
-                let timestamp_ms = m.timestamp().to_millis();
-                if until_ms.is_some_and(|until| timestamp_ms.is_some_and(|t| t > until)) {
-                    open.remove(&p);
-                    continue;
-                }
                 if offset + 1 >= end {
                     open.remove(&p);
+                }
+                // Several writers' clocks: a later record can be older, so the partition is read to its end.
+                let timestamp_ms = m.timestamp().to_millis();
+                if until_ms.is_some_and(|until| timestamp_ms.is_some_and(|t| t > until)) {
+                    continue;
                 }
                 let headers = m
                     .headers()
@@ -194,9 +198,25 @@ pub fn read(
             }
             Some(Err(e)) => return Err(format!("reading {topic}: {e}")),
             None => {
-                // The end offset can be a transaction marker or a compacted-away record: no record reaches it.
-                if quiet_since.elapsed() > Duration::from_secs(5) {
-                    break;
+                if quiet_since.elapsed() > QUIET_LIMIT {
+                    // At its end already (the last offsets were transaction markers or compacted away), or stuck.
+                    let positions = consumer.position().map_err(|e| e.to_string())?;
+                    for elem in positions.elements() {
+                        let end = open.get(&elem.partition()).copied();
+                        if let (Some(end), Offset::Offset(at)) = (end, elem.offset()) {
+                            if at >= end {
+                                open.remove(&elem.partition());
+                            }
+                        }
+                    }
+                    if !open.is_empty() {
+                        let left: Vec<String> = open.keys().map(ToString::to_string).collect();
+                        return Err(format!(
+                            "no record from {topic} for {}s before the end of partitions {} (read {read} records)",
+                            QUIET_LIMIT.as_secs(),
+                            left.join(", ")
+                        ));
+                    }
                 }
             }
         }

@@ -389,7 +389,7 @@ impl Worker {
             self.ctx.shared.metrics.suspect(self.ctx.partition, offset, attempts);
         }
         self.sched.admit(offset, &lanes, solo_attempts.is_some());
-        self.received.insert(offset, identity.received_at_ms);
+        self.received.insert(offset, identity.entry_from_ms);
         self.jobs.insert(offset, Job { msg, envelope, identity, solo_attempts, emitted });
     }
 
@@ -407,7 +407,7 @@ impl Worker {
         }
         m.processed(done.started.elapsed().as_secs_f64());
         let now = hookline_runtime::now_ms();
-        m.latency(source, (now - done.identity.received_at_ms) as f64 / 1000.0);
+        m.latency(source, (now - done.identity.entry_from_ms) as f64 / 1000.0);
         if !done.identity.synthetic && !matches!(outcome, Outcome::Duplicate) {
             let entry = Entry {
                 source: done.identity.source.clone(),

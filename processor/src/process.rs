@@ -33,7 +33,9 @@ pub struct Identity {
     /// metadata) `{kind}:{id}/{dedup key}`, so a redrive or replay is not dropped as a duplicate of the
     /// webhook's first outputs and happens once per DLQ record or replay run. Outputs keep `dedup_key`.
     pub entry_key: String,
-    /// From when its dedup entry lasts the source's window: the receipt, or when it was sent again.
+    /// When it entered the pipeline: the receipt, or when an operator sent it again. Its dedup entry lasts the
+    /// source's window from then, and its lag and latency are measured from then (a replay of last week's
+    /// webhooks is not a week of lag).
     pub entry_from_ms: i64,
 }
 

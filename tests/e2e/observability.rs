@@ -37,7 +37,7 @@ async fn busy_cluster() -> Cluster {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_metric_and_label_used_by_an_alert_rule_or_a_dashboard_is_exported() {
+async fn every_metric_used_by_an_alert_rule_or_a_dashboard_is_exported_with_the_labels_its_selectors_match() {
     let mut c = busy_cluster().await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while c.processor_metric("hookline_processor_events_produced_total").await < 1.0 {

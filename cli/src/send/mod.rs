@@ -302,7 +302,7 @@ async fn drive(ctx: &Arc<Ctx>, webhooks: &[Arc<Webhook>], plan: &Plan, args: &Se
     let semaphore = Arc::new(tokio::sync::Semaphore::new(args.concurrency as usize));
     let mut ticker = plan::period(args.rate).map(|p| {
         let mut t = tokio::time::interval(p);
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
     let mut tasks = tokio::task::JoinSet::new();
