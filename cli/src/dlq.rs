@@ -191,7 +191,7 @@ fn line(record: &Record, meta: Option<&DlqMeta>) -> String {
             show_time(m.first_failure_ms),
             m.source,
             m.class.as_str(),
-            format!("{:?}", m.stage).to_lowercase(),
+            m.stage.as_str(),
             m.dedup_key,
             m.reason
         ),

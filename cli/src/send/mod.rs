@@ -173,9 +173,7 @@ impl Ctx {
 }
 
 fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    hookline_runtime::now_ms() / 1000
 }
 
 /// Runs `hookline send`.
