@@ -5,21 +5,21 @@ SHELL := /bin/bash
 HOOKLINE_CACHE ?= $(HOME)/.cache/hookline
 export HOOKLINE_CACHE
 export CARGO_TARGET_DIR ?= $(HOOKLINE_CACHE)/target
-export HOOKLINE_TANSU ?= $(HOOKLINE_CACHE)/tools/tansu-0.6.0-libsql/bin/tansu
 CARGO ?= cargo
 
 .PHONY: run test tools build lint rules schemas-check unit e2e chaos bench bench-ingress bench-processor clean-run help
 
 help:
-	@echo "make run    start broker + processor + ingress locally (Ctrl-C stops them)"
-	@echo "make test   lint, alert-rule tests, schema compatibility, unit tests and end-to-end tests against a real broker"
-	@echo "make chaos  fault scenarios (kill -9, broker restart, rebalances, duplicate storms...) and their table"
+	@echo "make run    start Apache Kafka + processor + ingress locally (Ctrl-C stops them)"
+	@echo "make test   lint, alert-rule tests, schema compatibility, unit tests and end-to-end tests against Apache Kafka"
+	@echo "make chaos  fault scenarios (kill -9, broker kills in a 3-node cluster, network cuts, rebalances...) and their table"
 	@echo "make bench  the ingress and the processor against minimal baselines (bench-ingress, bench-processor)"
-	@echo "make tools  install the local broker (Tansu) into $(HOOKLINE_CACHE)"
+	@echo "make tools  install Apache Kafka (pinned in scripts/kafka/pom.xml) into $(HOOKLINE_CACHE)"
 
-# Tansu is only needed when no external cluster is given.
+# Apache Kafka, from Maven Central (and Java/Maven from Debian when missing). The harness and the scripts
+# find it through scripts/ensure-kafka.sh too; installing it here keeps its first download out of a test's time.
 tools:
-	@if [ -z "$$KAFKA_BROKERS" ]; then scripts/ensure-tansu.sh >/dev/null; fi
+	@scripts/ensure-kafka.sh >/dev/null
 
 build:
 	$(CARGO) build --workspace --bins

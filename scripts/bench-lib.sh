@@ -1,12 +1,15 @@
 # Shared by the `make bench` scripts (sourced, after `cd` to the repository root): a scratch folder, the
-# processes to kill on exit, and a fresh local broker per run (Tansu's SQLite storage slows down as it fills,
-# so runs sharing a broker would favour whichever ran first). With KAFKA_BROKERS set, that cluster is used.
+# processes to stop on exit, and one local Apache Kafka node for the whole run, so that hookline and its
+# baseline always meet the same broker (each run writes topics of its own). With KAFKA_BROKERS set, that
+# cluster is used instead.
 bin="$CARGO_TARGET_DIR/release"
 work=$(mktemp -d "${TMPDIR:-/tmp}/hookline-bench.XXXXXX")
 broker_pid=""
 pids=()
 cleanup() {
-  for p in "${pids[@]}" $broker_pid; do kill -KILL "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  # The broker runner stops its JVM and deletes its data folder on SIGTERM (and takes the JVM with it if killed).
+  if [ -n "$broker_pid" ]; then kill -TERM "$broker_pid" 2>/dev/null || true; fi
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -16,25 +19,21 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_http() { for _ in $(seq 1 600); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "not ready: $1" >&2; return 1; }
 json() { python3 -c "import json,sys; print(json.loads(sys.argv[1])$2)" "$1"; }
 
-# Sets $tansu unless an external cluster is given.
-find_broker() {
-  tansu=""
-  if [ -z "${KAFKA_BROKERS:-}" ]; then tansu=$(scripts/ensure-tansu.sh); fi
-}
-
-# Sets $brokers to a broker with empty storage.
-fresh_broker() {
+# Builds the broker runner and sets $brokers: a local Apache Kafka node (512 MB heap), or KAFKA_BROKERS.
+start_broker() {
   if [ -n "${KAFKA_BROKERS:-}" ]; then brokers=$KAFKA_BROKERS; return; fi
-  if [ -n "$broker_pid" ]; then kill -KILL "$broker_pid" 2>/dev/null || true; wait "$broker_pid" 2>/dev/null || true; fi
-  local port dir
-  port=$(free_port)
-  dir=$(mktemp -d "$work/broker.XXXXXX")
-  brokers="127.0.0.1:$port"
-  (cd "$dir" && exec "$tansu" broker --listener-url "tcp://$brokers" --advertised-listener-url "tcp://$brokers" \
-    --storage-engine sqlite://tansu.db) >"$dir/broker.log" 2>&1 &
+  cargo build --release --locked -p hookline-e2e --bin hookline-kafka >&2
+  HOOKLINE_KAFKA_HOME=$(scripts/ensure-kafka.sh) "$bin/hookline-kafka" --heap-mb 512 >"$work/brokers" 2>"$work/kafka.log" &
   broker_pid=$!
-  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-  scripts/tansu-index.py "$dir/tansu.db"
+  brokers=""
+  for _ in $(seq 1 900); do
+    brokers=$(head -1 "$work/brokers" 2>/dev/null || true)
+    [ -n "$brokers" ] && break
+    kill -0 "$broker_pid" 2>/dev/null || { echo "Apache Kafka did not start:" >&2; tail -20 "$work/kafka.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  [ -n "$brokers" ] || { echo "Apache Kafka not ready after 90 s" >&2; exit 1; }
+  echo "Apache Kafka on $brokers" >&2
 }
 
 # Samples the resident memory of pid $1 every 0.2 s into file $2 (peak, in KB) until it exits.
@@ -46,3 +45,6 @@ sample_rss() {
       sleep 0.2
     done ) &
 }
+
+# CPU time (user + system) pid $1 has used so far, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

@@ -2,10 +2,10 @@
 # `make bench` (processor part): hookline's processor against a bare rdkafka consume -> produce loop
 # (bench/src/bin/processor.rs), on the same preloaded raw records, then a state restore.
 #
-# 1. Preload N raw records (1 KB, 10% re-deliveries, 10,000 ordering keys, 12 partitions) on a fresh broker,
-#    and run the bare loop over them; then preload the same records on another fresh broker and run hookline
-#    (so neither run pays for the other's writes). Records/s from the first record consumed to the last output
-#    acknowledged, and each process's peak resident memory.
+# 1. Preload N raw records (1 KB, 10% re-deliveries, 10,000 ordering keys, 12 partitions) on one Apache Kafka
+#    node, run the bare loop over them, then hookline over the same topic (another group): both start behind
+#    the whole backlog. Records/s from the first record consumed to the last output acknowledged, and each
+#    process's peak resident memory.
 # 2. Restore: a second processor with an empty data folder takes over hookline's group and rebuilds the dedup
 #    state of every distinct webhook from the state changelog.
 #
@@ -16,7 +16,7 @@ records=${BENCH_PROCESSOR_RECORDS:-1000000}
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
 cargo build --release --locked -p hookline-processor -p hookline-bench >&2
-find_broker
+start_broker
 run_id=$(date +%s)
 
 preload() { # topic -> JSON
@@ -24,10 +24,11 @@ preload() { # topic -> JSON
   "$bin/bench-processor" preload --brokers "$brokers" --topic "$1" --records "$records"
 }
 
-# Bare loop.
-fresh_broker
 raw="bench.proc.raw.$run_id"
 loaded=$(preload "$raw")
+unique=$(json "$loaded" "['unique']")
+
+# Bare loop.
 echo "  bare consume -> produce loop..." >&2
 "$bin/bench-processor" bare --brokers "$brokers" --topic "$raw" --out "$raw.copy" --group "bare.$run_id" \
   --records "$records" >"$work/bare.json" &
@@ -37,10 +38,7 @@ sample_rss "$bare_pid" "$work/bare_rss_kb"
 wait "$bare_pid"
 bare=$(cat "$work/bare.json")
 
-# hookline.
-fresh_broker
-loaded=$(preload "$raw")
-unique=$(json "$loaded" "['unique']")
+# hookline, on the same backlog.
 start_processor() { # name -> sets $proc_pid, $proc_port
   proc_port=$(free_port)
   cat >"$work/$1.toml" <<TOML

@@ -1,47 +1,46 @@
 #!/usr/bin/env bash
-# `make bench`: hookline's ingress against a minimal baseline (bench/src/bin/baseline.rs), at 64 and 256
-# connections, then a surge at 3x hookline's measured capacity.
+# `make bench` (ingress part): hookline's ingress against a minimal baseline (bench/src/bin/baseline.rs: hyper,
+# an HMAC-SHA256 check and one produce awaiting its delivery report), both on the same Apache Kafka node:
 #
-# Every run gets a fresh broker (same Tansu binary and settings, empty storage): Tansu's SQLite storage slows
-# down as it fills, so runs sharing one broker would favour whichever ran first. With KAFKA_BROKERS set, that
-# cluster is used for every run instead.
+# 1. closed loop at 16, 64, 256 and 1024 connections: accepted req/s, p50/p99;
+# 2. open loop at a fixed offered rate (BENCH_FIXED_RATE, default 3000/s) for both: CPU time per accepted
+#    request (user + system time of the process over the run, divided by the 2xx count), p50/p99;
+# 3. a surge at 3x the capacity hookline showed at 256 connections, a 1 s deadline on every request: every
+#    answer 202/429/503 in time, the ingress's peak RSS, and every 202'd webhook found on the raw topic.
 #
-# Environment: BENCH_SECS (each closed-loop run, default 15), BENCH_SURGE_SECS (default 60).
+# Environment: BENCH_SECS (each closed-loop run, default 15), BENCH_FIXED_SECS (default 30),
+# BENCH_SURGE_SECS (default 60), KAFKA_BROKERS (use that cluster instead of a local node).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${BENCH_SECS:-15}
+fixed_rate=${BENCH_FIXED_RATE:-3000}
+fixed_secs=${BENCH_FIXED_SECS:-30}
 surge_secs=${BENCH_SURGE_SECS:-60}
 secret=bench-secret
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
 cargo build --release --locked -p hookline-ingress -p hookline-bench >&2
-find_broker
+start_broker
 
 declare -A result
 run_id=$(date +%s)
+url() { echo "http://127.0.0.1:$1/webhooks/bench"; }
 
-baseline_run() { # name, connections, extra baseline args
-  fresh_broker
-  local port
-  port=$(free_port)
-  "$bin/bench-baseline" "127.0.0.1:$port" "$brokers" "bench.$1.$run_id" "$secret" ${3:-} >"$work/$1.log" 2>&1 &
-  local pid=$!
-  pids+=($pid)
-  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-  echo "  $1, $2 connections..." >&2
-  result[$1-$2]=$("$bin/bench-loadgen" closed --url "http://127.0.0.1:$port/webhooks/bench" --secret "$secret" \
-    --duration-secs "$secs" --connections "$2")
-  kill -TERM "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+# Starts the baseline on a topic of its own; sets $server_pid and $server_port.
+start_baseline() { # topic
+  server_port=$(free_port)
+  "$bin/bench-baseline" "127.0.0.1:$server_port" "$brokers" "$1" "$secret" >>"$work/baseline.log" 2>&1 &
+  server_pid=$!
+  pids+=("$server_pid")
+  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$server_port") 2>/dev/null && break; sleep 0.1; done
 }
 
-ingress_port=""
-ingress_pid=""
+# Starts hookline's ingress on a raw topic of its own; sets $server_pid and $server_port.
 start_hookline() { # raw topic
-  ingress_port=$(free_port)
+  server_port=$(free_port)
   cat >"$work/ingress.toml" <<TOML
 [server]
-listen = "127.0.0.1:$ingress_port"
+listen = "127.0.0.1:$server_port"
 [kafka]
 brokers = "$brokers"
 [topics]
@@ -62,76 +61,104 @@ prefix = "sha256="
 secrets = [{ value = "old-rotated-out", id = "old" }, { value = "$secret", id = "current" }]
 TOML
   HOOKLINE_LOG=warn "$bin/hookline-ingress" --config "$work/ingress.toml" >>"$work/ingress.log" 2>&1 &
-  ingress_pid=$!
-  pids+=($ingress_pid)
-  wait_http "http://127.0.0.1:$ingress_port/readyz"
+  server_pid=$!
+  pids+=("$server_pid")
+  wait_http "http://127.0.0.1:$server_port/readyz"
 }
 
-hookline_run() { # connections
-  fresh_broker
-  start_hookline "bench.raw.$run_id.$1"
-  echo "  hookline, $1 connections..." >&2
-  result[hookline-$1]=$("$bin/bench-loadgen" closed --url "http://127.0.0.1:$ingress_port/webhooks/bench" \
-    --secret "$secret" --duration-secs "$secs" --connections "$1")
-  kill -TERM "$ingress_pid"
-  wait "$ingress_pid" 2>/dev/null || true
+stop_server() {
+  kill -TERM "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
 }
 
-echo "${secs}s per closed-loop run, ${surge_secs}s surge, a fresh broker for each" >&2
-for c in 64 256; do
-  baseline_run baseline "$c"
-  baseline_run baseline_meta "$c" --meta-header
-  hookline_run "$c"
+closed_run() { # baseline|hookline, connections
+  "start_$1" "bench.$1.c$2.$run_id"
+  echo "  $1, $2 connections, ${secs}s..." >&2
+  result[$1-$2]=$("$bin/bench-loadgen" closed --url "$(url "$server_port")" --secret "$secret" \
+    --duration-secs "$secs" --connections "$2")
+  stop_server
+}
+
+# Open loop at the fixed rate; adds the process's CPU time per accepted request to the loadgen's JSON.
+fixed_run() { # baseline|hookline
+  "start_$1" "bench.$1.fixed.$run_id"
+  echo "  $1, $fixed_rate req/s offered, ${fixed_secs}s..." >&2
+  local before after out
+  before=$(cpu_ticks "$server_pid")
+  out=$("$bin/bench-loadgen" open --url "$(url "$server_port")" --secret "$secret" \
+    --duration-secs "$fixed_secs" --rate "$fixed_rate" --timeout-ms 5000)
+  after=$(cpu_ticks "$server_pid")
+  result[$1-fixed]=$(python3 -c "import json,sys,os; r=json.loads(sys.argv[1]); tck=os.sysconf('SC_CLK_TCK'); \
+ok=sum(v for k,v in r['statuses'].items() if k.startswith('2')); r['cpu_secs']=($3-$2)/tck; \
+r['cpu_us_per_request']=r['cpu_secs']*1e6/max(ok,1); print(json.dumps(r))" "$out" "$before" "$after")
+  stop_server
+}
+
+echo "${secs}s per closed-loop run, ${fixed_secs}s at ${fixed_rate}/s, ${surge_secs}s surge" >&2
+for c in 16 64 256 1024; do
+  closed_run baseline "$c"
+  closed_run hookline "$c"
 done
+fixed_run baseline
+fixed_run hookline
 
 # Surge: 3x the capacity hookline showed at 256 connections, a 1 s deadline on every request.
 capacity=$(json "${result[hookline-256]}" "['accepted_per_sec']")
 rate=$(python3 -c "print(round(3 * $capacity))")
-fresh_broker
 raw="bench.surge.$run_id"
 start_hookline "$raw"
 echo "surge: offering $rate req/s (3 x $capacity) for ${surge_secs}s..." >&2
-sample_rss "$ingress_pid" "$work/rss_peak_kb"
+sample_rss "$server_pid" "$work/rss_peak_kb"
 sampler=$!
-surge=$("$bin/bench-loadgen" open --url "http://127.0.0.1:$ingress_port/webhooks/bench" --secret "$secret" \
+surge=$("$bin/bench-loadgen" open --url "$(url "$server_port")" --secret "$secret" \
   --duration-secs "$surge_secs" --rate "$rate" --timeout-ms 1000 --accepted-out "$work/accepted.txt")
-metrics=$(curl -fsS "http://127.0.0.1:$ingress_port/metrics" | grep -E '^hookline_ingress_(requests_total|admission_limit)' || true)
-kill -TERM "$ingress_pid"
-wait "$ingress_pid" 2>/dev/null || true
+metrics=$(curl -fsS "http://127.0.0.1:$server_port/metrics" | grep -E '^hookline_ingress_(requests_total|admission_limit)' || true)
+stop_server
 kill "$sampler" 2>/dev/null || true
 rss_kb=$(cat "$work/rss_peak_kb" 2>/dev/null || echo 0)
 verify=$("$bin/bench-loadgen" verify --brokers "$brokers" --topic "$raw" --accepted "$work/accepted.txt")
 echo "$metrics" >&2
 
-python3 - "${result[baseline-64]}" "${result[baseline-256]}" "${result[baseline_meta-64]}" "${result[baseline_meta-256]}" \
-  "${result[hookline-64]}" "${result[hookline-256]}" "$surge" "$verify" "$rss_kb" <<'PY'
+args=()
+for c in 16 64 256 1024; do args+=("${result[baseline-$c]}" "${result[hookline-$c]}"); done
+python3 - "${args[@]}" "${result[baseline-fixed]}" "${result[hookline-fixed]}" "$surge" "$verify" "$rss_kb" <<'PY'
 import json, sys
-b64, b256, m64, m256, h64, h256, surge, verify = (json.loads(a) for a in sys.argv[1:9])
-rss_mb = int(sys.argv[9]) / 1024
+runs = [json.loads(a) for a in sys.argv[1:9]]
+fb, fh, surge, verify = (json.loads(a) for a in sys.argv[9:13])
+rss_mb = int(sys.argv[13]) / 1024
+def verdict(ok): return 'met' if ok else 'MISSED'
 print()
-print(f"{'run':<34}{'conns':>6}{'202/s':>9}{'p50 ms':>9}{'p99 ms':>9}  statuses")
-rows = [("baseline", b64), ("baseline + metadata header", m64), ("hookline", h64),
-        ("baseline", b256), ("baseline + metadata header", m256), ("hookline", h256)]
-for name, r in rows:
-    print(f"{name:<34}{r['connections']:>6}{r['accepted_per_sec']:>9.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}  {r['statuses']}")
-print()
-for c, b, m, h in [(64, b64, m64, h64), (256, b256, m256, h256)]:
-    print(f"{c:>3} connections: hookline / baseline: throughput {h['accepted_per_sec'] / b['accepted_per_sec']:.2f}x, "
-          f"p99 {h['p99_ms'] / max(b['p99_ms'], 0.001):.2f}x; "
-          f"hookline / baseline + metadata header: throughput {h['accepted_per_sec'] / m['accepted_per_sec']:.2f}x, "
-          f"p99 {h['p99_ms'] / max(m['p99_ms'], 0.001):.2f}x")
-tp = h256['accepted_per_sec'] / b256['accepted_per_sec']
+print("ingress, closed loop (Apache Kafka, one node):")
+print(f"{'conns':>6}  {'baseline 202/s':>14}{'p50 ms':>8}{'p99 ms':>8}  {'hookline 202/s':>14}{'p50 ms':>8}{'p99 ms':>8}"
+      f"  {'req/s ratio':>11}{'p99 ratio':>10}  hookline statuses")
+for i in range(4):
+    b, h = runs[2 * i], runs[2 * i + 1]
+    print(f"{h['connections']:>6}  {b['accepted_per_sec']:>14.0f}{b['p50_ms']:>8.1f}{b['p99_ms']:>8.1f}"
+          f"  {h['accepted_per_sec']:>14.0f}{h['p50_ms']:>8.1f}{h['p99_ms']:>8.1f}"
+          f"  {h['accepted_per_sec'] / max(b['accepted_per_sec'], 0.001):>10.2f}x"
+          f"{h['p99_ms'] / max(b['p99_ms'], 0.001):>9.2f}x  {h['statuses']}")
+b256, h256, h16 = runs[4], runs[5], runs[1]
+tp = h256['accepted_per_sec'] / max(b256['accepted_per_sec'], 0.001)
 p99 = h256['p99_ms'] / max(b256['p99_ms'], 0.001)
-print(f"target at 256 (vs baseline): throughput >= 0.90x: {'met' if tp >= 0.9 else 'MISSED'} ({tp:.2f}x); "
-      f"p99 <= 1.5x: {'met' if p99 <= 1.5 else 'MISSED'} ({p99:.2f}x)")
+print(f"target at 256: req/s >= 0.90x baseline: {verdict(tp >= 0.9)} ({tp:.2f}x); p99 <= 1.5x baseline: "
+      f"{verdict(p99 <= 1.5)} ({p99:.2f}x); at 16: p50 <= 3 ms: {verdict(h16['p50_ms'] <= 3)} ({h16['p50_ms']:.1f} ms)")
+print()
+print(f"ingress, open loop at {fh['offered_per_sec']:.0f} req/s offered for {fh['elapsed_secs']:.0f}s:")
+print(f"{'run':<10}{'2xx/s':>8}{'CPU s':>8}{'CPU us/req':>12}{'p50 ms':>8}{'p99 ms':>8}  statuses")
+for name, r in (("baseline", fb), ("hookline", fh)):
+    ok = sum(v for k, v in r['statuses'].items() if k.startswith('2'))
+    print(f"{name:<10}{ok / r['elapsed_secs']:>8.0f}{r['cpu_secs']:>8.1f}{r['cpu_us_per_request']:>12.1f}"
+          f"{r['p50_ms']:>8.1f}{r['p99_ms']:>8.1f}  {r['statuses']}")
+cpu = fh['cpu_us_per_request'] / max(fb['cpu_us_per_request'], 0.001)
+print(f"target: CPU per request <= 1.2x baseline: {verdict(cpu <= 1.2)} ({cpu:.2f}x)")
 print()
 st = surge['statuses']
 other = {k: v for k, v in st.items() if k not in ('202', '429', '503')}
 print(f"surge: offered {surge['offered_per_sec']:.0f}/s for {surge['elapsed_secs']:.0f}s: {surge['requests']} requests, "
       f"statuses {st}, p50 {surge['p50_ms']:.1f} ms, p99 {surge['p99_ms']:.1f} ms, max {surge['max_ms']:.1f} ms")
 within = not other and surge['max_ms'] <= 1000
-print(f"surge: every answer 202/429/503 within 1 s: {'met' if within else 'MISSED ' + str(other)}")
-print(f"surge: peak RSS {rss_mb:.0f} MB (< 256 MB: {'met' if rss_mb < 256 else 'MISSED'})")
+print(f"surge: every answer 202/429/503 within 1 s: {verdict(within)}{'' if within else ' ' + str(other)}")
+print(f"surge: peak RSS {rss_mb:.0f} MB (< 256 MB: {verdict(rss_mb < 256)})")
 lost = verify['accepted'] - verify['found_on_topic']
 print(f"surge: {verify['accepted']} accepted, {verify['found_on_topic']} found on the raw topic, lost {lost}"
       f"{'' if lost == 0 else ' e.g. ' + str(verify['missing_examples'])}")

@@ -53,18 +53,24 @@ if [ -n "${KAFKA_BROKERS:-}" ]; then
   brokers=$KAFKA_BROKERS
   echo "using the Kafka cluster at $brokers (KAFKA_BROKERS); no local broker started"
 else
-  tansu=$(scripts/ensure-tansu.sh)
   broker_port=$(pick_port "${HOOKLINE_BROKER_PORT:-9092}")
-  brokers="127.0.0.1:$broker_port"
-  # Tansu resolves its SQLite path against its working directory.
-  (cd "$run_dir/broker" && exec setsid "$tansu" broker --listener-url "tcp://$brokers" \
-    --advertised-listener-url "tcp://$brokers" --storage-engine "sqlite://tansu.db") \
-    >"$run_dir/logs/broker.log" 2>&1 &
+  # One Apache Kafka node (broker and controller), its data kept in the run folder across runs.
+  HOOKLINE_KAFKA_HOME=$(scripts/ensure-kafka.sh) setsid "$bin_dir/hookline-kafka" --dir "$run_dir/broker" \
+    --port "$broker_port" >"$run_dir/broker/address" 2>"$run_dir/logs/broker.log" &
   pids+=($!)
-  for _ in $(seq 1 100); do port_free "$broker_port" || break; sleep 0.1; done
-  if port_free "$broker_port"; then echo "the broker did not start; see $run_dir/logs/broker.log" >&2; exit 1; fi
-  scripts/tansu-index.py "$run_dir/broker/tansu.db"
-  echo "broker:    tansu on $brokers (data in $run_dir/broker)"
+  brokers=""
+  for _ in $(seq 1 900); do
+    brokers=$(head -1 "$run_dir/broker/address" 2>/dev/null || true)
+    if [ -n "$brokers" ]; then break; fi
+    if ! kill -0 "${pids[-1]}" 2>/dev/null; then
+      echo "Apache Kafka did not start; see $run_dir/logs/broker.log" >&2
+      tail -20 "$run_dir/logs/broker.log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  if [ -z "$brokers" ]; then echo "Apache Kafka not ready after 90 s; see $run_dir/logs/broker.log" >&2; exit 1; fi
+  echo "broker:    Apache Kafka on $brokers (data in $run_dir/broker, its log in $run_dir/broker/node-1/broker.log)"
 fi
 
 admin_port=$(pick_port "${HOOKLINE_ADMIN_PORT:-9091}")

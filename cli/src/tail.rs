@@ -42,7 +42,7 @@ pub struct TailArgs {
 pub enum From {
     /// The oldest record.
     Beginning,
-    /// After the newest record (on Tansu, after the last batch's first record).
+    /// After the newest record.
     End,
 }
 

@@ -51,8 +51,10 @@ pub struct Stored {
 ///
 /// It replaces its librdkafka producer when that one can no longer deliver while the cluster is reachable
 /// ([`RawProducer::needs_replacing`]): after a fatal error, or when deliveries have failed for a while with no
-/// success. A broker that lost or never kept the producer's idempotence state (Tansu after a restart, when
-/// librdkafka bumped the producer epoch locally) otherwise leaves the producer failing forever.
+/// success. A fatal error (the broker fenced the producer's epoch, or a sequence gap librdkafka cannot
+/// repair) leaves a producer that can never deliver again, on any broker; so does a broker that lost the
+/// producer's idempotence state (first seen on Tansu 0.6 after a restart). Replacing it is the only way out
+/// short of restarting the ingress.
 pub struct RawProducer {
     config: ClientConfig,
     /// A separate client for health probes: a producer in trouble may have its own connections reset.

@@ -19,17 +19,22 @@
 //! a *claim* (`{"owner":"…"}`) before the owner publishes anything of the partition, and a *release*
 //! (`{"owner":"…","released":true}`) as the last record it writes, once its last outputs are acknowledged. A
 //! new owner reads the changelog to its end before reading back the outputs; if the last ownership record is
-//! another instance's claim, that instance may still be publishing (a broker without a rebalance barrier,
-//! such as Tansu 0.6.0, hands a partition over before the previous owner has heard of the rebalance), so the
-//! new owner waits for its release, or for `session.timeout.ms` + the drain timeout if it died. A claim by the
-//! new owner's own instance needs no wait: its RocksDB lock proves that process is gone.
+//! another instance's claim, that instance may still be publishing, so the new owner waits for its release,
+//! or for `session.timeout.ms` + the drain timeout if it died. A claim by the new owner's own instance needs
+//! no wait: its RocksDB lock proves that process is gone.
+//!
+//! Why, on Apache Kafka too: the group's rebalance barrier only waits for members still in the group. A
+//! member expelled after its session timeout while alive (cut off from the brokers, or paused) still has
+//! outputs in flight when its partitions are handed on, and it finds out only from its own session timer;
+//! its in-flight records either land before it stops (and are read back by the new owner) or die with it.
+//! (It was first needed on Tansu 0.6.0, which has no barrier at all.) Kafka transactions would fence such a
+//! member instead; until then, this wait is what keeps the `network-cut` chaos scenario free of duplicates.
 //!
 //! The owner writes its changelog records, and waits for them to be acknowledged, before it commits the raw
 //! offset they cover: the committed offset never runs ahead of the changelog. Each entry is written once, in
 //! the commit of its record (a new owner whose local store knows more than the changelog writes all of its
 //! live entries first, a snapshot). The topic is created with `retention.ms` = the longest dedup window plus a
-//! day, so on Apache Kafka a restore reads about the live entries; an entry always outlives its expiry there.
-//! (Tansu does not apply retention: locally the changelog grows, which only slows a restore.)
+//! day, so a restore reads about the live entries; an entry always outlives its expiry there.
 
 use serde::{Deserialize, Serialize};
 

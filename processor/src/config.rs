@@ -149,14 +149,18 @@ pub struct ConsumerConfig {
     /// The consumer group. Processors with the same group share the raw partitions. Default `hookline-processor`.
     #[serde(default = "default_group")]
     pub group_id: String,
-    /// A processor silent for this long is removed from the group and its partitions move. Default 6000 ms.
-    /// (Tansu holds a group join for half of it.)
+    /// A processor silent for this long is removed from the group and its partitions move. Default 6000 ms,
+    /// the least Apache Kafka accepts unless the broker lowers `group.min.session.timeout.ms`: a dead
+    /// processor's partitions move within seconds. Cost: a stall longer than this (a VM pause, a network
+    /// blip) moves them too, and the taking processor waits for the old owner's release (README "Delivery
+    /// guarantee").
     #[serde(default = "default_session_timeout_ms")]
     pub session_timeout_ms: u32,
     /// Heartbeat interval; at most a third of the session timeout. Default 1000 ms.
     #[serde(default = "default_heartbeat_interval_ms")]
     pub heartbeat_interval_ms: u32,
-    /// Longest a fetch waits for new records: latency versus broker load. Default 100 ms.
+    /// Longest the broker holds a fetch when there is nothing new (it answers as soon as records arrive):
+    /// idle fetch requests versus nothing. Default 100 ms.
     #[serde(default = "default_fetch_wait_max_ms")]
     pub fetch_wait_max_ms: u32,
     /// How often processed offsets are committed and the state changelog written. Default 1000 ms. A crash

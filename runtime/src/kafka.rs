@@ -205,7 +205,8 @@ type Admin = std::sync::Arc<AdminClient<DefaultClientContext>>;
 
 fn admin_client(kafka: &KafkaConfig) -> Result<Admin, KafkaError> {
     let mut config = kafka.client_config();
-    // Metadata lookups must not create topics as a side effect (Kafka and Tansu both would, with defaults).
+    // Metadata lookups must not create topics as a side effect (a broker with `auto.create.topics.enable`,
+    // Kafka's default, would, with its default partition count).
     config.set("allow.auto.create.topics", "false");
     Ok(std::sync::Arc::new(config.create()?))
 }

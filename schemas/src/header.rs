@@ -1,8 +1,8 @@
 //! Kafka header names used on hookline's topics.
 //!
-//! hookline writes one header per concern, each a JSON object, rather than one header per field: every
-//! Kafka header costs the broker work per record (Tansu, the local broker, stores each header as a row of its
-//! own), and one versioned object is also one thing to parse and to validate against its schema.
+//! hookline writes one header per concern, each a JSON object, rather than one header per field: one
+//! versioned object is one thing to parse and to validate against its schema, and every header costs bytes
+//! and parsing per record in every consumer.
 //!
 //! | topic  | headers                                                                 |
 //! |--------|-------------------------------------------------------------------------|

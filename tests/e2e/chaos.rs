@@ -1,5 +1,6 @@
 //! The short versions of `make chaos`'s scenarios that run in `make test`: the invariant checker over real
-//! processes being killed, a duplicate storm and poison mixed into the stream (see `tests/src/chaos.rs`).
+//! processes being killed, a broker of a three-node cluster killed, a processor cut off from the cluster, a
+//! duplicate storm and poison mixed into the stream (see `tests/src/chaos.rs`).
 
 use hookline_e2e::chaos::{self, Scale};
 
@@ -13,6 +14,21 @@ async fn passes(name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_processor_killed_9_three_times_during_load() {
     passes("processor-kill-9").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_a_broker_of_three_killed_9_loses_nothing_and_processing_goes_on_without_it() {
+    passes("broker-kill-9").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_a_processor_killed_for_good_hands_its_partitions_to_the_group_after_its_session() {
+    passes("processor-gone").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_a_processor_cut_off_longer_than_its_session_publishes_nothing_twice() {
+    passes("network-cut").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,7 +53,8 @@ async fn chaos_full_data_folder_stops_the_processor_until_there_is_room_again() 
 
 /// Regression: Tansu 0.6.0 has no rebalance barrier (a joining member gets partitions before their previous
 /// owner has heard of the rebalance), and the processors published some webhooks twice while both worked on a
-/// partition. The new owner now waits for the previous owner's release on the state changelog.
+/// partition. The new owner now waits for the previous owner's release on the state changelog, which on
+/// Apache Kafka covers a member expelled while still publishing (the `network-cut` scenario).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_partitions_handed_over_without_a_rebalance_barrier_are_not_published_twice() {
     passes("processors-join-leave").await;

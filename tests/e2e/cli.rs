@@ -95,7 +95,7 @@ async fn topics_create_is_idempotent_and_describe_shows_watermarks_and_lag() {
     let kafka = Kafka::start();
     let topics = Topics::unique();
     let dir = tempfile::tempdir().unwrap();
-    let toml = processor_toml(&kafka, &topics, &dir.path().join("state"), "127.0.0.1:0", "")
+    let toml = processor_toml(kafka.brokers(), &topics, &dir.path().join("state"), "127.0.0.1:0", "")
         .replace("[topics]", "[topics]\nraw_partitions = 2");
     let config = dir.path().join("processor.toml");
     std::fs::write(&config, toml).unwrap();

@@ -17,7 +17,7 @@ use crate::cli::{hookline, stdout};
 /// A processor config file naming the cluster's topics, for the CLI.
 fn cli_config(c: &Cluster, dir: &std::path::Path) -> String {
     let path = dir.join("processor.toml");
-    let text = processor_toml(&c.kafka, &c.topics, &dir.join("unused-state"), "127.0.0.1:0", "");
+    let text = processor_toml(c.kafka.brokers(), &c.topics, &dir.join("unused-state"), "127.0.0.1:0", "");
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
 }

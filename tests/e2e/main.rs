@@ -1,4 +1,4 @@
-//! End-to-end tests: real Tansu broker (or `KAFKA_BROKERS`), real ingress and processor, HTTP requests
+//! End-to-end tests: real Apache Kafka (or `KAFKA_BROKERS`), real ingress and processor, HTTP requests
 //! signed as the providers sign them, and assertions on what is on the topics.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -94,7 +94,7 @@ const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
 /// A processor config listening on a free port, plus `extra` TOML.
 fn config(kafka: &Kafka, topics: &Topics, dir: &Path, extra: &str) -> (std::net::SocketAddr, String) {
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    (addr, processor_toml(kafka, topics, dir, &addr.to_string(), extra))
+    (addr, processor_toml(kafka.brokers(), topics, dir, &addr.to_string(), extra))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,10 +294,8 @@ async fn processors_joining_and_leaving_move_partitions_without_loss_or_duplicat
     let writer = spawn_writer(kafka.brokers().into(), topics.raw.clone(), stream.clone(), stop.clone(), 10);
 
     // B joins, takes partitions, works, and leaves gracefully (SIGTERM). C joins, works, and is killed -9;
-    // it is restarted on its data folder, as an orchestrator would, and keeps working to the end.
-    // Tansu 0.6.0 never expires a killed member by itself: its partitions move at the next join, and only if
-    // that join comes after session.timeout.ms (an earlier one hands the dead member partitions again). So C
-    // is restarted after the session timeout. Apache Kafka moves them after session.timeout.ms by itself.
+    // it is restarted on its data folder after its session expired (so its partitions went to A first), as an
+    // orchestrator would, and keeps working to the end.
     let mut shares = Vec::new();
     let mut survivor = None;
     for (name, leave) in [("b", Some(true)), ("c", Some(false)), ("c", None)] {

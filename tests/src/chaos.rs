@@ -1,6 +1,6 @@
-//! Fault scenarios: hookline's real binaries and the real broker, a load driver sending signed webhooks, and
-//! faults injected while it runs (kill -9, broker restarts, group changes, duplicate storms, poison, lost or
-//! full state). Each scenario ends with the invariant checker over the topics and returns a [`Row`] of the
+//! Fault scenarios: hookline's real binaries and Apache Kafka, a load driver sending signed webhooks, and
+//! faults injected while it runs (kill -9, broker kills in a three-node cluster, network cuts, group changes,
+//! duplicate storms, poison, lost or full state). Each scenario ends with the invariant checker over the topics and returns a [`Row`] of the
 //! `make chaos` table; `tests/e2e/chaos.rs` runs short versions in `make test`.
 //!
 //! Every scenario is bounded: a fixed number of webhooks at a fixed rate, a fixed number of faults, and a
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::checker::{self, Report, Sent, TopicNames};
 use crate::driver::{self, Driven, Load};
-use crate::{create_raw_topic, free_port, get, metric_sum, Component, Kafka, Topics};
+use crate::{create_raw_topic, free_port, get, metric_sum, Component, Kafka, KafkaOptions, Topics};
 
 /// How big a run is: `Short` for `make test`, `Full` for `make chaos`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,10 +95,13 @@ pub fn row_line(r: &Row) -> String {
 }
 
 /// Every scenario's name, in the order `make chaos` runs them.
-pub const SCENARIOS: [&str; 8] = [
+pub const SCENARIOS: [&str; 11] = [
     "processor-kill-9",
     "ingress-kill-9",
     "broker-restart",
+    "broker-kill-9",
+    "processor-gone",
+    "network-cut",
     "processors-join-leave",
     "duplicate-storm",
     "poison-mix",
@@ -112,6 +115,9 @@ pub async fn run(name: &str, scale: Scale) -> anyhow::Result<Row> {
         "processor-kill-9" => processor_kill_9(scale).await,
         "ingress-kill-9" => ingress_kill_9(scale).await,
         "broker-restart" => broker_restart(scale).await,
+        "broker-kill-9" => broker_kill_9(scale).await,
+        "processor-gone" => processor_gone(scale).await,
+        "network-cut" => network_cut(scale).await,
         "processors-join-leave" => join_leave(scale).await,
         "duplicate-storm" => duplicate_storm(scale).await,
         "poison-mix" => poison_mix(scale).await,
@@ -144,6 +150,8 @@ pub struct Cluster {
 struct Slot {
     addr: SocketAddr,
     state: PathBuf,
+    /// Bootstrap servers of this processor when not the cluster's (through a [`crate::netcut::NetCut`]).
+    brokers: Option<String>,
     process: Option<Component>,
 }
 
@@ -163,10 +171,16 @@ impl Cluster {
     ) -> Cluster {
         let topics = Topics::unique();
         create_raw_topic(&kafka, &topics, partitions).await;
+        // With `HOOKLINE_CHAOS_KEEP` set, the folder (configs, logs, data folders) is kept for a post-mortem.
+        let keep = std::env::var_os("HOOKLINE_CHAOS_KEEP").is_some();
+        let dir = tempfile::Builder::new().prefix("hookline-chaos-").disable_cleanup(keep).tempdir().expect("temp dir");
+        if keep {
+            eprintln!("chaos: configs, logs and data folders kept in {}", dir.path().display());
+        }
         let mut c = Cluster {
             kafka,
             topics,
-            dir: tempfile::tempdir().expect("temp dir"),
+            dir,
             partitions,
             ingress_addr: format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
             ingress: None,
@@ -240,6 +254,7 @@ impl Cluster {
             self.processors.push(Slot {
                 addr: format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
                 state: self.dir.path().join(format!("state-{n}")),
+                brokers: None,
                 process: None,
             });
         }
@@ -256,13 +271,19 @@ impl Cluster {
         self.slot(i).state = dir.to_owned();
     }
 
+    /// Processor `i` reaches Kafka through `brokers` (a [`crate::netcut::NetCut`]'s bootstrap) from its next start.
+    pub fn set_processor_brokers(&mut self, i: usize, brokers: &str) {
+        self.slot(i).brokers = Some(brokers.to_owned());
+    }
+
     fn processor_toml(&mut self, i: usize) -> String {
-        let (addr, state) = {
+        let (addr, state, brokers) = {
             let s = self.slot(i);
-            (s.addr, s.state.clone())
+            (s.addr, s.state.clone(), s.brokers.clone())
         };
+        let brokers = brokers.unwrap_or_else(|| self.kafka.brokers().to_owned());
         let extra = format!("\n{}", driver::processor_sources_toml());
-        crate::processor_toml(&self.kafka, &self.topics, &state, &addr.to_string(), &extra)
+        crate::processor_toml(&brokers, &self.topics, &state, &addr.to_string(), &extra)
     }
 
     /// Starts processor `i` on its data folder and waits until it has joined the group.
@@ -305,6 +326,11 @@ impl Cluster {
         self.slot(i).state.clone()
     }
 
+    /// How processor `i` exited by itself (`Some(code)`, `None` inside for a signal), or `None` while it runs.
+    pub fn processor_exit(&mut self, i: usize) -> Option<Option<i32>> {
+        self.slot(i).process.as_mut().and_then(|p| p.wait_exit(Duration::ZERO))
+    }
+
     /// Sum of metric `name` over the running processors.
     pub async fn processor_metric(&self, name: &str) -> f64 {
         let mut sum = 0.0;
@@ -313,6 +339,16 @@ impl Cluster {
                 &get(&format!("http://{}/metrics", s.addr)).await.map(|r| r.text()).unwrap_or_default(),
                 name,
             );
+        }
+        sum
+    }
+
+    /// Sum of one series (`name{labels}`, exact label text) over the running processors.
+    pub async fn processor_metric_series(&self, series: &str) -> f64 {
+        let mut sum = 0.0;
+        for s in self.processors.iter().filter(|s| s.process.is_some()) {
+            let text = get(&format!("http://{}/metrics", s.addr)).await.map(|r| r.text()).unwrap_or_default();
+            sum += crate::metric(&text, series);
         }
         sum
     }
@@ -701,5 +737,134 @@ async fn disk_full(scale: Scale) -> anyhow::Result<Row> {
     let driven = driver.await?;
     let row = c.finish("state-disk-full", driven, failures).await;
     drop(disk);
+    row
+}
+
+/// kill -9 of one node of a three-node cluster (replication factor 3, `min.insync.replicas=2`) during load,
+/// restarted after a while: every 202'd webhook survives, and after the leader elections the ingress accepts
+/// and the processors publish again while the node is still down.
+async fn broker_kill_9(scale: Scale) -> anyhow::Result<Row> {
+    let kafka = Kafka::with(KafkaOptions { nodes: 3, ..KafkaOptions::default() });
+    let mut c = Cluster::start(kafka, 6, 2, &[]).await;
+    // Load outlasts every kill and downtime, so progress without the dead broker can be seen.
+    let l = load("bk", scale.pick(1600, 4400), 40.0);
+    let driver = c.load_in_background(l);
+    let mut failures = Vec::new();
+    for n in 0..scale.pick(1, 2) {
+        tokio::time::sleep(between(Duration::from_secs(4), Duration::from_secs(8))).await;
+        let node = fastrand::usize(..c.kafka.nodes().node_count());
+        c.kafka.nodes().kill_node(node);
+        c.note(&format!("kill -9 of broker {} ({})", node + 1, n + 1));
+        // Leaders move once the controller fences the dead broker (broker.session.timeout.ms, 9 s); if it was
+        // the group coordinator, the processors' sessions expire first and they rejoin and restore. Either
+        // way both sides must be working again, without it, by the end of its downtime.
+        let (pause, flowing) = publishing_while(&c, Duration::from_secs(scale.pick(25, 35))).await;
+        if !flowing {
+            failures.push(format!("nothing published in the last 5 s with broker {} down", node + 1));
+        }
+        c.note(&format!("longest pause in publishing with broker {} down: {:.1}s", node + 1, pause.as_secs_f64()));
+        c.kafka.nodes().restart_node(node)?;
+        c.note(&format!("broker {} restarted", node + 1));
+    }
+    let driven = driver.await?;
+    c.finish("broker-kill-9", driven, failures).await
+}
+
+/// Watches the processors' published events for `window`: the longest time without a new one, and whether
+/// some were published in the window's last 5 s.
+async fn publishing_while(c: &Cluster, window: Duration) -> (Duration, bool) {
+    let started = Instant::now();
+    let mut last = c.processor_metric("hookline_processor_events_produced_total").await;
+    let (mut last_change, mut longest) = (started, Duration::ZERO);
+    while started.elapsed() < window {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = c.processor_metric("hookline_processor_events_produced_total").await;
+        if now > last {
+            last = now;
+            last_change = Instant::now();
+        }
+        longest = longest.max(last_change.elapsed());
+    }
+    (longest, last_change.elapsed() < Duration::from_secs(5))
+}
+
+/// kill -9 of one processor of a group of three, not restarted: after the session timeout the group gives
+/// its partitions to the two others, which find its claims unreleased, wait, and carry on from its state.
+async fn processor_gone(scale: Scale) -> anyhow::Result<Row> {
+    let mut c = Cluster::start(Kafka::start(), 6, 3, &[]).await;
+    let l = load("pg", scale.pick(900, 3000), 40.0);
+    let driver = c.load_in_background(l);
+    wait_working(&mut c, 2, Duration::from_secs(30)).await;
+    tokio::time::sleep(between(Duration::from_secs(2), Duration::from_secs(scale.pick(4, 10)))).await;
+    c.kill_processor(2);
+    c.note("kill -9 of processor 2 (not restarted)");
+    let mut failures = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let taken_over = loop {
+        let assigned = c.processor_metric("hookline_processor_assigned_partitions").await;
+        if assigned >= 6.0 || Instant::now() >= deadline {
+            break assigned;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    if taken_over < 6.0 {
+        failures.push(format!("the survivors hold {taken_over} of 6 partitions 60 s after the kill"));
+    }
+    c.note(&format!("survivors hold {taken_over} partitions"));
+    let driven = driver.await?;
+    // The dead processor never released its partitions: the survivors must have waited out its claims
+    // (session timeout + drain timeout) rather than start publishing next to it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let presumed_gone = loop {
+        let n = c.processor_metric_series(r#"hookline_processor_handoff_waits_total{kind="presumed_gone"}"#).await;
+        if n > 0.0 || Instant::now() >= deadline {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    if presumed_gone == 0.0 {
+        failures.push("the survivors took the dead processor's partitions without waiting out its claims".into());
+    }
+    c.note(&format!("{presumed_gone} partitions taken over after waiting out the dead owner's claims"));
+    c.finish("processor-gone", driven, failures).await
+}
+
+/// The network between one processor and the cluster cut for longer than the session timeout, then healed:
+/// the group hands the cut processor's partitions to the other one, the cut processor stops publishing on
+/// its own session timer (or stops itself if outputs are stuck in the air), and after the heal it comes back
+/// (restarted if it stopped itself). Nothing is lost and nothing is published twice.
+async fn network_cut(scale: Scale) -> anyhow::Result<Row> {
+    let kafka = Kafka::with(KafkaOptions { proxied: true, ..KafkaOptions::default() });
+    let net = crate::netcut::NetCut::start(&kafka.local_proxied()).await?;
+    let mut c = Cluster::start(kafka, 4, 0, &[]).await;
+    c.set_processor_brokers(0, net.bootstrap());
+    c.start_processor(0).await;
+    c.start_processor(1).await;
+    let l = load("nc", scale.pick(1200, 3000), 40.0);
+    let driver = c.load_in_background(l);
+    let mut failures = Vec::new();
+    for n in 0..scale.pick(1, 2) {
+        wait_working(&mut c, 0, Duration::from_secs(30)).await;
+        tokio::time::sleep(between(Duration::from_secs(3), Duration::from_secs(8))).await;
+        net.cut();
+        let cut = Duration::from_secs(scale.pick(20, 30));
+        c.note(&format!("network between processor 0 and Kafka cut for {cut:?} ({})", n + 1));
+        tokio::time::sleep(cut).await;
+        let held = c.processor_metric("hookline_processor_assigned_partitions").await;
+        net.heal();
+        match c.processor_exit(0) {
+            None => c.note(&format!("healed; processor 0 still running; partitions held by both: {held}")),
+            Some(code) => {
+                c.note(&format!("healed; processor 0 had stopped itself (exit {code:?}); restarted"));
+                c.start_processor(0).await;
+            }
+        }
+    }
+    let driven = driver.await?;
+    if c.processor_metric("hookline_processor_rebalances_total").await == 0.0 {
+        failures.push("no rebalance: the cut did not cost processor 0 its partitions".into());
+    }
+    let row = c.finish("network-cut", driven, failures).await;
+    drop(net);
     row
 }

@@ -1,9 +1,9 @@
 //! The end-to-end harness: a real Kafka broker, hookline's processes, an HTTP client and topic readers.
 //!
-//! Each test gets its own Tansu broker (SQLite storage in a temporary folder, a free loopback port), unless
-//! `KAFKA_BROKERS` names a cluster to use instead; topic and group names are unique per test either way.
-//! Brokers are killed when their handle is dropped, even when the test fails, and die with the test
-//! process if it is killed (`PR_SET_PDEATHSIG`).
+//! The tests of one process share one local Apache Kafka node ([`kafka`]), unless `KAFKA_BROKERS` names a
+//! cluster to use instead; topic and group names are unique per test either way. A test that kills brokers
+//! starts a private cluster. Brokers and hookline's processes are killed when their handles are dropped, even
+//! when the test fails, and die with the test process if it is killed (`PR_SET_PDEATHSIG`).
 //!
 //! This is test code: a failed setup step panics, which fails the test that called it.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -11,13 +11,15 @@
 pub mod chaos;
 pub mod checker;
 pub mod driver;
+pub mod kafka;
+pub mod netcut;
 pub mod observability;
 pub mod sign;
 pub mod tls;
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -33,6 +35,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use kafka::{KafkaOptions, LocalKafka};
+
 /// Installs a log subscriber once when `HOOKLINE_TEST_LOG` holds a filter (for example `info,librdkafka=debug`).
 pub fn init_logs() {
     if let Ok(filter) = std::env::var("HOOKLINE_TEST_LOG") {
@@ -43,14 +47,17 @@ pub fn init_logs() {
     }
 }
 
-/// The Tansu binary: `HOOKLINE_TANSU`, else where `make tools` installs it.
-pub fn tansu_path() -> PathBuf {
-    if let Ok(p) = std::env::var("HOOKLINE_TANSU") {
-        return PathBuf::from(p);
+/// The repository's root folder, looked up when the tests run, not when they are built: the build cache is
+/// shared by clones in other folders.
+pub fn workspace_root() -> PathBuf {
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    let dir = PathBuf::from(manifest);
+    // This crate's manifest is in `tests/`; a binary run from the workspace root sees the root's.
+    if dir.join("scripts").is_dir() {
+        dir
+    } else {
+        dir.parent().map(Path::to_path_buf).unwrap_or(dir)
     }
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    let cache = std::env::var("HOOKLINE_CACHE").unwrap_or_else(|_| format!("{home}/.cache/hookline"));
-    PathBuf::from(cache).join("tools/tansu-0.6.0-libsql/bin/tansu")
 }
 
 /// A name unique to this test process and call: `{prefix}-{pid}-{n}-{millis}`.
@@ -65,41 +72,36 @@ pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port")
 }
 
-/// A Kafka cluster for one test: a local Tansu broker, or the cluster named by `KAFKA_BROKERS`.
+/// The Kafka cluster of a test: the local Apache Kafka this test process shares, a private local cluster, or
+/// the cluster named by `KAFKA_BROKERS`.
 #[derive(Debug)]
 pub struct Kafka {
     brokers: String,
-    local: Option<LocalBroker>,
-}
-
-#[derive(Debug)]
-struct LocalBroker {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
+    local: Option<LocalKafka>,
 }
 
 impl Kafka {
-    /// The cluster of `KAFKA_BROKERS` if set, else a fresh local broker.
+    /// The cluster of `KAFKA_BROKERS` if set, else the local single-node Apache Kafka shared by this test
+    /// process (started on first use; topic and group names are unique per test).
     pub fn start() -> Kafka {
         init_logs();
         match std::env::var("KAFKA_BROKERS") {
             Ok(b) if !b.is_empty() => Kafka { brokers: b, local: None },
-            _ => Kafka::local(),
+            _ => Kafka { brokers: kafka::shared_brokers().to_owned(), local: None },
         }
     }
 
-    /// Always a local broker, whatever `KAFKA_BROKERS` says (for tests that stop and restart it).
+    /// A private single-node Apache Kafka, whatever `KAFKA_BROKERS` says (for tests that kill and restart it).
     pub fn local() -> Kafka {
+        Kafka::with(KafkaOptions::default())
+    }
+
+    /// A private local cluster laid out as `options` says (three nodes for fault tests).
+    pub fn with(options: KafkaOptions) -> Kafka {
         init_logs();
-        let mut broker = LocalBroker { port: 0, dir: tempfile::tempdir().expect("temp dir"), child: None };
-        for _ in 0..5 {
-            broker.port = free_port();
-            if broker.spawn() {
-                return Kafka { brokers: format!("127.0.0.1:{}", broker.port), local: Some(broker) };
-            }
-        }
-        panic!("could not start a Tansu broker on a free port (binary: {})", tansu_path().display());
+        let cluster =
+            LocalKafka::start(options).unwrap_or_else(|e| panic!("could not start a local Apache Kafka: {e}"));
+        Kafka { brokers: cluster.brokers(), local: Some(cluster) }
     }
 
     /// `host:port` of the bootstrap brokers.
@@ -107,95 +109,53 @@ impl Kafka {
         &self.brokers
     }
 
-    /// Kills the local broker (SIGKILL: nothing is flushed on purpose).
+    /// The private local cluster, to kill and restart its nodes.
+    pub fn nodes(&mut self) -> &mut LocalKafka {
+        self.local.as_mut().expect("only a private local cluster (Kafka::local, Kafka::with) can be controlled")
+    }
+
+    /// The proxied listeners of the private cluster ([`KafkaOptions::proxied`]).
+    pub fn local_proxied(&self) -> Vec<kafka::ProxiedListener> {
+        self.local.as_ref().map(LocalKafka::proxied).unwrap_or_default()
+    }
+
+    /// Kills every node of the private cluster (SIGKILL: nothing is flushed, on purpose).
     pub fn stop(&mut self) {
-        if let Some(b) = &mut self.local {
-            b.kill();
-        }
+        self.nodes().kill_all();
     }
 
-    /// Starts the local broker again on the same port, with the same storage.
+    /// Starts the private cluster's nodes again on the same ports, with the same storage.
     pub fn restart(&mut self) {
-        let b = self.local.as_mut().expect("restart needs a local broker");
-        assert!(b.spawn(), "the broker did not come back on port {}", b.port);
+        self.nodes().restart_all().unwrap_or_else(|e| panic!("the local Kafka did not come back: {e}"));
     }
 }
 
-impl LocalBroker {
-    /// Starts the broker and waits until it answers metadata requests; false if it did not come up.
-    fn spawn(&mut self) -> bool {
-        let tansu = tansu_path();
-        assert!(
-            tansu.exists(),
-            "Tansu is not installed at {}: run `make tools` (or set HOOKLINE_TANSU or KAFKA_BROKERS)",
-            tansu.display()
-        );
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let mut cmd = Command::new(&tansu);
-        cmd.arg("broker")
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            // Tansu resolves the SQLite path against its working directory.
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(self.dir.path())
-            .env_remove("CLUSTER_ID")
-            .env_remove("LISTENER_URL")
-            .env_remove("ADVERTISED_LISTENER_URL")
-            .env_remove("STORAGE_ENGINE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::create(self.dir.path().join("broker.log")).map(Stdio::from).unwrap_or(Stdio::null()),
-            );
-        die_with_parent(&mut cmd);
-        let Ok(child) = cmd.spawn() else { return false };
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Some(child) = &mut self.child {
-                if let Ok(Some(_)) = child.try_wait() {
-                    self.child = None;
-                    return false;
-                }
+/// Spawns `cmd` so that the child dies with this process, however it dies, and not before: the child gets
+/// `PR_SET_PDEATHSIG`, and since that signal follows the *thread* that forked it, every child is forked by one
+/// thread that lives as long as the process.
+pub fn spawn_owned(cmd: Command) -> std::io::Result<Child> {
+    type Request = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Request>>> =
+        std::sync::OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Request>();
+        // The sender lives in this static, so the loop (and the thread) never ends.
+        let _ = std::thread::Builder::new().name("child-spawner".into()).spawn(move || {
+            for (mut cmd, reply) in rx {
+                die_with_parent(&mut cmd);
+                let _ = reply.send(cmd.spawn());
             }
-            if metadata_ok(&format!("127.0.0.1:{}", self.port)) {
-                add_tansu_index(&self.dir.path().join("tansu.db"));
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.kill();
-        false
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+        });
+        std::sync::Mutex::new(tx)
+    });
+    let gone = || std::io::Error::other("the child spawner thread is gone");
+    let (reply_tx, reply_rx) = std::sync::mpsc::channel();
+    spawner.lock().map_err(|_| gone())?.send((cmd, reply_tx)).map_err(|_| gone())?;
+    reply_rx.recv().map_err(|_| gone())?
 }
 
-impl Drop for LocalBroker {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// (The source folder is looked up when the tests run, not when they are built: the build cache is shared
-/// by clones in other folders.)
-///
-/// Adds the header index Tansu's SQLite storage lacks (see `scripts/tansu-index.py`).
-fn add_tansu_index(db: &Path) {
-    let script =
-        Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
-            .join("../scripts/tansu-index.py");
-    let status = Command::new("python3").arg(script).arg(db).status().expect("python3 (for scripts/tansu-index.py)");
-    assert!(status.success(), "could not index {}", db.display());
-}
-
-/// Makes a child process die when the test process dies, even by SIGKILL.
 #[allow(unsafe_code)]
-pub fn die_with_parent(cmd: &mut Command) {
+fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {
@@ -204,15 +164,6 @@ pub fn die_with_parent(cmd: &mut Command) {
             Ok(())
         });
     }
-}
-
-fn metadata_ok(brokers: &str) -> bool {
-    let Ok(consumer) =
-        ClientConfig::new().set("bootstrap.servers", brokers).set("log_level", "0").create::<BaseConsumer>()
-    else {
-        return false;
-    };
-    consumer.fetch_metadata(None, Duration::from_millis(500)).is_ok()
 }
 
 /// Topic names unique to one test.
@@ -348,9 +299,8 @@ pub struct Process {
 
 impl Process {
     /// Starts `cmd`; it dies with the test process.
-    pub fn spawn(mut cmd: Command) -> Process {
-        die_with_parent(&mut cmd);
-        Process { child: Some(cmd.spawn().expect("spawn")) }
+    pub fn spawn(cmd: Command) -> Process {
+        Process { child: Some(spawn_owned(cmd).expect("spawn")) }
     }
 
     /// Its pid.
@@ -393,14 +343,14 @@ impl Drop for Process {
 
 /// A processor config for tests, state in `state_dir`, plus `extra` TOML appended.
 pub fn processor_config(kafka: &Kafka, topics: &Topics, state_dir: &Path, extra: &str) -> hookline_processor::Settings {
-    let text = processor_toml(kafka, topics, state_dir, "127.0.0.1:0", extra);
+    let text = processor_toml(kafka.brokers(), topics, state_dir, "127.0.0.1:0", extra);
     hookline_runtime::config::from_str_with_env::<hookline_processor::Config>(&text, Vec::new())
         .and_then(hookline_processor::Config::validate)
         .expect("test processor config")
 }
 
 /// The TOML text of a test processor config listening on `listen`.
-pub fn processor_toml(kafka: &Kafka, topics: &Topics, state_dir: &Path, listen: &str, extra: &str) -> String {
+pub fn processor_toml(brokers: &str, topics: &Topics, state_dir: &Path, listen: &str, extra: &str) -> String {
     format!(
         r#"
         [server]
@@ -414,14 +364,12 @@ pub fn processor_toml(kafka: &Kafka, topics: &Topics, state_dir: &Path, listen: 
         state = "{state}"
         [consumer]
         group_id = "{group}"
-        fetch_wait_max_ms = 20
         commit_interval_ms = 200
         stats_interval_ms = 500
         [state]
         dir = "{dir}"
         {extra}
         "#,
-        brokers = kafka.brokers(),
         raw = topics.raw,
         events = topics.events,
         dlq = topics.dlq,

@@ -2,11 +2,10 @@
 //! honestly can do. hyper, an HMAC-SHA256 check of the body, one idempotent `acks=all` produce, and 202 only
 //! once the delivery report arrived. No config, limits, metrics, keys or headers.
 //!
-//! Usage: bench-baseline <listen> <brokers> <topic> <secret> [--meta-header]
+//! Usage: bench-baseline <listen> <brokers> <topic> <secret>
 //!
 //! Records are keyed like hookline keys them (the ordering key, `order` in the bench's bodies), so both spread
-//! over the same 12 partitions the same way. `--meta-header` adds one header of metadata the size of hookline's,
-//! to tell what the broker charges for it from what hookline's own code costs.
+//! over the same 12 partitions the same way.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::convert::Infallible;
@@ -25,7 +24,6 @@ struct State {
     producer: FutureProducer,
     topic: String,
     secret: Vec<u8>,
-    meta_header: bool,
 }
 
 fn reply(status: StatusCode) -> Response<Full<Bytes>> {
@@ -52,17 +50,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
     // The record is keyed like hookline keys it (the ordering key, `order` in the bench's bodies), so both
     // spread records over partitions the same way.
     let key = ordering_key(&body);
-    let mut record = FutureRecord::<[u8], [u8]>::to(&state.topic).payload(&body).key(key);
-    if state.meta_header {
-        let meta = format!(
-            r#"{{"v":1,"source":"bench","received_at_ms":{},"dedup_key":"{}","dedup_key_origin":"json_pointer","content_type":"application/json","request_id":"01a204b1-8ba1-7216-9b7a-a988507141ac","headers":[["content-type","application/json"],["host","bench"],["content-length","{}"]]}}"#,
-            0,
-            String::from_utf8_lossy(key),
-            body.len()
-        );
-        let header = rdkafka::message::Header { key: "hookline-meta", value: Some(meta.as_bytes()) };
-        record = record.headers(rdkafka::message::OwnedHeaders::new().insert(header));
-    }
+    let record = FutureRecord::<[u8], [u8]>::to(&state.topic).payload(&body).key(key);
     match state.producer.send(record, std::time::Duration::ZERO).await {
         Ok(_) => Ok(reply(StatusCode::ACCEPTED)),
         Err(_) => Ok(reply(StatusCode::SERVICE_UNAVAILABLE)),
@@ -82,10 +70,8 @@ fn ordering_key(body: &[u8]) -> &[u8] {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let (listen, brokers, topic, secret, meta_header) = match args.as_slice() {
-        [_, l, b, t, s] => (l, b, t, s, false),
-        [_, l, b, t, s, flag] if flag == "--meta-header" => (l, b, t, s, true),
-        _ => anyhow::bail!("usage: bench-baseline <listen> <brokers> <topic> <secret> [--meta-header]"),
+    let [_, listen, brokers, topic, secret] = args.as_slice() else {
+        anyhow::bail!("usage: bench-baseline <listen> <brokers> <topic> <secret>");
     };
     let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", brokers).create()?;
@@ -98,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
         .create()?;
-    let state = Arc::new(State { producer, topic: topic.clone(), secret: secret.as_bytes().to_vec(), meta_header });
+    let state = Arc::new(State { producer, topic: topic.clone(), secret: secret.as_bytes().to_vec() });
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     loop {

@@ -197,9 +197,7 @@ pub struct ProducerConfig {
     pub ack_timeout_ms: u64,
     /// How long librdkafka keeps trying to deliver a record (`message.timeout.ms`), at least `ack_timeout_ms`.
     /// Default 300000 ms (librdkafka's own default). A record whose request was already answered 503 may
-    /// still be stored meanwhile, which is harmless: the sender's retry is deduplicated. When records time
-    /// out, librdkafka bumps the idempotent producer's epoch; Tansu 0.6 cannot handle that (its storage
-    /// stops until restarted), so with Tansu keep this longer than any broker outage.
+    /// still be stored meanwhile, which is harmless: the sender's retry is deduplicated.
     #[serde(default = "default_delivery_timeout_ms")]
     pub delivery_timeout_ms: u64,
     /// The acknowledgement latency the ingress holds under overload. When more than a tenth of the acks of
