@@ -16,10 +16,11 @@ help:
 	@echo "make bench  the ingress and the processor against minimal baselines (bench-ingress, bench-processor)"
 	@echo "make tools  install Apache Kafka (pinned in scripts/kafka/pom.xml) into $(HOOKLINE_CACHE)"
 
-# Apache Kafka, from Maven Central (and Java/Maven from Debian when missing). The harness and the scripts
-# find it through scripts/ensure-kafka.sh too; installing it here keeps its first download out of a test's time.
+# Apache Kafka, from Maven Central (and Java/Maven from Debian when missing), unless KAFKA_BROKERS names the
+# cluster to use. The test harness installs it through scripts/ensure-kafka.sh too when a test needs a cluster
+# of its own (those that kill brokers); installing it here keeps that download out of a test's time.
 tools:
-	@scripts/ensure-kafka.sh >/dev/null
+	@if [ -z "$$KAFKA_BROKERS" ]; then scripts/ensure-kafka.sh >/dev/null; fi
 
 build:
 	$(CARGO) build --workspace --bins
@@ -49,7 +50,7 @@ e2e: tools
 
 test: lint rules schemas-check unit e2e
 
-# Every fault scenario at full size (about half an hour), then the table. `make chaos SCENARIOS="a b"` runs some.
+# Every fault scenario at full size (about 25 minutes), then the table. `make chaos SCENARIOS="a b"` runs some.
 chaos: tools
 	$(CARGO) build --locked --workspace --bins --features hookline-processor/fault-injection
 	$(CARGO) run --locked -q -p hookline-e2e --bin hookline-chaos --features hookline-processor/fault-injection -- $(SCENARIOS)

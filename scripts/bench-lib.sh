@@ -23,16 +23,18 @@ json() { python3 -c "import json,sys; print(json.loads(sys.argv[1])$2)" "$1"; }
 start_broker() {
   if [ -n "${KAFKA_BROKERS:-}" ]; then brokers=$KAFKA_BROKERS; return; fi
   cargo build --release --locked -p hookline-e2e --bin hookline-kafka >&2
-  HOOKLINE_KAFKA_HOME=$(scripts/ensure-kafka.sh) "$bin/hookline-kafka" --heap-mb 512 >"$work/brokers" 2>"$work/kafka.log" &
+  local kafka_home
+  kafka_home=$(scripts/ensure-kafka.sh)
+  HOOKLINE_KAFKA_HOME=$kafka_home "$bin/hookline-kafka" --heap-mb 512 >"$work/brokers" 2>"$work/kafka.log" &
   broker_pid=$!
   brokers=""
-  for _ in $(seq 1 900); do
+  for _ in $(seq 1 3000); do
     brokers=$(head -1 "$work/brokers" 2>/dev/null || true)
     [ -n "$brokers" ] && break
     kill -0 "$broker_pid" 2>/dev/null || { echo "Apache Kafka did not start:" >&2; tail -20 "$work/kafka.log" >&2; exit 1; }
     sleep 0.1
   done
-  [ -n "$brokers" ] || { echo "Apache Kafka not ready after 90 s" >&2; exit 1; }
+  [ -n "$brokers" ] || { echo "Apache Kafka not ready after 300 s" >&2; exit 1; }
   echo "Apache Kafka on $brokers" >&2
 }
 
@@ -48,3 +50,14 @@ sample_rss() {
 
 # CPU time (user + system) pid $1 has used so far, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# Sets Kafka's produce quota of client id $1 to $2 bytes/s on the local broker (ConfigCommand, as
+# `kafka-configs.sh` runs it). Fails with KAFKA_BROKERS set: a quota on somebody else's cluster is not ours to set.
+kafka_quota() {
+  [ -z "${KAFKA_BROKERS:-}" ] || return 1
+  local kafka_home
+  kafka_home=$(scripts/ensure-kafka.sh)
+  java -cp "$kafka_home/libs/*" -Dlog4j2.configurationFile="$kafka_home/log4j2.properties" kafka.admin.ConfigCommand \
+    --bootstrap-server "$brokers" --alter --add-config "producer_byte_rate=$2" --entity-type clients \
+    --entity-name "$1" 2>&1 | grep -v ' INFO ' >&2
+}

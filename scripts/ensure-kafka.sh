@@ -16,7 +16,20 @@ if [ -f "$home/installed" ]; then
   exit 0
 fi
 
-java_major() { java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1; }
+mkdir -p "$cache/tools"
+exec 9>"$cache/tools/kafka.lock"
+flock 9
+if [ -f "$home/installed" ]; then # another installer finished while we waited
+  echo "$home"
+  exit 0
+fi
+
+# The major version of the `java` on PATH, 0 when there is none or it cannot tell.
+java_major() {
+  local v
+  v=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1 || true)
+  echo "${v:-0}"
+}
 apt_install() {
   local sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
@@ -26,14 +39,6 @@ apt_install() {
 }
 if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then apt_install openjdk-17-jre-headless; fi
 if ! command -v mvn >/dev/null; then apt_install maven; fi
-
-mkdir -p "$cache/tools"
-exec 9>"$cache/tools/kafka.lock"
-flock 9
-if [ -f "$home/installed" ]; then # another installer finished while we waited
-  echo "$home"
-  exit 0
-fi
 echo "installing Apache Kafka $version into $home (Maven Central, once)" >&2
 tmp=$(mktemp -d "$cache/tools/kafka-install.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -41,7 +46,7 @@ mvn -B -q -f "$pom" -Dmaven.repo.local="$cache/m2" dependency:copy-dependencies 
   -DincludeScope=runtime -DoutputDirectory="$tmp/libs" >&2
 cp scripts/kafka/log4j2.properties "$tmp/"
 # The jars must make a broker: ask it its version.
-got=$(java -cp "$tmp/libs/*" kafka.Kafka --version 2>/dev/null | head -1)
+got=$(java -cp "$tmp/libs/*" kafka.Kafka --version 2>&1 | head -1 || true)
 case "$got" in
   "$version"*) ;;
   *) echo "ensure-kafka: the installed jars report version '$got', expected $version" >&2; exit 1 ;;

@@ -54,12 +54,15 @@ if [ -n "${KAFKA_BROKERS:-}" ]; then
   echo "using the Kafka cluster at $brokers (KAFKA_BROKERS); no local broker started"
 else
   broker_port=$(pick_port "${HOOKLINE_BROKER_PORT:-9092}")
-  # One Apache Kafka node (broker and controller), its data kept in the run folder across runs.
-  HOOKLINE_KAFKA_HOME=$(scripts/ensure-kafka.sh) setsid "$bin_dir/hookline-kafka" --dir "$run_dir/broker" \
+  kafka_home=$(scripts/ensure-kafka.sh)
+  # One Apache Kafka node (broker and controller), its data kept in the run folder across runs. It prints its
+  # address once it serves.
+  rm -f "$run_dir/broker/address"
+  HOOKLINE_KAFKA_HOME=$kafka_home setsid "$bin_dir/hookline-kafka" --dir "$run_dir/broker" \
     --port "$broker_port" >"$run_dir/broker/address" 2>"$run_dir/logs/broker.log" &
   pids+=($!)
   brokers=""
-  for _ in $(seq 1 900); do
+  for _ in $(seq 1 3000); do
     brokers=$(head -1 "$run_dir/broker/address" 2>/dev/null || true)
     if [ -n "$brokers" ]; then break; fi
     if ! kill -0 "${pids[-1]}" 2>/dev/null; then
@@ -69,7 +72,7 @@ else
     fi
     sleep 0.1
   done
-  if [ -z "$brokers" ]; then echo "Apache Kafka not ready after 90 s; see $run_dir/logs/broker.log" >&2; exit 1; fi
+  if [ -z "$brokers" ]; then echo "Apache Kafka not ready after 300 s; see $run_dir/logs/broker.log" >&2; exit 1; fi
   echo "broker:    Apache Kafka on $brokers (data in $run_dir/broker, its log in $run_dir/broker/node-1/broker.log)"
 fi
 

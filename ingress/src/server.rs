@@ -336,11 +336,7 @@ impl App {
                 );
                 json(
                     StatusCode::ACCEPTED,
-                    &serde_json::json!({
-                        "status": "accepted",
-                        "request_id": meta.request_id,
-                        "dedup_key": meta.dedup_key,
-                    }),
+                    &Accepted { status: "accepted", request_id: &meta.request_id, dedup_key: &meta.dedup_key },
                 )
             }
             Err(e) => {
@@ -488,11 +484,13 @@ struct Activity {
 }
 
 impl Activity {
-    fn idle_for(&self) -> Option<Duration> {
+    /// When the connection reaches `idle_timeout` with no request, if nothing happens meanwhile: `None`
+    /// while a request is in progress.
+    fn idle_deadline(&self, idle_timeout: Duration) -> Option<Instant> {
         if self.active.load(Ordering::Acquire) > 0 {
             return None;
         }
-        self.last_done.lock().ok().map(|t| t.elapsed())
+        self.last_done.lock().ok().map(|t| *t + idle_timeout)
     }
 }
 
@@ -618,7 +616,11 @@ async fn serve_connection<I>(
     });
     let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    // One timer per connection that fires only when the idle timeout may have been reached, then moves to
+    // the next possible moment (a request in progress, or one that ended since, pushes it back): no periodic
+    // wake-ups of every open connection.
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
     let mut closing = false;
     let result = loop {
         tokio::select! {
@@ -627,10 +629,14 @@ async fn serve_connection<I>(
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
-            _ = tick.tick(), if !closing => {
-                if activity.idle_for().is_some_and(|idle| idle >= idle_timeout) {
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
+            () = idle.as_mut(), if !closing => {
+                match activity.idle_deadline(idle_timeout) {
+                    Some(deadline) if deadline <= Instant::now() => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    Some(deadline) => idle.as_mut().reset(deadline.into()),
+                    None => idle.as_mut().reset((Instant::now() + idle_timeout).into()),
                 }
             }
         }
@@ -668,8 +674,16 @@ fn kept_headers(headers: &HeaderMap, dropped: &[HeaderName]) -> Vec<(String, Str
         .collect()
 }
 
-fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+/// The body of a 202.
+#[derive(serde::Serialize)]
+struct Accepted<'a> {
+    status: &'static str,
+    request_id: &'a str,
+    dedup_key: &'a str,
+}
+
+fn json(status: StatusCode, body: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(serde_json::to_vec(body).unwrap_or_default())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp

@@ -322,9 +322,14 @@ pub fn create(
         .set("fetch.wait.max.ms", c.fetch_wait_max_ms.to_string())
         .set("statistics.interval.ms", c.stats_interval_ms.to_string())
         .set("partition.assignment.strategy", "range")
-        // Each partition has its own queue (split for its worker), and with split queues librdkafka applies
-        // this limit per partition: 2 MB of read-ahead each, next to the worker's own buffer.
+        // Read-ahead is bounded per partition (each has its own queue, split for its worker): at most 1,000
+        // records or 2 MB of fetched bytes, whichever comes first. The count matters as much as the bytes: the
+        // byte limit counts compressed batches, and webhook bodies compress well, so behind a backlog 2 MB of
+        // fetched batches per partition decompressed to hundreds of MB in all. For the same reason a partition
+        // fetch is capped at 256 KB (a batch larger than that is still fetched whole).
+        .set("queued.min.messages", "1000")
         .set("queued.max.messages.kbytes", "2048")
+        .set("max.partition.fetch.bytes", "262144")
         .set("enable.partition.eof", "false");
     let consumer: Arc<GroupConsumer> =
         Arc::new(config.create_with_context(ProcessorContext::new(shared.clone(), session.clone(), runtime))?);

@@ -35,7 +35,7 @@
 //! unacknowledged at the drain deadline may yet be stored by Kafka; rather than hand over a partition with
 //! outputs in the air, the process stops (and restarts clean).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::pin::Pin;
@@ -259,6 +259,7 @@ pub async fn run(args: WorkerArgs) {
         "partition worker started"
     );
     let mut worker = Worker::new(ctx.clone(), consumer, &recovered);
+    let suspects: BTreeSet<i64> = recovered.suspects.keys().copied().collect();
     // Claim the partition before publishing anything of it (see the handoff in `crate::changelog`).
     let raw_topic = ctx.shared.settings.topics.raw.clone();
     let instance = ctx.shared.store.instance().to_owned();
@@ -274,6 +275,17 @@ pub async fn run(args: WorkerArgs) {
     let lost = stop.lost.load(Ordering::SeqCst);
     if outcome.is_ok() || matches!(outcome, Err(Interrupt::Stopped)) {
         outcome = worker.finish(lost).await;
+    }
+    // Drained cleanly: every record this worker marked running completed or stopped before sending anything,
+    // so none of them crashed the process. Without this, a partition lost without a last checkpoint (its group
+    // session expired: a broker or network failure) left the marks of completed records behind, and this
+    // machine's next worker retried them alone as crash suspects, on the way to a false `crash_loop`.
+    if matches!(outcome, Ok(()) | Err(Interrupt::Stopped)) {
+        let give_up = CancellationToken::new();
+        let forget = store_call(&ctx, &give_up, move |s| s.forget_uncrashed(partition, &suspects));
+        if tokio::time::timeout(Duration::from_secs(5), forget).await.is_err() {
+            give_up.cancel();
+        }
     }
     // Release it once its last outputs are acknowledged, so the next owner need not wait. Not when the
     // partition was lost (the next owner may have claimed it already) or the drain failed.

@@ -7,11 +7,13 @@
 //! - [`kafka`]: the `[kafka]` config section, librdkafka client settings, topic creation;
 //! - [`admin`]: the `/livez`, `/readyz` and `/metrics` responses;
 //! - [`telemetry`]: tracing setup (text or JSON);
-//! - [`shutdown`]: SIGTERM / Ctrl-C to a cancellation token.
+//! - [`shutdown`]: SIGTERM / Ctrl-C to a cancellation token;
+//! - [`malloc`]: glibc malloc settings for processes that run librdkafka.
 
 pub mod admin;
 pub mod config;
 pub mod kafka;
+pub mod malloc;
 pub mod shutdown;
 pub mod telemetry;
 

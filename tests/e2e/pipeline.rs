@@ -356,8 +356,8 @@ async fn get_status(url: &str) -> u16 {
     get(url).await.map(|r| r.status).unwrap_or(0)
 }
 
-/// `make run` relies on the local broker's SQLite engine keeping topics, records and committed group
-/// offsets across a restart (the memory engine keeps none of them).
+/// `make run` relies on the local Kafka keeping topics, records and committed group offsets across a
+/// kill -9 and restart on its data folder.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_broker_keeps_records_and_committed_offsets_across_a_restart() {
     use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};

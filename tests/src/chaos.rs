@@ -482,7 +482,7 @@ async fn ingress_kill_9(scale: Scale) -> anyhow::Result<Row> {
     c.finish("ingress-kill-9", driven, failures).await
 }
 
-/// The broker killed during load and restarted on its persistent (SQLite) storage: the ingress answers 503
+/// A one-node Kafka killed -9 during load and restarted on its data folder: the ingress answers 503
 /// while it is down and recovers by itself; the processor resumes.
 async fn broker_restart(scale: Scale) -> anyhow::Result<Row> {
     let mut c = Cluster::start(Kafka::local(), 4, 1, &[]).await;
@@ -499,7 +499,7 @@ async fn broker_restart(scale: Scale) -> anyhow::Result<Row> {
             failures.push("the ingress never reported not ready while the broker was down".into());
         }
         tokio::time::sleep(down.saturating_sub(started.elapsed())).await;
-        c.kafka.restart();
+        tokio::task::block_in_place(|| c.kafka.restart());
         c.note("broker restarted");
     }
     let driven = driver.await?;
@@ -744,10 +744,11 @@ async fn disk_full(scale: Scale) -> anyhow::Result<Row> {
 /// restarted after a while: every 202'd webhook survives, and after the leader elections the ingress accepts
 /// and the processors publish again while the node is still down.
 async fn broker_kill_9(scale: Scale) -> anyhow::Result<Row> {
-    let kafka = Kafka::with(KafkaOptions { nodes: 3, ..KafkaOptions::default() });
+    // Starting and restarting JVMs blocks for seconds: not on a runtime worker the load driver needs.
+    let kafka = tokio::task::block_in_place(|| Kafka::with(KafkaOptions { nodes: 3, ..KafkaOptions::default() }));
     let mut c = Cluster::start(kafka, 6, 2, &[]).await;
     // Load outlasts every kill and downtime, so progress without the dead broker can be seen.
-    let l = load("bk", scale.pick(1600, 4400), 40.0);
+    let l = load("bk", scale.pick(2000, 5200), 40.0);
     let driver = c.load_in_background(l);
     let mut failures = Vec::new();
     for n in 0..scale.pick(1, 2) {
@@ -756,17 +757,24 @@ async fn broker_kill_9(scale: Scale) -> anyhow::Result<Row> {
         c.kafka.nodes().kill_node(node);
         c.note(&format!("kill -9 of broker {} ({})", node + 1, n + 1));
         // Leaders move once the controller fences the dead broker (broker.session.timeout.ms, 9 s); if it was
-        // the group coordinator, the processors' sessions expire first and they rejoin and restore. Either
-        // way both sides must be working again, without it, by the end of its downtime.
-        let (pause, flowing) = publishing_while(&c, Duration::from_secs(scale.pick(25, 35))).await;
+        // the group coordinator, the processors' sessions expire first and they rejoin and restore (seen: 17 s
+        // without publishing, starting 9 s after the kill). Either way both sides must be working again,
+        // without it, by the end of its 35 s downtime.
+        let (pause, flowing) = publishing_while(&c, Duration::from_secs(35)).await;
         if !flowing {
             failures.push(format!("nothing published in the last 5 s with broker {} down", node + 1));
         }
         c.note(&format!("longest pause in publishing with broker {} down: {:.1}s", node + 1, pause.as_secs_f64()));
-        c.kafka.nodes().restart_node(node)?;
+        tokio::task::block_in_place(|| c.kafka.nodes().restart_node(node))?;
         c.note(&format!("broker {} restarted", node + 1));
     }
     let driven = driver.await?;
+    // No processor died: a record they retry alone as a crash suspect is one wrongly suspected (regression:
+    // partitions lost when the group coordinator's broker died left completed records marked as running).
+    let suspects = c.processor_metric("hookline_processor_crash_suspects_total").await;
+    if suspects > 0.0 {
+        failures.push(format!("{suspects} records treated as crash suspects although no processor died"));
+    }
     c.finish("broker-kill-9", driven, failures).await
 }
 
@@ -834,7 +842,7 @@ async fn processor_gone(scale: Scale) -> anyhow::Result<Row> {
 /// its own session timer (or stops itself if outputs are stuck in the air), and after the heal it comes back
 /// (restarted if it stopped itself). Nothing is lost and nothing is published twice.
 async fn network_cut(scale: Scale) -> anyhow::Result<Row> {
-    let kafka = Kafka::with(KafkaOptions { proxied: true, ..KafkaOptions::default() });
+    let kafka = tokio::task::block_in_place(|| Kafka::with(KafkaOptions { proxied: true, ..KafkaOptions::default() }));
     let net = crate::netcut::NetCut::start(&kafka.local_proxied()).await?;
     let mut c = Cluster::start(kafka, 4, 0, &[]).await;
     c.set_processor_brokers(0, net.bootstrap());
@@ -850,10 +858,21 @@ async fn network_cut(scale: Scale) -> anyhow::Result<Row> {
         let cut = Duration::from_secs(scale.pick(20, 30));
         c.note(&format!("network between processor 0 and Kafka cut for {cut:?} ({})", n + 1));
         tokio::time::sleep(cut).await;
-        let held = c.processor_metric("hookline_processor_assigned_partitions").await;
+        // By now the group has expelled processor 0 and processor 1 works on every partition.
+        let other = c.processor(1).map(|p| p.addr);
+        let held = match other {
+            Some(addr) => metric_sum(
+                &get(&format!("http://{addr}/metrics")).await.map(|r| r.text()).unwrap_or_default(),
+                "hookline_processor_assigned_partitions",
+            ),
+            None => 0.0,
+        };
+        if held < 4.0 {
+            failures.push(format!("at the end of cut {} processor 1 held {held} of the 4 partitions", n + 1));
+        }
         net.heal();
         match c.processor_exit(0) {
-            None => c.note(&format!("healed; processor 0 still running; partitions held by both: {held}")),
+            None => c.note(&format!("healed; processor 0 still running; processor 1 held {held} partitions")),
             Some(code) => {
                 c.note(&format!("healed; processor 0 had stopped itself (exit {code:?}); restarted"));
                 c.start_processor(0).await;
@@ -861,9 +880,6 @@ async fn network_cut(scale: Scale) -> anyhow::Result<Row> {
         }
     }
     let driven = driver.await?;
-    if c.processor_metric("hookline_processor_rebalances_total").await == 0.0 {
-        failures.push("no rebalance: the cut did not cost processor 0 its partitions".into());
-    }
     let row = c.finish("network-cut", driven, failures).await;
     drop(net);
     row

@@ -218,10 +218,7 @@ impl LocalKafka {
         if let Ok(id) = std::fs::read_to_string(&path) {
             return Ok(id.trim().to_owned());
         }
-        // A Kafka cluster id: 16 random bytes, URL-safe base64 without padding.
-        use base64::Engine as _;
-        let bytes: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
-        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let id = random_cluster_id();
         std::fs::write(&path, &id)?;
         Ok(id)
     }
@@ -367,6 +364,19 @@ impl Drop for LocalKafka {
     }
 }
 
+/// A Kafka cluster id: 16 random bytes, URL-safe base64 without padding, not starting with `-` (which the
+/// storage tool's argument parser takes for an option, as Kafka's own `Uuid.randomUuid` avoids too).
+fn random_cluster_id() -> String {
+    use base64::Engine as _;
+    loop {
+        let bytes: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
 /// Whether the broker on `port` answers metadata that lists every broker of `ids`.
 fn serves_metadata(port: u16, ids: &[i32]) -> bool {
     let Ok(consumer) = ClientConfig::new()
@@ -385,7 +395,7 @@ fn serves_metadata(port: u16, ids: &[i32]) -> bool {
 /// The Kafka install folder: `HOOKLINE_KAFKA_HOME`, else what `scripts/ensure-kafka.sh` prints (installing it
 /// into the cache folder the first time).
 pub fn kafka_home() -> io::Result<PathBuf> {
-    if let Ok(home) = std::env::var("HOOKLINE_KAFKA_HOME") {
+    if let Some(home) = std::env::var_os("HOOKLINE_KAFKA_HOME").filter(|h| !h.is_empty()) {
         return Ok(PathBuf::from(home));
     }
     static HOME: OnceLock<Result<PathBuf, String>> = OnceLock::new();
@@ -473,6 +483,16 @@ mod tests {
 
     fn property<'a>(config: &'a str, key: &str) -> Option<&'a str> {
         config.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+    }
+
+    /// Regression: a cluster id starting with `-` (1 in 64) made `kafka-storage format -t ID` fail.
+    #[test]
+    fn cluster_ids_never_start_with_a_dash() {
+        for _ in 0..2000 {
+            let id = random_cluster_id();
+            assert_eq!(id.len(), 22, "{id}");
+            assert!(!id.starts_with('-'), "{id}");
+        }
     }
 
     #[test]

@@ -81,7 +81,9 @@ async fn main() -> anyhow::Result<()> {
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "5")
+        // The producer settings of hookline's ingress by default, so the comparison is of the code around it.
+        .set("linger.ms", "1")
+        .set("partitioner", "murmur2_random")
         .set("compression.type", "lz4")
         .create()?;
     let state = Arc::new(State { producer, topic: topic.clone(), secret: secret.as_bytes().to_vec() });

@@ -3,7 +3,9 @@
 //! raw topic afterwards.
 //!
 //! - `closed`: N connections, each sending its next request when the previous one is answered (like wrk);
-//! - `open`: a fixed offered rate whatever the server does (a surge), each request with a deadline;
+//! - `open`: a fixed offered rate whatever the server does (a surge), each request with a deadline, at most
+//!   `--max-in-flight` at once (a sender fleet's connections): a request due while that many are unanswered
+//!   is counted `not_sent`, the load generator's own limit, not an answer of the server;
 //! - `verify`: reads a topic and reports which accepted ids are missing.
 //!
 //! Each run prints one JSON line: counts by status, throughput, latency percentiles.
@@ -49,6 +51,9 @@ enum Mode {
         /// Deadline of each request, in ms; slower ones count as `timeout`.
         #[arg(long, default_value_t = 1000)]
         timeout_ms: u64,
+        /// Requests unanswered at once, at most.
+        #[arg(long, default_value_t = 4096)]
+        max_in_flight: usize,
     },
     /// Checks that every accepted id is on a topic.
     Verify {
@@ -199,7 +204,7 @@ async fn closed(target: Target, connections: usize) -> anyhow::Result<serde_json
     Ok(summary("closed", &shared, started.elapsed(), serde_json::json!({ "connections": connections })))
 }
 
-async fn open(target: Target, rate: f64, timeout: Duration) -> anyhow::Result<serde_json::Value> {
+async fn open(target: Target, rate: f64, timeout: Duration, max_in_flight: usize) -> anyhow::Result<serde_json::Value> {
     let shared = Arc::new(shared(target.clone()));
     let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
     connector.set_nodelay(true);
@@ -210,10 +215,18 @@ async fn open(target: Target, rate: f64, timeout: Duration) -> anyhow::Result<se
     let total = (rate * target.duration_secs as f64) as u64;
     let interval = Duration::from_secs_f64(1.0 / rate);
     let mut tasks = tokio::task::JoinSet::new();
+    let mut not_sent = 0u64;
     for i in 0..total {
         let due = started + interval.mul_f64(i as f64);
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             tokio::time::sleep(wait).await;
+        }
+        while let Some(done) = tasks.try_join_next() {
+            done?;
+        }
+        if tasks.len() >= max_in_flight {
+            not_sent += 1;
+            continue;
         }
         let (id, req) = shared.request();
         let client = client.clone();
@@ -229,19 +242,36 @@ async fn open(target: Target, rate: f64, timeout: Duration) -> anyhow::Result<se
             .await
             {
                 Ok(Ok(status)) => status,
-                Ok(Err(_)) => "error".to_owned(),
+                Ok(Err(e)) => error_kind(&e).to_owned(),
                 Err(_) => "timeout".to_owned(),
             };
             shared.record(id, &status, t.elapsed());
         });
-        while let Some(done) = tasks.try_join_next() {
-            done?;
-        }
     }
+    let sending = started.elapsed();
     while let Some(done) = tasks.join_next().await {
         done?;
     }
-    Ok(summary("open", &shared, started.elapsed(), serde_json::json!({ "offered_per_sec": rate })))
+    let sent = total - not_sent;
+    Ok(summary(
+        "open",
+        &shared,
+        started.elapsed(),
+        serde_json::json!({
+            "offered_per_sec": rate,
+            "sent_per_sec": sent as f64 / sending.as_secs_f64(),
+            "not_sent": not_sent,
+        }),
+    ))
+}
+
+/// What kind of failure a request without an answer had.
+fn error_kind(e: &anyhow::Error) -> &'static str {
+    match e.downcast_ref::<hyper_util::client::legacy::Error>() {
+        Some(e) if e.is_connect() => "error:connect",
+        Some(_) => "error:connection",
+        None => "error:body",
+    }
 }
 
 fn shared(target: Target) -> Shared {
@@ -312,7 +342,9 @@ fn verify(brokers: &str, topic: &str, accepted_file: &str) -> anyhow::Result<ser
 async fn main() -> anyhow::Result<()> {
     let out = match Cli::parse().mode {
         Mode::Closed { target, connections } => closed(target, connections).await?,
-        Mode::Open { target, rate, timeout_ms } => open(target, rate, Duration::from_millis(timeout_ms)).await?,
+        Mode::Open { target, rate, timeout_ms, max_in_flight } => {
+            open(target, rate, Duration::from_millis(timeout_ms), max_in_flight).await?
+        }
         Mode::Verify { brokers, topic, accepted } => {
             tokio::task::spawn_blocking(move || verify(&brokers, &topic, &accepted)).await??
         }

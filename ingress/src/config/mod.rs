@@ -208,7 +208,10 @@ pub struct ProducerConfig {
     /// `Retry-After` of 503 answers, in seconds. Default 5.
     #[serde(default = "default_retry_after_secs")]
     pub retry_after_secs: u32,
-    /// How long librdkafka waits to batch records. Default 5 ms: adds at most that to each ack.
+    /// How long librdkafka waits to batch records; adds at most that to each ack. Default 1 ms: measured on
+    /// Apache Kafka (`make bench`), 5 ms put the median 202 at 6.6 ms at light load against 2.4 ms, for about
+    /// a quarter less CPU per webhook at 3,000/s; under heavy load batches fill while requests are in flight
+    /// whatever this is.
     #[serde(default = "default_linger_ms")]
     pub linger_ms: u32,
     /// `none`, `gzip`, `snappy`, `lz4` or `zstd`. Default `lz4`.
@@ -235,7 +238,7 @@ fn default_retry_after_secs() -> u32 {
     5
 }
 fn default_linger_ms() -> u32 {
-    5
+    1
 }
 fn default_compression() -> String {
     "lz4".to_owned()

@@ -45,6 +45,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Listen for SIGINT/SIGTERM before starting, so a stop during the start is not lost: it stops the nodes
+    // as soon as they are up (a killed runner would leave a temporary data folder behind).
+    let signals = runtime.block_on(async {
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        Ok::<_, std::io::Error>((term, int))
+    });
+    let (mut term, mut int) = match signals {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hookline-kafka: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut cluster = match LocalKafka::start(options) {
         Ok(c) => c,
         Err(e) => {
@@ -55,12 +69,9 @@ fn main() -> ExitCode {
     println!("{}", cluster.brokers());
     let _ = std::io::stdout().flush();
     runtime.block_on(async {
-        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
-            return;
-        };
         tokio::select! {
             _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+            _ = int.recv() => {}
         }
     });
     cluster.stop(Duration::from_secs(30));
