@@ -174,7 +174,8 @@ pub struct ConsumerConfig {
     /// time, in offset order). Default 64.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight_per_partition: u32,
-    /// Records of one partition read ahead of the oldest unfinished one. Default 2048.
+    /// Records of one partition read ahead of the oldest unfinished one. Default 512 (with 64 in flight,
+    /// eight times as many; each is held as a copy of its body and headers).
     #[serde(default = "default_max_buffered")]
     pub max_buffered_per_partition: u32,
 }
@@ -201,7 +202,7 @@ fn default_max_in_flight() -> u32 {
     64
 }
 fn default_max_buffered() -> u32 {
-    2048
+    512
 }
 
 impl Default for ConsumerConfig {
