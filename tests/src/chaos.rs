@@ -333,17 +333,14 @@ impl Cluster {
 
     /// Restarts, on its data folder, every processor that stopped by itself, as an orchestrator would (a
     /// processor stops rather than hand over a partition whose outputs Kafka has not acknowledged by the
-    /// drain deadline: a broker down longer than the session and drain timeouts). Returns how many.
-    pub async fn restart_exited_processors(&mut self) -> usize {
-        let mut restarted = 0;
+    /// drain deadline: a broker down longer than the session and drain timeouts).
+    pub async fn restart_exited_processors(&mut self) {
         for i in 0..self.processors.len() {
             if let Some(code) = self.processor_exit(i) {
                 self.note(&format!("processor {i} had stopped itself (exit {code:?}); restarted"));
                 self.start_processor(i).await;
-                restarted += 1;
             }
         }
-        restarted
     }
 
     /// Sum of metric `name` over the running processors.
