@@ -1,50 +1,40 @@
-//! Group membership: the consumer group, its rebalances, and one worker (running keys concurrently) per assigned
-//! partition.
+//! Group membership: the consumer group and its rebalances.
 //!
 //! The group consumer is polled on a dedicated thread, where the rebalance callbacks run. On an assignment,
-//! each partition's messages are split into their own queue and handed to a [`crate::partition`] worker,
-//! which waits for the partition's state to be restored ([`crate::recovery`], one blocking task per
-//! assignment) before processing. On a revocation, the callback stops the partitions' workers and waits for
-//! them: running records finish, a last checkpoint is written, and the stored offsets are committed
-//! synchronously before the rebalance proceeds, so the next owner starts exactly after the last record this
-//! process finished. Blocking in the callback is what makes the hand-over safe, which is why it runs on its
-//! own thread.
+//! each partition's messages are split into their own queue and handed to the session ([`crate::session`]),
+//! which starts a worker per partition. On a revocation, the callback asks the session to commit the open
+//! transaction and stop the partitions' workers, and waits for it: the consumed offsets are committed inside
+//! the transaction, with this member's group generation, before the rebalance proceeds, so the next owner
+//! starts exactly after the last record this process committed. Blocking in the callback is what makes the
+//! hand-over clean (rather than aborted and redone), which is why it runs on its own thread. When the
+//! partitions were *lost* (this member was expelled), nothing is committed: the open transaction could not
+//! commit anyway (its generation is stale), and the session ends.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::collections::BTreeMap;
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
-use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::oneshot;
+use rdkafka::TopicPartitionList;
 use tokio_util::sync::CancellationToken;
 
-use crate::partition::{self, Session, Shared, StopSignal, WorkerArgs};
-use crate::recovery::{self, Recovered, RecoveryError};
-use crate::telemetry::Retry;
+use crate::session::{Request, Session, Shared};
 use crate::CHECK_GROUP;
 
 /// The group consumer type.
 pub type GroupConsumer = StreamConsumer<ProcessorContext>;
 
-struct Worker {
-    stop: StopSignal,
-    done: Receiver<()>,
-}
-
 /// Callbacks of the group consumer.
 pub struct ProcessorContext {
     shared: Arc<Shared>,
     session: Arc<Session>,
-    runtime: tokio::runtime::Handle,
     consumer: OnceLock<Weak<GroupConsumer>>,
-    workers: Mutex<HashMap<i32, Worker>>,
+    assigned: Mutex<Vec<i32>>,
 }
 
 impl std::fmt::Debug for ProcessorContext {
@@ -54,193 +44,61 @@ impl std::fmt::Debug for ProcessorContext {
 }
 
 impl ProcessorContext {
-    /// A context whose workers run on `runtime`.
-    pub fn new(shared: Arc<Shared>, session: Arc<Session>, runtime: tokio::runtime::Handle) -> Self {
-        ProcessorContext { shared, session, runtime, consumer: OnceLock::new(), workers: Mutex::new(HashMap::new()) }
+    fn new(shared: Arc<Shared>, session: Arc<Session>) -> Self {
+        ProcessorContext { shared, session, consumer: OnceLock::new(), assigned: Mutex::new(Vec::new()) }
     }
 
-    /// Gives the context the consumer it belongs to (needed to split partition queues).
-    pub fn attach(&self, consumer: &Arc<GroupConsumer>) {
-        let _ = self.consumer.set(Arc::downgrade(consumer));
-    }
-
-    fn start_workers(&self, tpl: &TopicPartitionList) {
+    fn assign(&self, tpl: &TopicPartitionList) {
         let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
-            self.shared.fail("partitions assigned to a consumer that is gone".into());
+            self.session.fail("partitions assigned to a consumer that is gone".into());
             return;
         };
-        let Ok(mut workers) = self.workers.lock() else {
-            return;
-        };
-        let mut batch = Vec::new();
+        let mut queues = Vec::new();
         for elem in tpl.elements() {
             let (topic, partition) = (elem.topic().to_owned(), elem.partition());
-            let Some(queue) = consumer.split_partition_queue(&topic, partition) else {
-                self.shared.fail(format!("cannot split the queue of {topic} partition {partition}"));
-                continue;
-            };
-            let stop = StopSignal { token: CancellationToken::new(), lost: Arc::new(AtomicBool::new(false)) };
-            let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
-            let (recovered_tx, recovered_rx) = oneshot::channel();
-            self.runtime.spawn(partition::run(WorkerArgs {
-                shared: self.shared.clone(),
-                session: self.session.clone(),
-                consumer: consumer.clone(),
-                queue,
-                partition,
-                recovered: recovered_rx,
-                stop: stop.clone(),
-                done: done_tx,
-            }));
-            batch.push((partition, recovered_tx, stop.token.clone()));
-            workers.insert(partition, Worker { stop, done: done_rx });
+            match consumer.split_partition_queue(&topic, partition) {
+                Some(queue) => queues.push((partition, queue)),
+                None => self.session.fail(format!("cannot split the queue of {topic} partition {partition}")),
+            }
         }
-        self.shared.metrics.assigned(workers.len());
-        if !batch.is_empty() {
-            self.runtime.spawn(restore(self.shared.clone(), consumer, batch));
+        if let Ok(mut assigned) = self.assigned.lock() {
+            assigned.extend(queues.iter().map(|(p, _)| *p));
+        }
+        if !self.session.request(Request::Assign(queues)) {
+            self.session.fail("the session's transaction loop is gone".into());
         }
     }
 
-    /// Stops the workers of `partitions` (all when `None`) and waits for them.
-    fn stop_workers(&self, partitions: Option<Vec<i32>>, lost: bool) {
-        let stopping: Vec<(i32, Worker)> = {
-            let Ok(mut workers) = self.workers.lock() else {
-                return;
-            };
-            let chosen: Vec<i32> = partitions.unwrap_or_else(|| workers.keys().copied().collect());
-            let out = chosen.into_iter().filter_map(|p| workers.remove(&p).map(|w| (p, w))).collect();
-            self.shared.metrics.assigned(workers.len());
-            out
-        };
-        for (_, w) in &stopping {
-            w.stop.lost.store(lost, Ordering::SeqCst);
-            w.stop.token.cancel();
+    /// Asks the session to commit (if `commit`) and stop the workers of `partitions` (all when `None`), and
+    /// waits for it.
+    fn revoke(&self, partitions: Option<Vec<i32>>, commit: bool) {
+        if let Ok(mut assigned) = self.assigned.lock() {
+            match &partitions {
+                Some(ps) => assigned.retain(|p| !ps.contains(p)),
+                None => assigned.clear(),
+            }
         }
-        // A worker drains within the drain timeout and then writes its last checkpoint (bounded too); past
-        // that it stops the process itself.
-        let deadline = Instant::now() + self.shared.settings.drain_timeout * 2 + Duration::from_secs(10);
-        for (p, w) in stopping {
-            match w.done.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => {}
-                Err(RecvTimeoutError::Timeout) => {
-                    self.shared.fail(format!("the worker of partition {p} did not stop in time"));
-                }
+        let (done, finished) = std::sync::mpsc::sync_channel(1);
+        if !self.session.request(Request::Revoke { partitions, commit, done }) {
+            return;
+        }
+        let s = &self.shared.settings;
+        let txn = Duration::from_millis(u64::from(s.consumer.transaction_timeout_ms));
+        let deadline = s.drain_timeout + txn * 2 + Duration::from_secs(10);
+        match finished.recv_timeout(deadline) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                self.shared.fail(format!("the partition workers did not stop within {deadline:?}"));
             }
         }
     }
-
-    fn commit(&self, consumer: &BaseConsumer<Self>) {
-        match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) => {}
-            // Nothing processed since the last commit.
-            Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "offset commit failed; the next owner reads back from the changelog")
-            }
-        }
-    }
-}
-
-/// Restores a newly assigned batch of partitions and hands each worker its recovery. Retries while Kafka or
-/// the store fail; gives up when every partition of the batch was revoked.
-async fn restore(
-    shared: Arc<Shared>,
-    consumer: Arc<GroupConsumer>,
-    batch: Vec<(i32, oneshot::Sender<Recovered>, CancellationToken)>,
-) {
-    let stop = CancellationToken::new();
-    let watcher = {
-        let stop = stop.clone();
-        let tokens: Vec<CancellationToken> = batch.iter().map(|(_, _, t)| t.clone()).collect();
-        tokio::spawn(async move {
-            for t in tokens {
-                t.cancelled().await;
-            }
-            stop.cancel();
-        })
-    };
-    let partitions: Vec<i32> = batch.iter().map(|(p, _, _)| *p).collect();
-    let started = Instant::now();
-    let mut backoff = Duration::from_millis(500);
-    let recovered = loop {
-        let attempt = {
-            let (shared, consumer, partitions, stop) =
-                (shared.clone(), consumer.clone(), partitions.clone(), stop.clone());
-            tokio::task::spawn_blocking(move || {
-                let committed = committed_offsets(&consumer, &shared.settings.topics.raw, &partitions)?;
-                recovery::recover(&shared.settings, &shared.store, &partitions, &committed, &stop)
-            })
-            .await
-        };
-        match attempt {
-            Ok(Ok(r)) => break r,
-            Ok(Err(RecoveryError::Stopped)) => {
-                watcher.abort();
-                return;
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, ?partitions, retry_in = ?backoff, "cannot restore partitions yet");
-                shared.metrics.retry(Retry::Restore);
-            }
-            Err(join) => {
-                shared.fail(format!("the restore task failed: {join}"));
-                watcher.abort();
-                return;
-            }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(crate::output::jittered(backoff)) => {}
-            () = stop.cancelled() => {
-                watcher.abort();
-                return;
-            }
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
-    };
-    watcher.abort();
-    let (from_changelog, from_outputs) =
-        recovered.values().fold((0, 0), |(c, o), r| (c + r.from_changelog, o + r.from_outputs));
-    let seconds = started.elapsed().as_secs_f64();
-    shared.metrics.restored(seconds, from_changelog, from_outputs);
-    for (waited, released) in recovered.values().filter_map(|r| r.handoff) {
-        shared.metrics.handoff(waited.as_secs_f64(), released);
-    }
-    tracing::info!(?partitions, seconds, from_changelog, from_outputs, "partitions restored");
-    let mut recovered = recovered;
-    for (p, tx, _) in batch {
-        let _ = tx.send(recovered.remove(&p).unwrap_or_default());
-    }
-}
-
-fn committed_offsets(
-    consumer: &GroupConsumer,
-    topic: &str,
-    partitions: &[i32],
-) -> Result<HashMap<i32, Option<i64>>, RecoveryError> {
-    let kafka = |e: KafkaError| RecoveryError::Kafka { topic: topic.to_owned(), error: e.to_string() };
-    let mut tpl = TopicPartitionList::new();
-    for p in partitions {
-        tpl.add_partition(topic, *p);
-    }
-    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).map_err(kafka)?;
-    Ok(committed
-        .elements()
-        .iter()
-        .map(|e| {
-            let offset = match e.offset() {
-                Offset::Offset(o) => Some(o),
-                _ => None,
-            };
-            (e.partition(), offset)
-        })
-        .collect())
 }
 
 impl ClientContext for ProcessorContext {
     fn stats(&self, stats: Statistics) {
         let raw = &self.shared.settings.topics.raw;
-        let assigned: Vec<i32> = match self.workers.lock() {
-            Ok(w) => w.keys().copied().collect(),
+        let assigned: Vec<i32> = match self.assigned.lock() {
+            Ok(a) => a.clone(),
             Err(_) => return,
         };
         let mut lags = BTreeMap::new();
@@ -252,8 +110,9 @@ impl ClientContext for ProcessorContext {
                 if s.hi_offset < 0 {
                     continue;
                 }
-                let next =
-                    [s.stored_offset, s.committed_offset, s.lo_offset, 0].into_iter().find(|o| *o >= 0).unwrap_or(0);
+                // Offsets are committed in transactions, which librdkafka's statistics do not see.
+                let ours = self.shared.committed_offset(*p).unwrap_or(-1);
+                let next = [ours, s.committed_offset, s.lo_offset, 0].into_iter().find(|o| *o >= 0).unwrap_or(0);
                 lags.insert(*p, (s.hi_offset - next).max(0));
             }
         }
@@ -271,12 +130,13 @@ impl ConsumerContext for ProcessorContext {
             Rebalance::Revoke(tpl) => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 let lost = consumer.assignment_lost();
-                tracing::info!(?partitions, lost, "partitions revoked; draining");
+                tracing::info!(?partitions, lost, "partitions revoked");
                 self.shared.metrics.rebalance(if lost { "lost" } else { "revoke" });
-                self.stop_workers(Some(partitions), lost);
-                if !lost {
-                    self.commit(consumer);
+                if lost {
+                    self.session
+                        .fail(format!("partitions {partitions:?} lost (this member was expelled from the group)"));
                 }
+                self.revoke(Some(partitions), !lost);
             }
             Rebalance::Assign(_) => {}
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
@@ -288,32 +148,21 @@ impl ConsumerContext for ProcessorContext {
             let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             tracing::info!(?partitions, "partitions assigned");
             self.shared.metrics.rebalance("assign");
-            self.start_workers(tpl);
+            self.assign(tpl);
             self.shared.readiness.pass(CHECK_GROUP);
-        }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => tracing::warn!(error = %e, "offset commit failed"),
         }
     }
 }
 
 /// Creates the group consumer, subscribed to the raw topic.
-pub fn create(
-    shared: &Arc<Shared>,
-    session: &Arc<Session>,
-    runtime: tokio::runtime::Handle,
-) -> KafkaResult<Arc<GroupConsumer>> {
+pub fn create(shared: &Arc<Shared>, session: &Arc<Session>) -> KafkaResult<Arc<GroupConsumer>> {
     let s = &shared.settings;
     let c = &s.consumer;
     let mut config = s.kafka.client_config();
     config
         .set("group.id", &c.group_id)
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", c.commit_interval_ms.to_string())
+        // Offsets are committed inside the session's transactions.
+        .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
@@ -332,14 +181,15 @@ pub fn create(
         .set("max.partition.fetch.bytes", "262144")
         .set("enable.partition.eof", "false");
     let consumer: Arc<GroupConsumer> =
-        Arc::new(config.create_with_context(ProcessorContext::new(shared.clone(), session.clone(), runtime))?);
-    consumer.context().attach(&consumer);
+        Arc::new(config.create_with_context(ProcessorContext::new(shared.clone(), session.clone()))?);
+    let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
     consumer.subscribe(&[&s.topics.raw])?;
     Ok(consumer)
 }
 
 /// Polls the group consumer on a dedicated thread until `shutdown` (or the end of the session, or a fatal
-/// error), then stops every worker, commits and leaves the group. Returns when the consumer is closed.
+/// error), then commits (unless the session failed), stops every worker and leaves the group. Returns when
+/// the consumer is closed.
 pub fn spawn_group_thread(
     consumer: Arc<GroupConsumer>,
     shutdown: CancellationToken,
@@ -374,12 +224,8 @@ pub fn spawn_group_thread(
                 }
             }
         });
-        ctx.stop_workers(None, false);
-        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-            if !matches!(e, KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) {
-                tracing::warn!(error = %e, "final offset commit failed");
-            }
-        }
+        let commit = !ctx.session.broken.is_cancelled() && !ctx.shared.fatal.is_cancelled();
+        ctx.revoke(None, commit);
         consumer.unsubscribe();
         // Serve the revocation the unsubscribe triggers, so the group rebalances now rather than after the
         // session timeout.

@@ -2,33 +2,34 @@
 //!
 //! Reads the raw topic as a member of a consumer group and turns every raw record into exactly one outcome:
 //! its CloudEvents on the events topic(s), or a record on the DLQ topic saying why it could not be one, or
-//! nothing when the webhook was already processed (a duplicate) or filtered out. See [`partition`] for the
-//! guarantee and how it is kept.
+//! nothing when the webhook was already processed (a duplicate) or filtered out. See [`session`] for the
+//! guarantee and how Kafka transactions keep it.
 //!
-//! - [`consumer`]: group membership, rebalances, one worker per assigned partition;
-//! - [`recovery`]: rebuilding a partition's state when it is assigned (changelog and outputs read back);
-//! - [`partition`]: the per-partition loop, its checkpoints and its invariant;
-//! - [`scheduler`]: per-key order with concurrency inside a partition;
-//! - [`pipeline`], [`process`], [`dlq`]: what a record becomes, without I/O;
-//! - [`output`]: publishing, partition-aligned with the raw topic;
-//! - [`store`], [`changelog`]: the local RocksDB state and its changelog topic.
+//! From the top down:
+//! - [`consumer`]: group membership and rebalances, on their own thread;
+//! - [`session`]: one generation of Kafka clients, its partition workers, and the transaction loop;
+//! - [`partition`]: one partition's worker: restore ([`restore`]), then records in per-key order
+//!   ([`scheduler`]), each deduplicated, run through the pipeline and published;
+//! - [`process`], [`pipeline`]: what a record becomes (its events or its DLQ record), without I/O;
+//! - [`output`]: the transactional producer, partition-aligned with the raw topic;
+//! - [`store`], [`changelog`]: the local RocksDB cache of the dedup state and its source of truth.
 //!
 //! [`run`] takes an admin listener and a cancellation token, so tests can run several processors in one
 //! process.
 
-pub mod changelog;
+mod changelog;
 pub mod config;
-pub mod consumer;
-pub mod dlq;
+mod consumer;
 mod faults;
-pub mod output;
-pub mod partition;
-pub mod pipeline;
-pub mod process;
-pub mod recovery;
-pub mod scheduler;
-pub mod store;
-pub mod telemetry;
+mod output;
+mod partition;
+mod pipeline;
+mod process;
+mod restore;
+mod scheduler;
+mod session;
+mod store;
+mod telemetry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,11 +41,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, Settings};
-pub use consumer::ProcessorContext;
+use consumer::ProcessorContext;
 
 pub(crate) const CHECK_TOPICS: &str = "topics";
 pub(crate) const CHECK_GROUP: &str = "group";
 pub(crate) const CHECK_STATE: &str = "state";
+pub(crate) const CHECK_TRANSACTIONS: &str = "transactions";
 
 /// The processor could not run, or stopped on an unrecoverable error.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +72,9 @@ pub enum Error {
     /// A background task or thread failed to start or finish.
     #[error("{0}")]
     Task(String),
+    /// The cluster cannot do what the processor needs (transactions).
+    #[error("{0}")]
+    Transactions(String),
     /// Processing stopped on an unrecoverable error; a restart resumes from the last commit.
     #[error("processing stopped: {0}")]
     Fatal(String),
@@ -80,7 +85,7 @@ pub enum Error {
 pub async fn run(settings: Settings, admin_listener: TcpListener, shutdown: CancellationToken) -> Result<(), Error> {
     let mut registry = Registry::default();
     let metrics = Arc::new(telemetry::Metrics::register(&mut registry, settings.sources.keys()));
-    let readiness = Arc::new(Readiness::new(&[CHECK_TOPICS, CHECK_GROUP, CHECK_STATE]));
+    let readiness = Arc::new(Readiness::new(&[CHECK_TOPICS, CHECK_TRANSACTIONS, CHECK_GROUP, CHECK_STATE]));
     let admin_stop = CancellationToken::new();
     let admin_task =
         tokio::spawn(admin::serve(admin_listener, Arc::new(registry), readiness.clone(), admin_stop.clone()));
@@ -112,40 +117,32 @@ async fn run_inner(
     };
     tracing::info!(partitions, raw = %settings.topics.raw, "topics ready");
 
-    let shared = Arc::new(partition::Shared {
-        dlq_topic: Arc::from(settings.topics.dlq.as_str()),
-        state_topic: Arc::from(settings.topics.state.as_str()),
-        settings,
-        store,
-        pipeline,
-        metrics,
-        readiness,
-        fatal: CancellationToken::new(),
-        fatal_reason: std::sync::Mutex::new(None),
-    });
+    let shared = Arc::new(session::Shared::new(settings, store, pipeline, metrics, readiness));
     let sizes = tokio::spawn(report_state_size(shared.clone(), shutdown.clone()));
+    let transactional_id = output::transactional_id(&shared.settings.consumer.group_id, shared.store.instance());
     let mut backoff = Duration::from_secs(1);
     loop {
-        let session = Arc::new(partition::Session::new(output::Outputs::new(&shared.settings.kafka)?));
-        let consumer = consumer::create(&shared, &session, tokio::runtime::Handle::current())?;
+        let Some(outputs) = init_producer(&shared, &transactional_id, &shutdown).await? else {
+            break;
+        };
+        let session = Arc::new(session::Session::new(outputs));
+        let consumer = consumer::create(&shared, &session)?;
+        let transactions = session.start(shared.clone(), consumer.clone());
         let group = consumer::spawn_group_thread(consumer, shutdown.clone()).map_err(|e| Error::Task(e.to_string()))?;
         tokio::task::spawn_blocking(move || group.join())
             .await
             .map_err(|e| Error::Task(e.to_string()))?
             .map_err(|_| Error::Task("the group thread panicked".into()))?;
-        let flushing = session.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            if let Err(e) = flushing.outputs.flush(Duration::from_secs(10)) {
-                tracing::warn!(error = %e, "output producer flush incomplete");
-            }
-        })
-        .await;
-        if shutdown.is_cancelled() || shared.fatal.is_cancelled() || !session.broken.is_cancelled() {
+        session.close();
+        let _ = transactions.await;
+        if shutdown.is_cancelled() || shared.fatal.is_cancelled() {
             break;
         }
         let reason = session.reason.lock().ok().and_then(|r| r.clone()).unwrap_or_default();
         shared.metrics.session_restart();
-        tracing::warn!(%reason, retry_in = ?backoff, "recreating the Kafka clients");
+        tracing::warn!(%reason, retry_in = ?backoff, "starting a new session");
+        let aborting = session.clone();
+        let _ = tokio::task::spawn_blocking(move || aborting.outputs.abort()).await;
         drop(session);
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
@@ -172,8 +169,48 @@ async fn run_inner(
     }
 }
 
+/// A transactional producer registered with the cluster, retrying while the cluster is unreachable; `None` if
+/// shut down meanwhile. A cluster that cannot do transactions stops the process.
+async fn init_producer(
+    shared: &Arc<session::Shared>,
+    transactional_id: &str,
+    shutdown: &CancellationToken,
+) -> Result<Option<output::Outputs>, Error> {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let outputs = output::Outputs::new(&shared.settings, transactional_id)?;
+        let attempt = tokio::task::spawn_blocking(move || outputs.init().map(|()| outputs));
+        let result = tokio::select! {
+            r = attempt => r.map_err(|e| Error::Task(e.to_string()))?,
+            () = shutdown.cancelled() => return Ok(None),
+        };
+        match result {
+            Ok(outputs) => {
+                shared.readiness.pass(CHECK_TRANSACTIONS);
+                return Ok(Some(outputs));
+            }
+            Err(e) if output::is_unsupported(&e) => {
+                return Err(Error::Transactions(format!(
+                    "the Kafka cluster refused transactions ({e}). hookline's processor needs Kafka transactions \
+                     (Apache Kafka 2.5 or later, or a compatible broker with transactions enabled, and permission to \
+                     use the transactional id `{transactional_id}`): see the README's \"What hookline needs of a broker\""
+                )))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot start a transactional producer yet");
+                shared.readiness.fail(CHECK_TRANSACTIONS, e.to_string());
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(output::jittered(backoff)) => {}
+            () = shutdown.cancelled() => return Ok(None),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
 /// Refreshes the state store's size metrics every 15 s.
-async fn report_state_size(shared: Arc<partition::Shared>, shutdown: CancellationToken) {
+async fn report_state_size(shared: Arc<session::Shared>, shutdown: CancellationToken) {
     loop {
         let store = shared.store.clone();
         if let Ok(Ok((bytes, entries))) = tokio::task::spawn_blocking(move || store.size()).await {
@@ -186,11 +223,10 @@ async fn report_state_size(shared: Arc<partition::Shared>, shutdown: Cancellatio
     }
 }
 
-/// The state changelog's topic-level settings: plain deletion (not compaction) with a retention of the longest
-/// dedup window plus a day, so a processor taking over a partition can still read every live dedup key.
-pub fn state_topic_config(settings: &Settings) -> Vec<(String, String)> {
-    let retention_ms = (settings.longest_window() + Duration::from_secs(24 * 3600)).as_millis().to_string();
-    vec![("cleanup.policy".into(), "delete".into()), ("retention.ms".into(), retention_ms)]
+/// The state changelog's topic-level settings: compacted, so it keeps the latest record of every (source,
+/// dedup key), and drops a key some time after its tombstone (Kafka's `delete.retention.ms`, a day by default).
+pub fn state_topic_config() -> Vec<(String, String)> {
+    vec![("cleanup.policy".into(), "compact".into())]
 }
 
 /// Creates the processor's missing topics in one attempt: the raw topic with its configured partitions, then
@@ -207,7 +243,7 @@ pub async fn ensure_processor_topics(settings: &Settings) -> Result<Vec<TopicInf
     let partitions = all.first().map(|r| r.partitions).unwrap_or(t.raw_partitions);
     let mut specs: Vec<TopicSpec> =
         settings.output_topics().into_iter().map(|name| TopicSpec { name, partitions, config: Vec::new() }).collect();
-    specs.push(TopicSpec { name: t.state.clone(), partitions, config: state_topic_config(settings) });
+    specs.push(TopicSpec { name: t.state.clone(), partitions, config: state_topic_config() });
     all.extend(ensure_topics(&settings.kafka, &specs).await?);
     Ok(all)
 }

@@ -1,173 +1,74 @@
 //! The worker of one assigned raw partition.
 //!
-//! # The guarantee
+//! It first brings the partition's dedup state up to date ([`crate::restore`]), then reads the partition's
+//! records in offset order into the [`Scheduler`], which runs records of different keys concurrently (up to
+//! `consumer.max_in_flight_per_partition`) and one key's records in order. Each record runs as a task:
+//! dedup lookup (this transaction's entries in memory, then RocksDB on a blocking thread), pipeline
+//! ([`crate::process`]), publish into the open transaction.
 //!
-//! Every raw record yields exactly one outcome: its events (on every topic its routes name), or one DLQ
-//! record, or nothing when it is a duplicate of a webhook already processed within its source's dedup window
-//! (or when all its events are filtered out). This holds across kill -9 at any instant, broker restarts, and
-//! partitions moving between processes. It rests on three orderings:
+//! The session's transaction loop ([`crate::session`]) commits on a timer. It first *pauses* every worker:
+//! a paused worker starts no record, and once its running records are done it hands over its
+//! [`Progress`]: the offset below which every record is done, and the dedup entries of the records done
+//! since the last pause. The loop writes those entries to the changelog, commits the transaction with the
+//! offsets, stores the entries in RocksDB and *resumes* the workers. A record is therefore in exactly one
+//! transaction, with its outputs, its dedup entry and an offset that covers it.
 //!
-//! 1. a record's dedup entry is stored only after all its outputs were acknowledged by Kafka;
-//! 2. entries reach the changelog, then the local store, before the raw offset covering them is committed;
-//! 3. the committed offset only ever covers a gap-free prefix of completed records.
-//!
-//! After a crash, the records from the committed offset on are read again. [`crate::recovery`] has rebuilt
-//! the entries and read back the outputs published after the last checkpoint, so each record read again is
-//! either a known duplicate (dropped), or has outputs already (completed, never republished), or has none
-//! (processed normally). Transactions are not used: this design was made on a broker (Tansu 0.6.0) that
-//! showed aborted records to read_committed readers; now that Apache Kafka is the reference, transactions
-//! are the next step (they would also close the gap below).
-//!
-//! What it does not cover: a process frozen (SIGSTOP, a VM pause) for longer than the session timeout keeps
-//! believing it owns its partitions when it resumes, and can publish the records it had in flight a second
-//! time before librdkafka tells it they are gone. Kafka transactions would fence it; see the README.
-//!
-//! # The loop
-//!
-//! Records are admitted in offset order into the [`Scheduler`], which runs records of different keys
-//! concurrently (up to `consumer.max_in_flight_per_partition`) and one key's records in order. Each record
-//! runs as a task: dedup lookup (in memory, then RocksDB on a blocking thread), pipeline, publish. Every
-//! `consumer.commit_interval_ms` a checkpoint writes the entries of completed records to the changelog, then
-//! to RocksDB with the checkpoint, then stores the prefix's offset for the group commit.
-//!
-//! On revocation or shutdown the worker stops admitting, lets running records finish (they do not start new
-//! sends once stopped), writes a last checkpoint and hands the partition over. A record whose send is still
-//! unacknowledged at the drain deadline may yet be stored by Kafka; rather than hand over a partition with
-//! outputs in the air, the process stops (and restarts clean).
+//! A record that crashes the process (an abort, an out-of-memory kill) would crash every processor that
+//! takes its partition over. Each record is marked in RocksDB while it runs; marks left behind by a crash
+//! make their records *suspects*, retried alone, and sent to the DLQ as `crash_loop` after
+//! `state.crash_loop_attempts` solo attempts.
 
-use std::collections::{BTreeSet, HashMap};
-use std::future::Future;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::BuildHasher;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hookline_runtime::admin::Readiness;
 use hookline_schemas::dlq::{ErrorClass, Stage};
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
-use rdkafka::consumer::Consumer;
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::changelog::ChangelogRecord;
-use crate::consumer::GroupConsumer;
-use crate::output::{OutputLog, OutputRecord, Outputs, PublishError};
-use crate::pipeline::{Decision, Failure, Pipeline};
-use crate::process::{decide, identify, plan, remaining, Envelope, Identity};
-use crate::recovery::{Emitted, Recovered};
+use crate::output::{OutputRecord, SendError};
+use crate::pipeline::{Decision, Failure};
+use crate::process::{decide, dlq_record, identify, plan, Envelope, Identity};
+use crate::restore::{restore, RestoreError};
 use crate::scheduler::Scheduler;
-use crate::store::{Checkpoint, Entry, Store, StoreError};
-use crate::telemetry::{Metrics, Retry};
-use crate::{ProcessorContext, Settings, CHECK_STATE};
+use crate::session::{Session, Shared};
+use crate::store::{Entry, Store, StoreError};
+use crate::telemetry::Retry;
+use crate::{ProcessorContext, CHECK_STATE};
 
-/// A checkpoint is written at least this often, even on an idle partition, so the changelog always holds a
-/// recent one (its retention would otherwise drop the last checkpoint of a long-idle partition).
-const KEEPALIVE: Duration = Duration::from_secs(3600);
-
-/// What every worker of the process shares.
-pub struct Shared {
-    /// The validated config.
-    pub settings: Settings,
-    /// The state store.
-    pub store: Store,
-    /// The compiled pipelines.
-    pub pipeline: Pipeline,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// Readiness checks.
-    pub readiness: Arc<Readiness>,
-    /// The DLQ topic.
-    pub dlq_topic: Arc<str>,
-    /// The state changelog topic.
-    pub state_topic: Arc<str>,
-    /// Cancelled when the process must stop because of an unrecoverable error.
-    pub fatal: CancellationToken,
-    /// The unrecoverable error.
-    pub fatal_reason: Mutex<Option<String>>,
+/// What the transaction loop asks of a worker.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Start no record; once none runs, answer with the progress since the last pause.
+    Pause(oneshot::Sender<Progress>),
+    /// The transaction committed (its entries are in RocksDB): go on.
+    Resume,
 }
 
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("store", &self.store).finish_non_exhaustive()
-    }
+/// A paused worker's work since its last pause.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    /// Every record of the partition below this offset is done; `None` before the first record.
+    pub next_offset: Option<i64>,
+    /// The dedup entries of the records done since the last pause.
+    pub entries: Vec<Entry>,
+    /// How many records were done since the last pause.
+    pub done: usize,
 }
 
-impl Shared {
-    /// Stops the process with `reason` (the first reason given wins).
-    pub(crate) fn fail(&self, reason: String) {
-        tracing::error!(%reason, "processor stopping on an unrecoverable error");
-        if let Ok(mut r) = self.fatal_reason.lock() {
-            r.get_or_insert(reason);
-        }
-        self.fatal.cancel();
-    }
-}
-
-/// One generation of Kafka clients: the output producer (the group consumer lives beside it). A fatal
-/// producer error ends the session; the processor then recreates both clients and recovers its partitions.
-pub struct Session {
-    /// The output producer.
-    pub outputs: Outputs,
-    /// Cancelled when the session's clients cannot go on.
-    pub broken: CancellationToken,
-    /// Why.
-    pub reason: Mutex<Option<String>>,
-}
-
-impl std::fmt::Debug for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").field("broken", &self.broken.is_cancelled()).finish_non_exhaustive()
-    }
-}
-
-impl Session {
-    /// A session publishing with `outputs`.
-    pub fn new(outputs: Outputs) -> Self {
-        Session { outputs, broken: CancellationToken::new(), reason: Mutex::new(None) }
-    }
-
-    /// Ends the session with `reason`.
-    pub(crate) fn fail(&self, reason: String) {
-        tracing::error!(%reason, "Kafka clients failed; recreating them");
-        if let Ok(mut r) = self.reason.lock() {
-            r.get_or_insert(reason);
-        }
-        self.broken.cancel();
-    }
-}
-
-/// How a worker is told to stop.
-#[derive(Debug, Clone)]
-pub struct StopSignal {
-    /// Cancelled to stop.
-    pub token: CancellationToken,
-    /// Set when the partition was lost (another member may own it already): no last checkpoint is written.
-    pub lost: Arc<AtomicBool>,
-}
-
-/// Everything a worker starts with.
-#[allow(missing_debug_implementations)]
-pub struct WorkerArgs {
-    /// Process-wide state.
-    pub shared: Arc<Shared>,
-    /// The session's clients.
-    pub session: Arc<Session>,
-    /// The group consumer (for storing offsets).
-    pub consumer: Arc<GroupConsumer>,
-    /// The partition's own message queue.
-    pub queue: StreamPartitionQueue<ProcessorContext>,
-    /// The raw partition.
-    pub partition: i32,
-    /// The partition's recovery, delivered once the changelog and outputs were read back.
-    pub recovered: oneshot::Receiver<Recovered>,
-    /// Stop signal.
-    pub stop: StopSignal,
-    /// Dropped when the worker is done.
-    pub done: std::sync::mpsc::SyncSender<()>,
+/// Why a record did not complete.
+#[derive(Debug)]
+pub(crate) enum Interrupt {
+    /// The worker is stopping.
+    Stopped,
+    /// The transaction cannot commit: the session aborts it and starts again.
+    Session(String),
+    /// The process must stop.
+    Process(String),
 }
 
 /// Per-partition state shared by the worker and its record tasks.
@@ -175,9 +76,8 @@ struct Ctx {
     shared: Arc<Shared>,
     session: Arc<Session>,
     partition: i32,
-    log: Mutex<OutputLog>,
-    /// Entries of completed records not yet in RocksDB: (source, dedup key) → expiry.
-    recent: Mutex<HashMap<(String, String), i64>>,
+    /// Entries of this transaction's records (not yet in RocksDB): (source, dedup key) → expiry.
+    recent: std::sync::Mutex<HashMap<(String, String), i64>>,
     stop: CancellationToken,
 }
 
@@ -188,21 +88,6 @@ impl Ctx {
             .map(|r| r.get(&(source.to_owned(), key.to_owned())).is_some_and(|expiry| *expiry > now_ms))
             .unwrap_or(false)
     }
-
-    fn window_ms(&self, source: &str) -> i64 {
-        i64::try_from(self.shared.settings.window_of(source).as_millis()).unwrap_or(i64::MAX)
-    }
-}
-
-/// Why a record did not complete.
-#[derive(Debug)]
-enum Interrupt {
-    /// The worker is stopping.
-    Stopped,
-    /// The session's producer failed.
-    Session(String),
-    /// The process must stop.
-    Process(String),
 }
 
 /// A record's outcome.
@@ -212,8 +97,6 @@ enum Outcome {
     Filtered,
     Events(Vec<Arc<str>>),
     Dlq(Failure),
-    /// Its outputs were already published (by a previous owner); the missing ones, if any, were added.
-    Completed(Vec<Arc<str>>),
 }
 
 struct Job {
@@ -221,7 +104,6 @@ struct Job {
     envelope: Envelope,
     identity: Identity,
     solo_attempts: Option<u32>,
-    emitted: Vec<Emitted>,
 }
 
 struct Done {
@@ -231,76 +113,35 @@ struct Done {
     started: Instant,
 }
 
-type CheckpointFuture = Pin<Box<dyn Future<Output = Result<(Checkpoint, Vec<Entry>), Interrupt>> + Send>>;
-
-/// Runs the worker of one partition until it is stopped.
-pub async fn run(args: WorkerArgs) {
-    let WorkerArgs { shared, session, consumer, queue, partition, recovered, stop, done } = args;
-    let recovered = tokio::select! {
-        r = recovered => match r {
-            Ok(r) => r,
-            Err(_) => return drop(done),
-        },
-        () = stop.token.cancelled() => return drop(done),
-    };
-    let ctx = Arc::new(Ctx {
-        log: Mutex::new(OutputLog::new(recovered.ends.iter().cloned())),
-        recent: Mutex::new(HashMap::new()),
-        stop: stop.token.clone(),
-        shared,
-        session,
-        partition,
-    });
-    tracing::info!(
-        partition,
-        next = recovered.checkpoint.next_raw_offset,
-        emitted = recovered.emitted.len(),
-        suspects = recovered.suspects.len(),
-        "partition worker started"
-    );
-    let mut worker = Worker::new(ctx.clone(), consumer, &recovered);
-    let suspects: BTreeSet<i64> = recovered.suspects.keys().copied().collect();
-    // Claim the partition before publishing anything of it (see the handoff in `crate::changelog`).
-    let raw_topic = ctx.shared.settings.topics.raw.clone();
-    let instance = ctx.shared.store.instance().to_owned();
-    let claim = ChangelogRecord::ownership(&raw_topic, partition, &instance, false);
-    let mut outcome = publish_changelog(&ctx, vec![claim], &ctx.stop).await.map(|_| ());
-    let claimed = outcome.is_ok();
-    if outcome.is_ok() && recovered.snapshot_needed {
-        outcome = worker.snapshot().await;
-    }
-    if outcome.is_ok() {
-        outcome = worker.run(queue, recovered).await;
-    }
-    let lost = stop.lost.load(Ordering::SeqCst);
-    if outcome.is_ok() || matches!(outcome, Err(Interrupt::Stopped)) {
-        outcome = worker.finish(lost).await;
-    }
-    // Drained cleanly: every record this worker marked running completed or stopped before sending anything,
-    // so none of them crashed the process. Without this, a partition lost without a last checkpoint (its group
-    // session expired: a broker or network failure) left the marks of completed records behind, and this
-    // machine's next worker retried them alone as crash suspects, on the way to a false `crash_loop`.
-    if matches!(outcome, Ok(()) | Err(Interrupt::Stopped)) {
-        let give_up = CancellationToken::new();
-        let forget = store_call(&ctx, &give_up, move |s| s.forget_uncrashed(partition, &suspects));
-        if tokio::time::timeout(Duration::from_secs(5), forget).await.is_err() {
-            give_up.cancel();
-        }
-    }
-    // Release it once its last outputs are acknowledged, so the next owner need not wait. Not when the
-    // partition was lost (the next owner may have claimed it already) or the drain failed.
-    if claimed && !lost && matches!(outcome, Ok(()) | Err(Interrupt::Stopped)) {
-        let release = ChangelogRecord::ownership(&raw_topic, partition, &instance, true);
-        let give_up = CancellationToken::new();
-        match tokio::time::timeout(Duration::from_secs(5), publish_changelog(&ctx, vec![release], &give_up)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(partition, error = ?e, "partition not released; the next owner waits"),
-            Err(_) => {
+/// Runs the worker of `partition` until `stop` is cancelled or its session fails.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    session: Arc<Session>,
+    partition: i32,
+    queue: StreamPartitionQueue<ProcessorContext>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    stop: CancellationToken,
+) {
+    let ctx = Arc::new(Ctx { shared, session, partition, recent: std::sync::Mutex::new(HashMap::new()), stop });
+    let outcome = match prepare(&ctx, &mut commands).await {
+        Ok((suspects, paused)) => {
+            let seen: BTreeSet<i64> = suspects.keys().copied().collect();
+            let mut worker = Worker::new(ctx.clone());
+            worker.paused = paused;
+            let outcome = worker.run(queue, &mut commands, suspects).await;
+            drop(worker);
+            // This process is alive: none of the records it was running crashed it. Without this, a partition
+            // taken away mid-transaction left the marks of those records behind, and this machine's next worker
+            // retried them alone as crash suspects, on the way to a false `crash_loop`.
+            let give_up = CancellationToken::new();
+            let forget = store_call(&ctx.shared, &give_up, move |s| s.forget_uncrashed(partition, &seen));
+            if tokio::time::timeout(Duration::from_secs(5), forget).await.is_err() {
                 give_up.cancel();
-                tracing::warn!(partition, "partition not released in time; the next owner waits");
             }
+            outcome
         }
-    }
+        Err(e) => Err(e),
+    };
     match outcome {
         Ok(()) | Err(Interrupt::Stopped) => {}
         Err(Interrupt::Session(reason)) => ctx.session.fail(reason),
@@ -308,80 +149,140 @@ pub async fn run(args: WorkerArgs) {
     }
     ctx.shared.metrics.forget_partition(partition);
     tracing::info!(partition, "partition worker stopped");
-    drop(done);
+}
+
+/// Restores the partition's state (answering pauses meanwhile: there is nothing to commit yet) and returns
+/// its crash suspects (offset → solo attempts so far), and whether it is paused: a pause answered during the
+/// restore holds until its resume, or the worker's first records would slip into a commit in progress.
+async fn prepare(
+    ctx: &Arc<Ctx>,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+) -> Result<(BTreeMap<i64, u32>, bool), Interrupt> {
+    let mut paused = false;
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(500);
+    let restored = loop {
+        let attempt = {
+            let (shared, stop, p) = (ctx.shared.clone(), ctx.stop.clone(), ctx.partition);
+            tokio::task::spawn_blocking(move || restore(&shared.settings, &shared.store, p, &stop))
+        };
+        tokio::pin!(attempt);
+        let result = loop {
+            tokio::select! {
+                r = &mut attempt => break r,
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Pause(reply)) => {
+                        paused = true;
+                        let _ = reply.send(Progress::default());
+                    }
+                    Some(Command::Resume) => paused = false,
+                    None => ctx.stop.cancel(),
+                },
+            }
+        };
+        match result {
+            Ok(Ok(n)) => break n,
+            Ok(Err(RestoreError::Stopped)) => return Err(Interrupt::Stopped),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, partition = ctx.partition, retry_in = ?backoff, "cannot restore the partition yet");
+                ctx.shared.metrics.retry(Retry::Restore);
+            }
+            Err(join) => return Err(Interrupt::Process(format!("the restore task failed: {join}"))),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(crate::output::jittered(backoff)) => {}
+            () = ctx.stop.cancelled() => return Err(Interrupt::Stopped),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    ctx.shared.metrics.restored(seconds, restored);
+    let p = ctx.partition;
+    let suspects = store_call(&ctx.shared, &ctx.stop, move |s| s.running(p)).await?;
+    tracing::info!(partition = p, seconds, changes = restored, suspects = suspects.len(), "partition restored");
+    Ok((suspects, paused))
 }
 
 struct Worker {
     ctx: Arc<Ctx>,
-    consumer: Arc<GroupConsumer>,
     sched: Scheduler,
     jobs: HashMap<i64, Job>,
     received: HashMap<i64, i64>,
     tasks: JoinSet<Done>,
-    pending: Vec<Entry>,
-    checkpoint: Option<CheckpointFuture>,
-    last: Checkpoint,
-    last_at: Instant,
-    stored: i64,
+    entries: Vec<Entry>,
+    done: usize,
+    pause: Option<oneshot::Sender<Progress>>,
+    paused: bool,
     hasher: std::hash::RandomState,
 }
 
 impl Worker {
-    fn new(ctx: Arc<Ctx>, consumer: Arc<GroupConsumer>, recovered: &Recovered) -> Self {
+    fn new(ctx: Arc<Ctx>) -> Self {
         let s = &ctx.shared.settings.consumer;
-        let start = recovered.checkpoint.next_raw_offset;
         Worker {
-            sched: Scheduler::new(start, s.max_in_flight_per_partition as usize, s.max_buffered_per_partition as usize),
+            // The first record read sets where the partition starts.
+            sched: Scheduler::new(-1, s.max_in_flight_per_partition as usize, s.max_buffered_per_partition as usize),
             jobs: HashMap::new(),
             received: HashMap::new(),
             tasks: JoinSet::new(),
-            pending: Vec::new(),
-            checkpoint: None,
-            last: recovered.checkpoint.clone(),
-            last_at: Instant::now(),
-            stored: -1,
+            entries: Vec::new(),
+            done: 0,
+            pause: None,
+            paused: false,
             hasher: std::hash::RandomState::new(),
             ctx,
-            consumer,
         }
     }
 
     async fn run(
         &mut self,
         queue: StreamPartitionQueue<ProcessorContext>,
-        recovered: Recovered,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+        mut suspects: BTreeMap<i64, u32>,
     ) -> Result<(), Interrupt> {
-        let Recovered { mut emitted, mut suspects, .. } = recovered;
-        let mut ticker = tokio::time::interval(self.ctx.shared.settings.commit_interval());
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut lag = tokio::time::interval(Duration::from_secs(1));
+        lag.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let stop = self.ctx.stop.clone();
         loop {
-            while let Some(offset) = self.sched.start_next() {
+            while !self.paused {
+                let Some(offset) = self.sched.start_next() else {
+                    break;
+                };
                 let Some(job) = self.jobs.remove(&offset) else {
                     continue;
                 };
+                tracing::trace!(partition = self.ctx.partition, offset, "record started");
                 self.ctx.shared.metrics.started(self.sched.running());
                 self.tasks.spawn(handle(self.ctx.clone(), job));
+            }
+            if self.tasks.is_empty() {
+                if let Some(reply) = self.pause.take() {
+                    let _ = reply.send(self.progress());
+                }
             }
             tokio::select! {
                 biased;
                 () = stop.cancelled() => return Ok(()),
-                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => self.completed(done)?,
-                result = poll_checkpoint(&mut self.checkpoint), if self.checkpoint.is_some() => {
-                    self.checkpoint = None;
-                    self.checkpointed(result?);
-                }
-                _ = ticker.tick() => {
-                    self.report_lag();
-                    if self.checkpoint.is_none() && self.checkpoint_due() {
-                        self.checkpoint = Some(self.start_checkpoint(CancellationToken::new()));
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Pause(reply)) => {
+                        self.paused = true;
+                        self.pause = Some(reply);
                     }
-                }
+                    Some(Command::Resume) => {
+                        self.paused = false;
+                        if let Ok(mut recent) = self.ctx.recent.lock() {
+                            recent.clear();
+                        }
+                    }
+                    None => return Ok(()),
+                },
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => self.completed(done)?,
+                _ = lag.tick() => self.report_lag(),
                 received = queue.recv(), if self.sched.has_room() => match received {
                     Ok(m) => {
                         let msg = m.detach();
                         let offset = msg.offset();
-                        self.admit(msg, suspects.remove(&offset), emitted.remove(&offset).unwrap_or_default());
+                        self.admit(msg, suspects.remove(&offset));
                     }
                     Err(e) => tracing::warn!(error = %e, partition = self.ctx.partition, "consumer error"),
                 },
@@ -389,7 +290,16 @@ impl Worker {
         }
     }
 
-    fn admit(&mut self, msg: OwnedMessage, solo_attempts: Option<u32>, emitted: Vec<Emitted>) {
+    fn progress(&mut self) -> Progress {
+        let next = self.sched.committable();
+        Progress {
+            next_offset: (next >= 0).then_some(next),
+            entries: std::mem::take(&mut self.entries),
+            done: std::mem::take(&mut self.done),
+        }
+    }
+
+    fn admit(&mut self, msg: OwnedMessage, solo_attempts: Option<u32>) {
         let (envelope, identity) = identify(&msg);
         self.ctx.shared.metrics.consumed(&identity.source);
         let offset = msg.offset();
@@ -403,7 +313,7 @@ impl Worker {
         }
         self.sched.admit(offset, &lanes, solo_attempts.is_some());
         self.received.insert(offset, identity.entry_from_ms);
-        self.jobs.insert(offset, Job { msg, envelope, identity, solo_attempts, emitted });
+        self.jobs.insert(offset, Job { msg, envelope, identity, solo_attempts });
     }
 
     fn completed(&mut self, done: Result<Done, tokio::task::JoinError>) -> Result<(), Interrupt> {
@@ -415,76 +325,28 @@ impl Worker {
         match &outcome {
             Outcome::Duplicate => m.duplicate(source, partition, offset),
             Outcome::Filtered => m.filtered(source, partition, offset),
-            Outcome::Events(topics) | Outcome::Completed(topics) => topics.iter().for_each(|t| m.event(source, t)),
+            Outcome::Events(topics) => topics.iter().for_each(|t| m.event(source, t)),
             Outcome::Dlq(failure) => m.dlq(source, partition, offset, failure),
         }
         m.processed(done.started.elapsed().as_secs_f64());
         let now = hookline_runtime::now_ms();
         m.latency(source, (now - done.identity.entry_from_ms) as f64 / 1000.0);
         if !done.identity.synthetic && !matches!(outcome, Outcome::Duplicate) {
+            let window = i64::try_from(self.ctx.shared.settings.window_of(source).as_millis()).unwrap_or(i64::MAX);
             let entry = Entry {
                 source: done.identity.source.clone(),
                 dedup_key: done.identity.entry_key.clone(),
-                expires_at_ms: done.identity.entry_from_ms.saturating_add(self.ctx.window_ms(source)),
+                expires_at_ms: done.identity.entry_from_ms.saturating_add(window),
             };
             if let Ok(mut recent) = self.ctx.recent.lock() {
                 recent.insert((entry.source.clone(), entry.dedup_key.clone()), entry.expires_at_ms);
             }
-            self.pending.push(entry);
+            self.entries.push(entry);
         }
+        self.done += 1;
         self.sched.complete(offset);
         self.received.remove(&offset);
         Ok(())
-    }
-
-    fn checkpoint_due(&self) -> bool {
-        self.sched.committable() > self.last.next_raw_offset
-            || !self.pending.is_empty()
-            || self.last_at.elapsed() > KEEPALIVE
-    }
-
-    /// Starts writing a checkpoint of the completed prefix: changelog (acknowledged), then RocksDB.
-    fn start_checkpoint(&mut self, stop: CancellationToken) -> CheckpointFuture {
-        let next = self.sched.committable();
-        let scan_from = match self.ctx.log.lock() {
-            Ok(mut log) => log.scan_from(next),
-            Err(_) => self.last.scan_from.clone(),
-        };
-        let entries = std::mem::take(&mut self.pending);
-        let ctx = self.ctx.clone();
-        Box::pin(async move {
-            let checkpoint = Checkpoint { next_raw_offset: next, scan_from, changelog_next: 0 };
-            let raw_topic = ctx.shared.settings.topics.raw.clone();
-            let records = ChangelogRecord::commit(&raw_topic, ctx.partition, &entries, checkpoint.clone());
-            let changelog_next = publish_changelog(&ctx, records, &stop).await?;
-            let checkpoint = Checkpoint { changelog_next, ..checkpoint };
-            let (c, e) = (checkpoint.clone(), entries.clone());
-            let p = ctx.partition;
-            store_call(&ctx, &stop, move |s| s.commit(p, &e, &c)).await?;
-            Ok((checkpoint, entries))
-        })
-    }
-
-    fn checkpointed(&mut self, (checkpoint, entries): (Checkpoint, Vec<Entry>)) {
-        if let Ok(mut recent) = self.ctx.recent.lock() {
-            for e in &entries {
-                recent.remove(&(e.source.clone(), e.dedup_key.clone()));
-            }
-        }
-        let next = checkpoint.next_raw_offset;
-        self.last = checkpoint;
-        self.last_at = Instant::now();
-        if next > self.stored {
-            let mut tpl = TopicPartitionList::new();
-            let topic = &self.ctx.shared.settings.topics.raw;
-            if tpl.add_partition_offset(topic, self.ctx.partition, Offset::Offset(next)).is_ok() {
-                match self.consumer.store_offsets(&tpl) {
-                    Ok(()) => self.stored = next,
-                    // Revoked meanwhile: the next owner starts from the changelog's checkpoint anyway.
-                    Err(e) => tracing::debug!(error = %e, partition = self.ctx.partition, "offset not stored"),
-                }
-            }
-        }
     }
 
     fn report_lag(&self) {
@@ -492,117 +354,15 @@ impl Worker {
         let age = self.sched.oldest().and_then(|o| self.received.get(&o)).map_or(0, |received| now - received);
         self.ctx.shared.metrics.lag_seconds(self.ctx.partition, age as f64 / 1000.0);
     }
-
-    /// Writes every live entry of the partition to the changelog, then a checkpoint: the changelog was behind
-    /// the local store (deleted or recreated), and the next owner must not lose what only this store knows.
-    async fn snapshot(&mut self) -> Result<(), Interrupt> {
-        let p = self.ctx.partition;
-        let now = hookline_runtime::now_ms();
-        let never = CancellationToken::new();
-        let chunks = store_call(&self.ctx, &self.ctx.stop, move |s| {
-            let mut chunks = Vec::new();
-            s.entries(p, now, crate::changelog::MAX_ENTRIES_PER_RECORD, |chunk| {
-                chunks.push(chunk);
-                Ok(())
-            })?;
-            Ok(chunks)
-        })
-        .await?;
-        let raw_topic = self.ctx.shared.settings.topics.raw.clone();
-        let total: usize = chunks.iter().map(Vec::len).sum();
-        let records = chunks.iter().map(|chunk| ChangelogRecord::entries(&raw_topic, p, chunk)).collect();
-        publish_changelog(&self.ctx, records, &never).await?;
-        tracing::info!(partition = p, entries = total, "state snapshot written to the changelog");
-        self.ctx.shared.metrics.snapshot();
-        let result = self.start_checkpoint(never).await?;
-        self.checkpointed(result);
-        Ok(())
-    }
-
-    /// Lets running records finish, then writes a last checkpoint (unless the partition was lost).
-    async fn finish(&mut self, lost: bool) -> Result<(), Interrupt> {
-        let drain = self.ctx.shared.settings.drain_timeout;
-        let deadline = tokio::time::Instant::now() + drain;
-        while !self.tasks.is_empty() {
-            match tokio::time::timeout_at(deadline, self.tasks.join_next()).await {
-                Ok(Some(done)) => match self.completed(done) {
-                    Ok(()) | Err(Interrupt::Stopped) => {}
-                    Err(e) => return Err(e),
-                },
-                Ok(None) => break,
-                Err(_) => {
-                    return Err(Interrupt::Process(format!(
-                        "partition {}: {} records still had outputs in the air after the drain timeout ({drain:?}); \
-                         stopping the process so none is stored after the partition changed hands",
-                        self.ctx.partition,
-                        self.tasks.len()
-                    )))
-                }
-            }
-        }
-        if let Some(pending) = self.checkpoint.take() {
-            if let Ok(Ok(result)) = tokio::time::timeout_at(deadline, pending).await {
-                self.checkpointed(result);
-            }
-        }
-        if lost || !self.checkpoint_due() {
-            return Ok(());
-        }
-        let stop = CancellationToken::new();
-        let attempt = self.start_checkpoint(stop.clone());
-        match tokio::time::timeout_at(deadline.max(tokio::time::Instant::now() + Duration::from_secs(5)), attempt).await
-        {
-            Ok(Ok(result)) => self.checkpointed(result),
-            Ok(Err(e)) => tracing::warn!(partition = self.ctx.partition, error = ?e, "last checkpoint not written"),
-            Err(_) => {
-                stop.cancel();
-                tracing::warn!(
-                    partition = self.ctx.partition,
-                    "last checkpoint not written in time; the next owner reads a little more back"
-                );
-            }
-        }
-        Ok(())
-    }
-}
-
-async fn poll_checkpoint(pending: &mut Option<CheckpointFuture>) -> Result<(Checkpoint, Vec<Entry>), Interrupt> {
-    match pending {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Publishes changelog records in order; returns the offset after the last one.
-async fn publish_changelog(ctx: &Ctx, records: Vec<Vec<u8>>, stop: &CancellationToken) -> Result<i64, Interrupt> {
-    let mut next = 0;
-    for value in records {
-        let record = OutputRecord { topic: ctx.shared.state_topic.clone(), key: None, value, headers: Vec::new() };
-        let offset = ctx
-            .session
-            .outputs
-            .publish(ctx.partition, &record, stop, || {}, || ctx.shared.metrics.retry(Retry::Publish))
-            .await
-            .map_err(|e| match e {
-                PublishError::Stopped => Interrupt::Stopped,
-                PublishError::Fatal(reason) => Interrupt::Session(reason),
-                PublishError::Rejected(reason) => {
-                    Interrupt::Process(format!("the state changelog refused a record: {reason}"))
-                }
-            })?;
-        next = offset + 1;
-    }
-    Ok(next)
 }
 
 /// Runs a store call on a blocking thread, retrying with backoff while the store fails (a full or read-only
 /// disk): the partition stops advancing and `/readyz` says why, instead of records being skipped.
-async fn store_call<T, F>(ctx: &Ctx, stop: &CancellationToken, call: F) -> Result<T, Interrupt>
+pub(crate) async fn store_call<T, F>(shared: &Shared, stop: &CancellationToken, call: F) -> Result<T, Interrupt>
 where
     T: Send + 'static,
     F: Fn(&Store) -> Result<T, StoreError> + Send + Sync + 'static,
 {
-    let shared = &ctx.shared;
     let call = Arc::new(call);
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -638,9 +398,9 @@ async fn handle(ctx: Arc<Ctx>, job: Job) -> Done {
     let started = Instant::now();
     let result = handle_record(&ctx, &job).await;
     if job.solo_attempts.is_some() && result.is_ok() {
-        // A suspect that completed is no longer one, even if this process dies before the next checkpoint.
+        // A suspect that completed did not crash the process, even if the process dies before the commit.
         let (p, offset) = (ctx.partition, job.msg.offset());
-        let _ = store_call(&ctx, &ctx.stop, move |s| s.unmark_running(p, offset)).await;
+        let _ = store_call(&ctx.shared, &ctx.stop, move |s| s.unmark_running(p, offset)).await;
     }
     Done { offset: job.msg.offset(), identity: job.identity, result, started }
 }
@@ -650,24 +410,17 @@ async fn handle_record(ctx: &Arc<Ctx>, job: &Job) -> Result<Outcome, Interrupt> 
     let (p, offset) = (ctx.partition, job.msg.offset());
     let id = &job.identity;
     let now = hookline_runtime::now_ms();
-    // Outputs a previous owner published for this very webhook: the record is completed, not redone.
-    let emitted: Vec<Emitted> =
-        job.emitted.iter().filter(|e| e.source == id.source && e.dedup_key == id.dedup_key).cloned().collect();
-    if emitted.iter().any(|e| e.dlq) {
-        return Ok(Outcome::Completed(Vec::new()));
-    }
     if ctx.stop.is_cancelled() {
         return Err(Interrupt::Stopped);
     }
-    let runs_pipeline = matches!(job.envelope, Envelope::Valid(_));
     let solo_attempts = job.solo_attempts.unwrap_or(0);
-    let marked = if job.solo_attempts.is_some() { solo_attempts + 1 } else { 0 };
-    if emitted.is_empty() && !id.synthetic {
+    if !id.synthetic {
         if ctx.recently_done(&id.source, &id.entry_key, now) {
             return Ok(Outcome::Duplicate);
         }
         let (source, key) = (id.source.clone(), id.entry_key.clone());
-        let duplicate = store_call(ctx, &ctx.stop, move |s| {
+        let marked = if job.solo_attempts.is_some() { solo_attempts + 1 } else { 0 };
+        let duplicate = store_call(&ctx.shared, &ctx.stop, move |s| {
             if s.contains(p, &source, &key, now)? {
                 return Ok(true);
             }
@@ -678,12 +431,11 @@ async fn handle_record(ctx: &Arc<Ctx>, job: &Job) -> Result<Outcome, Interrupt> 
         if duplicate {
             return Ok(Outcome::Duplicate);
         }
-    } else if runs_pipeline {
-        store_call(ctx, &ctx.stop, move |s| s.mark_running(p, offset, marked)).await?;
     }
 
-    let limit = shared.settings.crash_loop_attempts;
-    let decision = if emitted.is_empty() && job.solo_attempts.is_some_and(|a| a >= limit) {
+    let decision = if let Some(reason) = shared.take_rejected(p, offset) {
+        Decision::Fail(Failure::new(ErrorClass::OutputRejected, Stage::Publish, reason))
+    } else if job.solo_attempts.is_some_and(|a| a >= shared.settings.crash_loop_attempts) {
         Decision::Fail(Failure::new(
             ErrorClass::CrashLoop,
             Stage::Process,
@@ -692,86 +444,68 @@ async fn handle_record(ctx: &Arc<Ctx>, job: &Job) -> Result<Outcome, Interrupt> 
     } else {
         decide(&shared.pipeline, &job.msg, &job.envelope)
     };
-    let attempts = solo_attempts.max(1);
-    let (planned, failure) = plan(&shared.dlq_topic, &job.msg, id, decision, attempts, now);
-    let todo = remaining(planned, &emitted);
-    let mut published: Vec<Arc<str>> = Vec::with_capacity(todo.len());
-    for output in todo {
-        if failure.is_some() {
-            publish_dlq(ctx, offset, &output.record).await?;
-            continue;
-        }
-        match publish(ctx, offset, &output.record).await {
-            Ok(()) => published.push(output.record.topic.clone()),
-            Err(PublishError::Rejected(reason)) => {
-                // An event Kafka will never take (too large for its topic): the record goes to the DLQ, whose
-                // value is the raw record's, which Kafka already took once.
-                let f = Failure::new(ErrorClass::OutputRejected, Stage::Publish, reason);
-                let record = crate::dlq::record(&shared.dlq_topic, &job.msg, id, &f, 1, now);
-                publish_dlq(ctx, offset, &record).await?;
-                if !published.is_empty() || !emitted.is_empty() {
-                    tracing::error!(partition = p, offset, "record has events on some topics and a DLQ record");
+    let (outputs, failure) = plan(&shared.dlq_topic, &job.msg, id, decision, solo_attempts.max(1), now);
+    if let Some(f) = failure {
+        send(ctx, offset, &outputs[0], false).await?;
+        return Ok(Outcome::Dlq(f));
+    }
+    let mut published: Vec<Arc<str>> = Vec::with_capacity(outputs.len());
+    for output in &outputs {
+        match send(ctx, offset, output, true).await {
+            Ok(()) => published.push(output.topic.clone()),
+            Err(SendOutcome::Refused(reason)) => {
+                // An event the producer will never take (larger than it may send): the record goes to the DLQ
+                // instead, whose value is the raw record's, which Kafka already took once. Events already sent
+                // for it are in the same transaction: the session aborts it, and the record is processed again
+                // straight into the DLQ.
+                if !published.is_empty() {
+                    shared.reject(p, offset, reason.clone());
+                    return Err(Interrupt::Session(format!(
+                        "partition {p} offset {offset}: an event was refused after others were sent; processing the \
+                         record again into the DLQ: {reason}"
+                    )));
                 }
+                let f = Failure::new(ErrorClass::OutputRejected, Stage::Publish, reason);
+                let record = dlq_record(&shared.dlq_topic, &job.msg, id, &f, 1, now);
+                send(ctx, offset, &record, false).await?;
                 return Ok(Outcome::Dlq(f));
             }
-            Err(e) => return Err(publish_interrupt(e, p, offset)),
+            Err(SendOutcome::Interrupt(i)) => return Err(i),
         }
     }
-    Ok(match failure {
-        _ if !emitted.is_empty() => Outcome::Completed(published),
-        Some(f) => Outcome::Dlq(f),
-        None if published.is_empty() => Outcome::Filtered,
-        None => Outcome::Events(published),
-    })
+    Ok(if published.is_empty() { Outcome::Filtered } else { Outcome::Events(published) })
 }
 
-fn publish_interrupt(e: PublishError, partition: i32, offset: i64) -> Interrupt {
-    match e {
-        PublishError::Stopped => Interrupt::Stopped,
-        PublishError::Fatal(reason) => Interrupt::Session(reason),
-        PublishError::Rejected(reason) => {
-            Interrupt::Process(format!("partition {partition} offset {offset}: no topic takes this record: {reason}"))
+enum SendOutcome {
+    Refused(String),
+    Interrupt(Interrupt),
+}
+
+impl From<SendOutcome> for Interrupt {
+    fn from(o: SendOutcome) -> Interrupt {
+        match o {
+            SendOutcome::Refused(reason) => Interrupt::Session(reason),
+            SendOutcome::Interrupt(i) => i,
         }
     }
 }
 
-async fn publish(ctx: &Arc<Ctx>, raw_offset: i64, record: &OutputRecord) -> Result<(), PublishError> {
-    let topic = record.topic.clone();
-    let offset = ctx
-        .session
-        .outputs
-        .publish(
-            ctx.partition,
-            record,
-            &ctx.stop,
-            || {
-                if let Ok(mut log) = ctx.log.lock() {
-                    log.sending(raw_offset, &topic);
-                }
-            },
-            || ctx.shared.metrics.retry(Retry::Publish),
-        )
-        .await?;
-    if let Ok(mut log) = ctx.log.lock() {
-        log.acked(&record.topic, offset);
-    }
-    Ok(())
-}
-
-/// Publishes a DLQ record; if the DLQ topic refuses it for good, retries slowly rather than losing it (the
-/// partition stops advancing and the lag alerts).
-async fn publish_dlq(ctx: &Arc<Ctx>, raw_offset: i64, record: &OutputRecord) -> Result<(), Interrupt> {
-    loop {
-        match publish(ctx, raw_offset, record).await {
-            Ok(()) => return Ok(()),
-            Err(PublishError::Rejected(reason)) => {
-                tracing::error!(partition = ctx.partition, raw_offset, %reason, "the DLQ refused a record; retrying in 30 s");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(30)) => {}
-                    () = ctx.stop.cancelled() => return Err(Interrupt::Stopped),
-                }
+/// Sends one output into the open transaction. A record Kafka refused for good (`event`: an event, which the
+/// record's DLQ record can replace) is remembered, so the record goes to the DLQ when processed again.
+async fn send(ctx: &Arc<Ctx>, offset: i64, record: &OutputRecord, event: bool) -> Result<(), SendOutcome> {
+    let (p, shared) = (ctx.partition, &ctx.shared);
+    match ctx.session.outputs.send(p, record).await {
+        Ok(_) => Ok(()),
+        Err(SendError::Refused(reason)) if event => Err(SendOutcome::Refused(reason)),
+        Err(SendError::Refused(reason)) => {
+            Err(SendOutcome::Interrupt(Interrupt::Process(format!("no topic takes this record: {reason}"))))
+        }
+        Err(SendError::Failed { reason, permanent }) => {
+            if permanent && event {
+                shared.reject(p, offset, reason.clone());
             }
-            Err(e) => return Err(publish_interrupt(e, ctx.partition, raw_offset)),
+            shared.metrics.retry(Retry::Publish);
+            Err(SendOutcome::Interrupt(Interrupt::Session(reason)))
         }
     }
 }

@@ -1,10 +1,11 @@
 //! What to do with one raw record, decided without I/O: who it is ([`identify`]), what it becomes
-//! ([`decide`], [`plan`]) and what is left to publish after a crash ([`remaining`]). The partition worker does
-//! the I/O around these (dedup lookup, publish, record).
+//! ([`decide`]) and the records that carry it: its events, or its one DLQ record ([`plan`], [`dlq_record`]).
+//! The partition worker ([`crate::partition`]) does the I/O around these (dedup lookup, publish).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use hookline_schemas::dlq::DlqMeta;
 use hookline_schemas::dlq::{ErrorClass, Stage};
 use hookline_schemas::raw::{HeaderError, RawMeta};
 use hookline_schemas::{header, is_valid_source_name};
@@ -12,7 +13,6 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 
 use crate::output::OutputRecord;
 use crate::pipeline::{Decision, Failure, Input, Pipeline};
-use crate::recovery::Emitted;
 
 /// The source name given to records whose headers name none.
 pub const UNKNOWN_SOURCE: &str = "_unknown";
@@ -126,15 +126,6 @@ pub fn decide(pipeline: &Pipeline, raw: &OwnedMessage, envelope: &Envelope) -> D
     }
 }
 
-/// One output to publish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Planned {
-    /// The record.
-    pub record: OutputRecord,
-    /// Its position in a split batch.
-    pub index: Option<u32>,
-}
-
 /// The outputs of a decision: its events (with the CloudEvents content-type header), or one DLQ record.
 pub fn plan(
     dlq_topic: &Arc<str>,
@@ -143,49 +134,68 @@ pub fn plan(
     decision: Decision,
     attempts: u32,
     now_ms: i64,
-) -> (Vec<Planned>, Option<Failure>) {
+) -> (Vec<OutputRecord>, Option<Failure>) {
     match decision {
         Decision::Publish(events) => {
             let outputs = events
                 .into_iter()
-                .map(|e| Planned {
-                    record: OutputRecord {
-                        topic: e.topic,
-                        key: raw.key().map(<[u8]>::to_vec),
-                        value: e.value,
-                        headers: vec![(header::CONTENT_TYPE.to_owned(), header::CLOUDEVENTS_JSON.as_bytes().to_vec())],
-                    },
-                    index: e.index,
+                .map(|e| OutputRecord {
+                    topic: e.topic,
+                    key: raw.key().map(<[u8]>::to_vec),
+                    value: Some(e.value),
+                    headers: vec![(header::CONTENT_TYPE.to_owned(), header::CLOUDEVENTS_JSON.as_bytes().to_vec())],
                 })
                 .collect();
             (outputs, None)
         }
         Decision::Filtered => (Vec::new(), None),
         Decision::Fail(failure) => {
-            let record = crate::dlq::record(dlq_topic, raw, identity, &failure, attempts, now_ms);
-            (vec![Planned { record, index: None }], Some(failure))
+            let record = dlq_record(dlq_topic, raw, identity, &failure, attempts, now_ms);
+            (vec![record], Some(failure))
         }
     }
 }
 
-/// Of `planned`, the outputs not yet published, given the outputs a previous owner published for the same
-/// raw record (`emitted`, read back from the output topics). A record's outcome is never changed after the
-/// fact: if it already has a DLQ record, nothing more is published; if it already has events, a DLQ record
-/// is not added (the events are completed instead, on the topics they were meant for).
-pub fn remaining(planned: Vec<Planned>, emitted: &[Emitted]) -> Vec<Planned> {
-    if emitted.is_empty() {
-        return planned;
+/// The DLQ record of a raw record that cannot become events: the raw record kept intact, with what failed
+/// and where it came from.
+///
+/// The value and key are the raw record's, byte for byte; its headers are kept in their order, followed by
+/// `hookline-dlq`, the JSON [`DlqMeta`]: source, dedup key, raw topic/partition/offset, error class, stage,
+/// reason, attempts and first-failure time. When the raw record names no usable source or dedup key, they
+/// are `_unknown` and `raw:{topic}:{partition}:{offset}`, so every DLQ record can be traced and deduplicated.
+pub fn dlq_record(
+    topic: &Arc<str>,
+    raw: &OwnedMessage,
+    identity: &Identity,
+    failure: &Failure,
+    attempts: u32,
+    now_ms: i64,
+) -> OutputRecord {
+    let mut headers: Vec<(String, Vec<u8>)> = raw
+        .headers()
+        .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec())).collect())
+        .unwrap_or_default();
+    let meta = DlqMeta {
+        v: header::VERSION,
+        source: identity.source.clone(),
+        dedup_key: identity.dedup_key.clone(),
+        raw_topic: raw.topic().to_owned(),
+        raw_partition: raw.partition(),
+        raw_offset: raw.offset(),
+        class: failure.class,
+        stage: failure.stage,
+        reason: failure.reason.clone(),
+        attempts: attempts.max(1),
+        first_failure_ms: now_ms,
+    };
+    let (name, value) = meta.to_header();
+    headers.push((name.to_owned(), value));
+    OutputRecord {
+        topic: topic.clone(),
+        key: raw.key().map(<[u8]>::to_vec),
+        value: Some(raw.payload().map(<[u8]>::to_vec).unwrap_or_default()),
+        headers,
     }
-    if emitted.iter().any(|e| e.dlq) {
-        return Vec::new();
-    }
-    planned
-        .into_iter()
-        .filter(|p| {
-            let is_event = p.record.headers.iter().any(|(k, _)| k == header::CONTENT_TYPE);
-            is_event && !emitted.iter().any(|e| e.topic == p.record.topic && e.index == p.index)
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -258,7 +268,7 @@ mod tests {
         assert_eq!(identity.entry_from_ms, 1_800_000_000_000, "the entry lasts a window from the redrive");
         let decision = decide(&pipeline(""), &msg, &envelope);
         let (out, _) = plan(&dlq(), &msg, &identity, decision, 1, 0);
-        let event: serde_json::Value = serde_json::from_slice(&out[0].record.value).unwrap();
+        let event: serde_json::Value = serde_json::from_slice(out[0].value.as_ref().unwrap()).unwrap();
         assert_eq!(event["id"], "evt_1");
     }
 
@@ -270,7 +280,7 @@ mod tests {
             None,
             out.key.as_deref(),
             out.headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_slice()))),
-            Some(&out.value),
+            out.value.as_deref(),
             value_as,
         );
         serde_json::to_value(v).unwrap()
@@ -289,14 +299,14 @@ mod tests {
         let (out, failure) = plan(&dlq(), &msg, &identity, decision, 1, 0);
         assert_eq!(failure, None);
         assert_eq!(out.len(), 1);
-        let out = &out[0].record;
+        let out = &out[0];
         assert_eq!(&*out.topic, "hookline.events");
         assert_eq!(out.key.as_deref(), Some(&b"order_1"[..]));
         assert_eq!(out.headers.len(), 1, "content-type only");
         let record = view(out, ValueAs::Json);
         assert_eq!(Contract::EventRecord.validator().unwrap().violations(&record), Vec::<String>::new());
         assert_eq!(Contract::Event.validator().unwrap().violations(&record["value"]), Vec::<String>::new());
-        let origin = Origin::of_event(&out.value).unwrap();
+        let origin = Origin::of_event(out.value.as_ref().unwrap()).unwrap();
         assert_eq!((origin.raw_partition, origin.raw_offset, origin.dedup_key.as_str()), (3, 77, "evt_1"));
         assert_eq!(origin.received_at_ms, Some(1_700_000_000_000));
     }
@@ -309,9 +319,9 @@ mod tests {
         let decision = decide(&pipeline(""), &msg, &envelope);
         let (out, failure) = plan(&dlq(), &msg, &identity, decision, 1, 42);
         assert_eq!(failure.unwrap().class, ErrorClass::InvalidJson);
-        let out = &out[0].record;
+        let out = &out[0];
         assert_eq!(&*out.topic, "hookline.dlq");
-        assert_eq!(out.value, b"\xff not json");
+        assert_eq!(out.value.as_deref(), Some(&b"\xff not json"[..]));
         assert_eq!(
             (out.headers[0].0.as_str(), &out.headers[0].1),
             (raw_header.0, &raw_header.1),
@@ -337,40 +347,11 @@ mod tests {
         let decision = decide(&pipeline(""), &msg, &envelope);
         let (out, failure) = plan(&dlq(), &msg, &identity, decision, 1, 0);
         assert_eq!(failure.unwrap().class, ErrorClass::InvalidEnvelope);
-        let out = &out[0].record;
+        let out = &out[0];
         let dlq = DlqMeta::from_headers(pairs(out)).unwrap();
         assert_eq!(dlq.dedup_key, "raw:hookline.raw:3:77");
         assert_eq!(out.headers[1].0, "x-other", "foreign headers are kept too");
         let record = view(out, ValueAs::Base64);
         assert_eq!(Contract::DlqRecord.validator().unwrap().violations(&record), Vec::<String>::new());
-    }
-
-    #[test]
-    fn a_fan_out_cut_short_is_completed_and_an_outcome_is_never_changed() {
-        let msg = raw(&[meta().to_header()], br#"{"type":"order.paid"}"#);
-        let (envelope, identity) = identify(&msg);
-        let p = pipeline("[[routes]]\ntopic = 'a'\n[[routes]]\ntopic = 'b'\n");
-        let (planned, _) = plan(&dlq(), &msg, &identity, decide(&p, &msg, &envelope), 1, 0);
-        assert_eq!(planned.iter().map(|p| &*p.record.topic).collect::<Vec<_>>(), vec!["a", "b"]);
-        let emitted = |topic: &str, dlq: bool| Emitted {
-            topic: Arc::from(topic),
-            index: None,
-            dlq,
-            source: "shop".into(),
-            dedup_key: "evt_1".into(),
-        };
-        let left = remaining(planned.clone(), &[emitted("a", false)]);
-        assert_eq!(left.iter().map(|p| &*p.record.topic).collect::<Vec<_>>(), vec!["b"]);
-        assert!(remaining(planned.clone(), &[emitted("a", false), emitted("b", false)]).is_empty());
-        assert!(remaining(planned.clone(), &[emitted("hookline.dlq", true)]).is_empty(), "already in the DLQ");
-        assert_eq!(remaining(planned, &[]).len(), 2);
-
-        let broken = raw(&[meta().to_header()], b"not json");
-        let (planned, _) = plan(&dlq(), &broken, &identity, decide(&p, &broken, &envelope_of(&broken)), 1, 0);
-        assert!(remaining(planned, &[emitted("a", false)]).is_empty(), "events exist: no DLQ record is added");
-    }
-
-    fn envelope_of(msg: &OwnedMessage) -> Envelope {
-        identify(msg).0
     }
 }

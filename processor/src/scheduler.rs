@@ -66,6 +66,7 @@ impl Scheduler {
         self.slots.len() < self.max_buffered
     }
 
+    #[cfg(test)]
     /// Admitted records not yet completed.
     pub fn buffered(&self) -> usize {
         self.slots.len()

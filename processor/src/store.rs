@@ -1,19 +1,23 @@
-//! The local state store: which webhooks already have an output, per raw partition, in RocksDB.
+//! The local state store: a RocksDB cache of the dedup state, per raw partition. The source of truth is the
+//! compacted changelog topic ([`crate::changelog`]); this folder can be deleted at any time and is rebuilt
+//! from it ([`crate::restore`]).
 //!
 //! Layout (format version [`FORMAT_VERSION`], checked at open, with the raw topic the folder belongs to):
 //! - column family `dedup`: key = raw partition (u32 big-endian), source, `0x00`, dedup key; value = expiry
 //!   (ms since the epoch, i64 big-endian). An entry whose expiry has passed counts as absent, and a compaction
 //!   filter deletes it, so the store stays bounded by the dedup windows.
+//! - column family `expiry`: key = raw partition, expiry, source, `0x00`, dedup key: the entries in order of
+//!   expiry, so the owner finds the expired ones to tombstone in the changelog ([`Store::expired`]).
 //! - column family `default`:
-//!   - `meta/version`, `meta/raw_topic`;
-//!   - `checkpoint/{partition}`: the partition's [`Checkpoint`] (JSON);
+//!   - `meta/version`, `meta/raw_topic`, `meta/instance`;
+//!   - `changelog/{partition}`: the next changelog offset this cache has not applied (i64 big-endian);
 //!   - `running/{partition}/{offset}` (offset i64 big-endian): a record whose processing started and whose
-//!     checkpoint has not yet covered it, with the number of times it was tried alone after a crash (u32).
+//!     transaction has not committed yet, with the number of times it was tried alone after a crash (u32).
 //!
-//! Invariant: an entry is written only after its record's outputs were acknowledged by Kafka, so an entry
-//! present here always has a published output. Entries are namespaced by raw partition because deduplication
-//! is per partition: a redelivery has the same ordering key, hence the same partition, and a partition's
-//! state moves between processes with the partition.
+//! Invariant: only committed state is written here ([`Store::apply`] after the transaction that wrote it to
+//! the changelog committed, or read back from the changelog read_committed), so the cache never knows
+//! something the changelog does not. Entries are namespaced by raw partition because deduplication is per
+//! partition: a redelivery has the same ordering key, hence the same partition.
 //!
 //! A failed write (a full or read-only disk) leaves RocksDB refusing every later write until it is reopened,
 //! even once there is room again. [`Store::recover`] reopens it (the WAL replays what was acknowledged); the
@@ -22,20 +26,21 @@
 //!
 //! Every call blocks on disk I/O: callers run them off the async workers ([`tokio::task::spawn_blocking`]).
 //! Writes are not fsynced: they survive a crash of the process (the OS has them); after a crash of the
-//! machine, the changelog topic and the outputs rebuild what was lost (see [`crate::recovery`]).
+//! machine, the changelog position stored with them is lost with them, so the cache re-reads what it missed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
+use crate::changelog::Change;
 use rocksdb::{compaction_filter::Decision, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, DB};
-use serde::{Deserialize, Serialize};
 
 /// The on-disk format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 const CF_DEDUP: &str = "dedup";
+const CF_EXPIRY: &str = "expiry";
 const VERSION_KEY: &[u8] = b"meta/version";
 const RAW_TOPIC_KEY: &[u8] = b"meta/raw_topic";
 /// Written by [`Store::recover`] to learn whether the database accepts writes again.
@@ -50,7 +55,7 @@ pub enum StoreError {
     #[error("state store: {0}")]
     Rocks(#[from] rocksdb::Error),
     /// The folder holds a store of another format version.
-    #[error("state store at {path} has format version {found}; this build reads version {FORMAT_VERSION}: move it away (the processor rebuilds its state from Kafka)")]
+    #[error("state store at {path} has format version {found}; this build reads version {FORMAT_VERSION}: move it away (the processor rebuilds this cache from the state changelog)")]
     Version {
         /// The folder.
         path: String,
@@ -96,16 +101,26 @@ pub struct Entry {
     pub expires_at_ms: i64,
 }
 
-/// How far a raw partition has been processed, and where its outputs since then begin.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    /// Every raw record below this offset has its outputs published and its entry stored.
-    pub next_raw_offset: i64,
-    /// Per output topic: the offset (in this partition) at or after which every output of a raw record at or
-    /// after `next_raw_offset` lies. Recovery reads the outputs from here.
-    pub scan_from: BTreeMap<String, i64>,
-    /// The next offset of this partition of the state changelog after what this store reflects.
-    pub changelog_next: i64,
+/// An expired entry found by [`Store::expired`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    /// Source name.
+    pub source: String,
+    /// Dedup key.
+    pub dedup_key: String,
+    /// The entry was written again with a later expiry: only its old index entry is to be removed.
+    pub stale: bool,
+    /// The index entry.
+    index_key: Vec<u8>,
+}
+
+/// Positions that [`Store::apply`] records with a partition's changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Positions {
+    /// The next changelog offset the cache has not applied.
+    pub changelog: Option<i64>,
+    /// Every raw record below this offset is committed.
+    pub raw: Option<i64>,
 }
 
 /// The store. Cheap to clone.
@@ -163,9 +178,19 @@ fn open_db(dir: &Path) -> Result<DB, StoreError> {
     table.set_bloom_filter(10.0, false);
     dedup_opts.set_block_based_table_factory(&table);
     dedup_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    // Index entries of partitions this process no longer owns are never swept; the filter drops them a week
+    // after their expiry (the owner of the time has tombstoned the entry long before).
+    let mut expiry_opts = Options::default();
+    expiry_opts.set_compaction_filter("hookline-expiry-index", |_level: u32, key: &[u8], _value: &[u8]| {
+        match key.get(4..12).and_then(|b| b.try_into().ok()).map(i64::from_be_bytes) {
+            Some(expiry) if expiry <= hookline_runtime::now_ms() - 7 * 24 * 3600 * 1000 => Decision::Remove,
+            _ => Decision::Keep,
+        }
+    });
     let cfs = vec![
         ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, Options::default()),
         ColumnFamilyDescriptor::new(CF_DEDUP, dedup_opts),
+        ColumnFamilyDescriptor::new(CF_EXPIRY, expiry_opts),
     ];
     Ok(DB::open_cf_descriptors(&db_opts, dir, cfs)?)
 }
@@ -173,6 +198,25 @@ fn open_db(dir: &Path) -> Result<DB, StoreError> {
 fn dedup_cf(db: &DB) -> Result<&rocksdb::ColumnFamily, StoreError> {
     db.cf_handle(CF_DEDUP)
         .ok_or_else(|| StoreError::Corrupt { what: "column families".into(), detail: "`dedup` is missing".into() })
+}
+
+fn expiry_cf(db: &DB) -> Result<&rocksdb::ColumnFamily, StoreError> {
+    db.cf_handle(CF_EXPIRY)
+        .ok_or_else(|| StoreError::Corrupt { what: "column families".into(), detail: "`expiry` is missing".into() })
+}
+
+fn expiry_index_key(partition: i32, expires_at_ms: i64, source: &str, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(12 + source.len() + 1 + key.len());
+    k.extend_from_slice(&partition_prefix(partition));
+    k.extend_from_slice(&expires_at_ms.to_be_bytes());
+    k.extend_from_slice(source.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn changelog_key(partition: i32) -> Vec<u8> {
+    format!("changelog/{partition}").into_bytes()
 }
 
 fn partition_prefix(partition: i32) -> [u8; 4] {
@@ -190,10 +234,6 @@ fn dedup_key(partition: i32, source: &str, key: &str) -> Vec<u8> {
 
 fn expiry_of(value: &[u8]) -> Option<i64> {
     value.get(..8).and_then(|b| b.try_into().ok()).map(i64::from_be_bytes)
-}
-
-fn checkpoint_key(partition: i32) -> Vec<u8> {
-    format!("checkpoint/{partition}").into_bytes()
 }
 
 fn running_prefix(partition: i32) -> Vec<u8> {
@@ -303,44 +343,81 @@ impl Store {
         Ok(found)
     }
 
-    /// Writes entries (restored ones, from the changelog or the outputs) in one batch.
-    pub fn apply(&self, partition: i32, entries: &[Entry]) -> Result<(), StoreError> {
+    /// Writes committed changes of `partition` in one batch: entries put or deleted, with their expiry index;
+    /// `expired` index entries swept ([`Store::expired`]); the changelog offset this cache has now applied up
+    /// to (`changelog_next`), and the raw offset every record below which is committed (its running marks
+    /// are forgotten).
+    pub fn apply(
+        &self,
+        partition: i32,
+        changes: &[Change],
+        expired: &[Expired],
+        next: Positions,
+    ) -> Result<(), StoreError> {
         let db = self.db()?;
-        let cf = dedup_cf(&db)?;
+        let (dedup, expiry) = (dedup_cf(&db)?, expiry_cf(&db)?);
         let mut batch = WriteBatch::default();
-        for e in entries {
-            batch.put_cf(cf, dedup_key(partition, &e.source, &e.dedup_key), e.expires_at_ms.to_be_bytes());
+        for change in changes {
+            match change {
+                Change::Put(e) => {
+                    batch.put_cf(dedup, dedup_key(partition, &e.source, &e.dedup_key), e.expires_at_ms.to_be_bytes());
+                    batch.put_cf(expiry, expiry_index_key(partition, e.expires_at_ms, &e.source, &e.dedup_key), []);
+                }
+                Change::Delete { source, dedup_key: key } => batch.delete_cf(dedup, dedup_key(partition, source, key)),
+            }
+        }
+        for e in expired {
+            batch.delete_cf(expiry, &e.index_key);
+        }
+        if let Some(next) = next.changelog {
+            batch.put(changelog_key(partition), next.to_be_bytes());
+        }
+        if let Some(next) = next.raw {
+            batch.delete_range(running_key(partition, 0), running_key(partition, next));
         }
         db.write(batch)?;
         Ok(())
     }
 
-    /// Writes entries and the partition's checkpoint atomically (one `WriteBatch`), and forgets the running
-    /// marks of the records the checkpoint now covers.
-    pub fn commit(&self, partition: i32, entries: &[Entry], checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        let db = self.db()?;
-        let cf = dedup_cf(&db)?;
-        let mut batch = WriteBatch::default();
-        for e in entries {
-            batch.put_cf(cf, dedup_key(partition, &e.source, &e.dedup_key), e.expires_at_ms.to_be_bytes());
-        }
-        let value = serde_json::to_vec(checkpoint)
-            .map_err(|e| StoreError::Corrupt { what: "checkpoint".into(), detail: e.to_string() })?;
-        batch.put(checkpoint_key(partition), value);
-        batch.delete_range(running_key(partition, 0), running_key(partition, checkpoint.next_raw_offset));
-        db.write(batch)?;
-        Ok(())
+    /// The next changelog offset of `partition` this cache has not applied (0 when it knows nothing).
+    pub fn changelog_next(&self, partition: i32) -> Result<i64, StoreError> {
+        let value = self.db()?.get(changelog_key(partition))?;
+        Ok(value.and_then(|v| <[u8; 8]>::try_from(&v[..]).ok()).map_or(0, i64::from_be_bytes))
     }
 
-    /// The partition's checkpoint, if this store has one.
-    pub fn checkpoint(&self, partition: i32) -> Result<Option<Checkpoint>, StoreError> {
-        match self.db()?.get(checkpoint_key(partition))? {
-            None => Ok(None),
-            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| StoreError::Corrupt {
-                what: format!("checkpoint of partition {partition}"),
-                detail: e.to_string(),
-            }),
+    /// Up to `limit` entries of `partition` whose expiry has passed by `now_ms`, in order of expiry: the owner
+    /// writes their tombstones to the changelog, then [`Store::apply`]s the deletions. An index entry whose
+    /// entry was written again since (a later expiry) is listed with `stale` set: only the index entry goes.
+    pub fn expired(&self, partition: i32, now_ms: i64, limit: usize) -> Result<Vec<Expired>, StoreError> {
+        let db = self.db()?;
+        let (dedup, expiry) = (dedup_cf(&db)?, expiry_cf(&db)?);
+        let prefix = partition_prefix(partition);
+        let mut out = Vec::new();
+        for item in db.iterator_cf(expiry, IteratorMode::From(&prefix, Direction::Forward)) {
+            let (k, _) = item?;
+            let Some(rest) = k.strip_prefix(&prefix[..]) else {
+                break;
+            };
+            let Some(at) = rest.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(i64::from_be_bytes) else {
+                continue;
+            };
+            if at > now_ms || out.len() >= limit {
+                break;
+            }
+            let name = &rest[8..];
+            let Some(split) = name.iter().position(|b| *b == 0) else {
+                continue;
+            };
+            let (source, key) = (String::from_utf8_lossy(&name[..split]), String::from_utf8_lossy(&name[split + 1..]));
+            let current = db.get_pinned_cf(dedup, dedup_key(partition, &source, &key))?.and_then(|v| expiry_of(&v));
+            out.push(Expired {
+                source: source.into_owned(),
+                dedup_key: key.into_owned(),
+                stale: current.is_some_and(|c| c > now_ms),
+                index_key: k.to_vec(),
+            });
         }
+        Ok(out)
     }
 
     /// Marks a record as being processed, with the number of times it was tried alone after a crash.
@@ -372,7 +449,7 @@ impl Store {
         Ok(forgotten)
     }
 
-    /// The records whose processing started and was never covered by a checkpoint: the ones that were in
+    /// The records whose processing started and was never covered by a commit: the ones that were in
     /// progress when the previous owner of the partition on this machine died. Offset → solo attempts.
     pub fn running(&self, partition: i32) -> Result<BTreeMap<i64, u32>, StoreError> {
         let prefix = running_prefix(partition);
@@ -391,45 +468,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Every unexpired entry of `partition`, in batches of at most `batch` (for a changelog snapshot).
-    pub fn entries(
-        &self,
-        partition: i32,
-        now_ms: i64,
-        batch: usize,
-        mut each: impl FnMut(Vec<Entry>) -> Result<(), StoreError>,
-    ) -> Result<u64, StoreError> {
-        let prefix = partition_prefix(partition);
-        let mut chunk = Vec::with_capacity(batch);
-        let mut total = 0;
-        let db = self.db()?;
-        for item in db.iterator_cf(dedup_cf(&db)?, IteratorMode::From(&prefix, Direction::Forward)) {
-            let (k, v) = item?;
-            let Some(rest) = k.strip_prefix(&prefix[..]) else {
-                break;
-            };
-            let Some(expires_at_ms) = expiry_of(&v).filter(|e| *e > now_ms) else {
-                continue;
-            };
-            let Some(split) = rest.iter().position(|b| *b == 0) else {
-                continue;
-            };
-            chunk.push(Entry {
-                source: String::from_utf8_lossy(&rest[..split]).into_owned(),
-                dedup_key: String::from_utf8_lossy(&rest[split + 1..]).into_owned(),
-                expires_at_ms,
-            });
-            total += 1;
-            if chunk.len() >= batch {
-                each(std::mem::take(&mut chunk))?;
-            }
-        }
-        if !chunk.is_empty() {
-            each(chunk)?;
-        }
-        Ok(total)
-    }
-
+    #[cfg(test)]
     /// Runs a full compaction of the dedup entries (drops expired ones now rather than eventually).
     pub fn compact(&self) -> Result<(), StoreError> {
         let db = self.db()?;
@@ -461,29 +500,52 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn entry(source: &str, key: &str, expires_at_ms: i64) -> Entry {
-        Entry { source: source.into(), dedup_key: key.into(), expires_at_ms }
+    fn put(source: &str, key: &str, expires_at_ms: i64) -> Change {
+        Change::Put(Entry { source: source.into(), dedup_key: key.into(), expires_at_ms })
     }
 
-    fn checkpoint(next: i64) -> Checkpoint {
-        Checkpoint {
-            next_raw_offset: next,
-            scan_from: BTreeMap::from([("hookline.events".into(), 4)]),
-            changelog_next: 2,
-        }
+    fn raw(next: i64) -> Positions {
+        Positions { changelog: None, raw: Some(next) }
     }
 
     #[test]
     fn entries_are_namespaced_by_partition_and_source_and_expire() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), "raw").unwrap();
-        store.commit(3, &[entry("stripe", "evt_1", 1_000)], &checkpoint(8)).unwrap();
+        let at = Positions { changelog: Some(8), raw: None };
+        store.apply(3, &[put("stripe", "evt_1", 1_000)], &[], at).unwrap();
         assert!(store.contains(3, "stripe", "evt_1", 999).unwrap());
         assert!(!store.contains(3, "stripe", "evt_1", 1_000).unwrap(), "expired at its expiry");
         assert!(!store.contains(3, "github", "evt_1", 999).unwrap(), "another source's key is another key");
         assert!(!store.contains(4, "stripe", "evt_1", 999).unwrap(), "another partition's state is separate");
-        assert_eq!(store.checkpoint(3).unwrap(), Some(checkpoint(8)));
-        assert_eq!(store.checkpoint(4).unwrap(), None);
+        assert_eq!((store.changelog_next(3).unwrap(), store.changelog_next(4).unwrap()), (8, 0));
+        let gone = Change::Delete { source: "stripe".into(), dedup_key: "evt_1".into() };
+        store.apply(3, &[gone], &[], Positions::default()).unwrap();
+        assert!(!store.contains(3, "stripe", "evt_1", 0).unwrap(), "a tombstone deletes");
+        assert_eq!(store.changelog_next(3).unwrap(), 8, "no position given, none changed");
+    }
+
+    #[test]
+    fn expired_entries_are_listed_in_expiry_order_and_rewritten_ones_only_lose_their_old_index_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "raw").unwrap();
+        let changes = [put("s", "b", 20), put("s", "a", 10), put("s", "late", 500), put("s", "again", 15)];
+        store.apply(1, &changes, &[], Positions::default()).unwrap();
+        store.apply(1, &[put("s", "again", 900)], &[], Positions::default()).unwrap();
+        store.apply(2, &[put("s", "other", 5)], &[], Positions::default()).unwrap();
+        let expired = store.expired(1, 100, 10).unwrap();
+        let listed: Vec<(&str, bool)> = expired.iter().map(|e| (e.dedup_key.as_str(), e.stale)).collect();
+        assert_eq!(listed, vec![("a", false), ("again", true), ("b", false)]);
+        assert_eq!(store.expired(1, 100, 2).unwrap().len(), 2, "at most `limit`");
+        let deletes: Vec<Change> = expired
+            .iter()
+            .filter(|e| !e.stale)
+            .map(|e| Change::Delete { source: e.source.clone(), dedup_key: e.dedup_key.clone() })
+            .collect();
+        store.apply(1, &deletes, &expired, Positions::default()).unwrap();
+        assert!(store.expired(1, 100, 10).unwrap().is_empty());
+        assert!(store.contains(1, "s", "again", 100).unwrap(), "the rewritten entry stays");
+        assert_eq!(store.expired(1, 1_000, 10).unwrap().len(), 2, "late and again, at their own expiry");
     }
 
     #[test]
@@ -491,12 +553,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path(), "raw").unwrap();
-            store.commit(0, &[entry("s", "k", i64::MAX)], &checkpoint(1)).unwrap();
+            store.apply(0, &[put("s", "k", i64::MAX)], &[], Positions { changelog: Some(1), raw: None }).unwrap();
             assert!(Store::open(dir.path(), "raw").is_err(), "RocksDB's lock keeps a second opener out");
         }
         let store = Store::open(dir.path(), "raw").unwrap();
         assert!(store.contains(0, "s", "k", 0).unwrap());
-        assert_eq!(store.checkpoint(0).unwrap().unwrap().next_raw_offset, 1);
+        assert_eq!(store.changelog_next(0).unwrap(), 1);
         drop(store);
         let err = Store::open(dir.path(), "other.raw").unwrap_err().to_string();
         assert!(err.contains("belongs to raw topic `raw`"), "{err}");
@@ -506,7 +568,7 @@ mod tests {
     fn a_closed_store_answers_closed_and_recover_reopens_it_with_its_state() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), "raw").unwrap();
-        store.commit(0, &[entry("s", "k", i64::MAX)], &checkpoint(1)).unwrap();
+        store.apply(0, &[put("s", "k", i64::MAX)], &[], Positions::default()).unwrap();
         store.recover().unwrap();
         assert!(store.contains(0, "s", "k", 0).unwrap(), "recovering a healthy store changes nothing");
         // As after a failed write whose reopen failed too (the disk still full).
@@ -520,7 +582,7 @@ mod tests {
         assert_eq!(store.running(0).unwrap().len(), 1);
     }
 
-    /// Regression: a partition lost on a broker failure (no last checkpoint) left the marks of its completed
+    /// Regression: a partition lost on a broker failure (no last commit) left the marks of its completed
     /// records, and the next worker on this machine retried them alone as crash suspects.
     #[test]
     fn completed_records_of_a_lost_partition_are_not_crash_suspects_for_the_next_worker() {
@@ -542,7 +604,7 @@ mod tests {
     }
 
     #[test]
-    fn running_marks_are_kept_until_a_checkpoint_covers_them() {
+    fn running_marks_are_kept_until_a_commit_covers_them() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), "raw").unwrap();
         for offset in [5, 6, 9] {
@@ -551,31 +613,11 @@ mod tests {
         store.mark_running(1, 6, 2).unwrap();
         store.mark_running(2, 5, 0).unwrap();
         assert_eq!(store.running(1).unwrap(), BTreeMap::from([(5, 0), (6, 2), (9, 0)]));
-        store.commit(1, &[], &checkpoint(7)).unwrap();
-        assert_eq!(store.running(1).unwrap(), BTreeMap::from([(9, 0)]), "offsets below the checkpoint are done");
+        store.apply(1, &[], &[], raw(7)).unwrap();
+        assert_eq!(store.running(1).unwrap(), BTreeMap::from([(9, 0)]), "offsets below the commit are done");
         store.unmark_running(1, 9).unwrap();
         assert!(store.running(1).unwrap().is_empty());
         assert_eq!(store.running(2).unwrap(), BTreeMap::from([(5, 0)]), "other partitions untouched");
-    }
-
-    #[test]
-    fn entries_of_a_partition_are_listed_in_batches_without_expired_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), "raw").unwrap();
-        let live: Vec<Entry> = (0..25).map(|i| entry("shop", &format!("k{i:02}"), 10_000)).collect();
-        store.apply(7, &live).unwrap();
-        store.apply(7, &[entry("shop", "old", 10)]).unwrap();
-        store.apply(8, &[entry("shop", "elsewhere", 10_000)]).unwrap();
-        let mut batches = Vec::new();
-        let total = store
-            .entries(7, 100, 10, |b| {
-                batches.push(b);
-                Ok(())
-            })
-            .unwrap();
-        assert_eq!(total, 25);
-        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![10, 10, 5]);
-        assert_eq!(batches.concat(), live);
     }
 
     #[test]
@@ -583,13 +625,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), "raw").unwrap();
         let now = hookline_runtime::now_ms();
-        store.apply(0, &[entry("s", "old", now - 1), entry("s", "live", now + 3_600_000)]).unwrap();
+        store
+            .apply(0, &[put("s", "old", now - 1), put("s", "live", now + 3_600_000)], &[], Positions::default())
+            .unwrap();
         store.flush().unwrap();
         store.compact().unwrap();
         let db = store.db().unwrap();
         let cf = dedup_cf(&db).unwrap();
         assert!(db.get_cf(cf, dedup_key(0, "s", "old")).unwrap().is_none(), "expired entry physically removed");
         assert!(db.get_cf(cf, dedup_key(0, "s", "live")).unwrap().is_some());
+        assert_eq!(store.expired(0, now, 10).unwrap().len(), 1, "its index entry stays until its tombstone is written");
     }
 
     #[test]

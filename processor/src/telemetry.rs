@@ -68,15 +68,6 @@ pub enum Retry {
     Restore,
 }
 
-/// Where restored dedup entries came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestoredFrom {
-    /// The state changelog topic.
-    Changelog,
-    /// The output topics' tail.
-    Outputs,
-}
-
 /// The processor's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -90,10 +81,9 @@ pub struct Metrics {
     assigned: Gauge,
     rebalances: Family<KindLabel, Counter>,
     restore_seconds: Histogram,
-    restored: Family<KindLabel, Counter>,
-    handoff_waits: Family<KindLabel, Counter>,
-    handoff_seconds: Histogram,
-    snapshots: Counter,
+    restored: Counter,
+    transactions: Family<KindLabel, Counter>,
+    commit_seconds: Histogram,
     concurrency: Histogram,
     record_seconds: Histogram,
     store_errors: Counter,
@@ -133,13 +123,13 @@ impl Metrics {
         });
         registry.register(
             "hookline_processor_latency_seconds",
-            "From the ingress receiving a webhook to its outputs being stored (or its duplicate dropped)",
+            "From the ingress receiving a webhook to its outputs being stored in the open transaction (or its duplicate dropped); visibility adds up to one commit interval",
             latency.clone(),
         );
         let retries = Family::<KindLabel, Counter>::default();
         registry.register(
             "hookline_processor_retries",
-            "Transient failures retried with backoff (operation: publish, store, restore)",
+            "Transient failures retried (operation: publish = a transaction aborted on a failed delivery, store, restore)",
             retries.clone(),
         );
         let lag = Family::<PartitionLabel, Gauge>::default();
@@ -169,32 +159,26 @@ impl Metrics {
         let restore_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 14));
         registry.register(
             "hookline_processor_restore_duration_seconds",
-            "Time to restore the dedup state of newly assigned partitions (changelog and outputs read back)",
+            "Time to bring a newly assigned partition's dedup state up to date from the state changelog",
             restore_seconds.clone(),
         );
-        let restored = Family::<KindLabel, Counter>::default();
+        let restored = Counter::default();
         registry.register(
             "hookline_processor_restored_entries",
-            "Dedup entries restored when partitions were assigned (from: changelog, outputs)",
+            "State changelog records (entries and tombstones) applied when partitions were assigned",
             restored.clone(),
         );
-        let handoff_waits = Family::<KindLabel, Counter>::default();
+        let transactions = Family::<KindLabel, Counter>::default();
         registry.register(
-            "hookline_processor_handoff_waits",
-            "Assigned partitions whose previous owner had not released them yet (kind: released, presumed_gone)",
-            handoff_waits.clone(),
+            "hookline_processor_transactions",
+            "Transactions ended (kind: committed, aborted); an abort ends the session and its records are processed again",
+            transactions.clone(),
         );
-        let handoff_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 10));
+        let commit_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         registry.register(
-            "hookline_processor_handoff_wait_seconds",
-            "Time waited for the previous owner of assigned partitions to release them",
-            handoff_seconds.clone(),
-        );
-        let snapshots = Counter::default();
-        registry.register(
-            "hookline_processor_state_snapshots",
-            "Snapshots of a partition's dedup state written to the changelog (the changelog was behind)",
-            snapshots.clone(),
+            "hookline_processor_commit_duration_seconds",
+            "Time to commit one transaction, from pausing the partitions to resuming them",
+            commit_seconds.clone(),
         );
         let concurrency = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]);
         registry.register(
@@ -229,7 +213,7 @@ impl Metrics {
         let sessions = Counter::default();
         registry.register(
             "hookline_processor_session_restarts",
-            "Times the Kafka clients were recreated after a fatal client error",
+            "Times the Kafka clients were recreated after a transaction could not commit (an abort, a lost partition, a fatal client error)",
             sessions.clone(),
         );
         let suspects = Counter::default();
@@ -254,8 +238,7 @@ impl Metrics {
         for (family, kinds) in [
             (&retries, &["publish", "store", "restore"][..]),
             (&rebalances, &["assign", "revoke", "lost"][..]),
-            (&restored, &["changelog", "outputs"][..]),
-            (&handoff_waits, &["released", "presumed_gone"][..]),
+            (&transactions, &["committed", "aborted"][..]),
         ] {
             for kind in kinds {
                 let _ = family.get_or_create(&KindLabel { kind });
@@ -273,9 +256,8 @@ impl Metrics {
             rebalances,
             restore_seconds,
             restored,
-            handoff_waits,
-            handoff_seconds,
-            snapshots,
+            transactions,
+            commit_seconds,
             concurrency,
             record_seconds,
             store_errors,
@@ -382,23 +364,21 @@ impl Metrics {
         self.assigned.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
-    /// A restore finished.
-    pub fn restored(&self, seconds: f64, from_changelog: u64, from_outputs: u64) {
+    /// A partition's state was restored: how long it took, how many changelog records were applied.
+    pub fn restored(&self, seconds: f64, changes: u64) {
         self.restore_seconds.observe(seconds);
-        self.restored.get_or_create(&KindLabel { kind: "changelog" }).inc_by(from_changelog);
-        self.restored.get_or_create(&KindLabel { kind: "outputs" }).inc_by(from_outputs);
+        self.restored.inc_by(changes);
     }
 
-    /// A partition's previous owner was waited for: until it released it, or until it was presumed gone.
-    pub fn handoff(&self, seconds: f64, released: bool) {
-        self.handoff_seconds.observe(seconds);
-        let kind = if released { "released" } else { "presumed_gone" };
-        self.handoff_waits.get_or_create(&KindLabel { kind }).inc();
+    /// A transaction committed, in `seconds` from pausing the partitions.
+    pub fn committed(&self, seconds: f64) {
+        self.commit_seconds.observe(seconds);
+        self.transactions.get_or_create(&KindLabel { kind: "committed" }).inc();
     }
 
-    /// A partition's state was snapshotted to the changelog.
-    pub fn snapshot(&self) {
-        self.snapshots.inc();
+    /// A transaction was aborted.
+    pub fn aborted(&self) {
+        self.transactions.get_or_create(&KindLabel { kind: "aborted" }).inc();
     }
 
     /// A record in progress when the process died is retried alone.
@@ -492,16 +472,16 @@ mod tests {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         for series in [
-            r#"hookline_processor_handoff_waits_total{kind="presumed_gone"} 0"#,
+            r#"hookline_processor_transactions_total{kind="aborted"} 0"#,
             r#"hookline_processor_rebalances_total{kind="lost"} 0"#,
-            r#"hookline_processor_restored_entries_total{kind="outputs"} 0"#,
+            r#"hookline_processor_restored_entries_total 0"#,
             r#"hookline_processor_retries_total{kind="publish"} 0"#,
         ] {
             assert!(text.contains(series), "{series} missing from\n{text}");
         }
-        m.handoff(16.0, false);
+        m.aborted();
         text.clear();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        assert!(text.contains(r#"hookline_processor_handoff_waits_total{kind="presumed_gone"} 1"#), "{text}");
+        assert!(text.contains(r#"hookline_processor_transactions_total{kind="aborted"} 1"#), "{text}");
     }
 }

@@ -1,6 +1,6 @@
 //! The short versions of `make chaos`'s scenarios that run in `make test`: the invariant checker over real
-//! processes being killed, a broker of a three-node cluster killed, a processor cut off from the cluster, a
-//! duplicate storm and poison mixed into the stream (see `tests/src/chaos.rs`).
+//! processes being killed or frozen, a broker of a three-node cluster killed, a processor cut off from the
+//! cluster, a duplicate storm and poison mixed into the stream (see `tests/src/chaos.rs`).
 
 use hookline_e2e::chaos::{self, Scale};
 
@@ -14,6 +14,11 @@ async fn passes(name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_processor_killed_9_three_times_during_load() {
     passes("processor-kill-9").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_a_processor_frozen_longer_than_its_session_is_fenced_and_publishes_nothing_visible() {
+    passes("processor-frozen").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,10 +56,8 @@ async fn chaos_full_data_folder_stops_the_processor_until_there_is_room_again() 
     passes("state-disk-full").await;
 }
 
-/// Processors joining and leaving during load. First run on Tansu 0.6.0, which has no rebalance barrier, it
-/// found webhooks published twice while two processors worked on one partition; the new owner now waits for
-/// the previous owner's release on the state changelog (on Apache Kafka that wait matters for a member
-/// expelled while still publishing: see `network-cut`).
+/// Processors joining and leaving during load: each revocation commits the open transaction before the
+/// partitions move, and the next owner starts after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_processors_joining_and_leaving_publish_nothing_twice() {
     passes("processors-join-leave").await;

@@ -412,3 +412,54 @@ async fn a_record_that_keeps_crashing_the_processor_goes_to_the_dlq_instead_of_a
     assert_exactly_once_in_order(&stream, &events);
     assert_eq!(survivor.terminate(Duration::from_secs(20)), Some(Some(0)));
 }
+
+/// The state changelog is the dedup state's source of truth: compacted, keyed by (source, dedup key), one
+/// record per webhook, committed with its event; an entry past its window gets a tombstone so compaction
+/// drops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_changelog_has_one_entry_per_webhook_and_tombstones_expired_ones() {
+    init_logs();
+    let kafka = Kafka::start();
+    let topics = Topics::unique();
+    let dir = tempfile::tempdir().unwrap();
+    create_raw_topic(&kafka, &topics, 1).await;
+    // `extra` lands in the `[state]` section.
+    let (addr, toml) = config(&kafka, &topics, &dir.path().join("state"), "dedup_window_secs = 60");
+    let processor = ProcessorProcess::start(dir.path(), addr, &toml, &[]).await;
+    let fresh = RawRecord::json("shop", "fresh", "k1", r#"{"id":"fresh"}"#.into());
+    let mut old = RawRecord::json("shop", "old", "k2", r#"{"id":"old"}"#.into());
+    old.received_at_ms = Some(now_ms() - 3_600_000); // its 60 s window closed an hour ago
+    let started = now_ms();
+    produce_raw(kafka.brokers(), &topics.raw, &[fresh.clone(), old, fresh]).await;
+
+    let events = read_topic(kafka.brokers(), &topics.events, 2, SETTLE, TIMEOUT).await;
+    assert_eq!(events.len(), 2, "fresh once (its redelivery dropped), old once: {events:#?}");
+    let state = read_topic(kafka.brokers(), &topics.state, 3, SETTLE, TIMEOUT).await;
+    let records: Vec<(Option<String>, Option<serde_json::Value>)> =
+        state.iter().map(|r| (r.key.clone(), r.value_bytes().map(|v| serde_json::from_slice(&v).unwrap()))).collect();
+    assert_eq!(records.len(), 3, "{records:#?}");
+    let fresh_key = Some(r#"["shop","fresh"]"#.to_owned());
+    let old_key = Some(r#"["shop","old"]"#.to_owned());
+    let put = |key: &Option<String>| records.iter().position(|(k, v)| k == key && v.is_some());
+    let (Some(fresh_at), Some(old_at)) = (put(&fresh_key), put(&old_key)) else {
+        panic!("one entry per webhook: {records:#?}");
+    };
+    let expiry = records[fresh_at].1.as_ref().unwrap()["expires_at_ms"].as_i64().unwrap();
+    assert!(expiry >= started + 60_000 && expiry <= now_ms() + 60_000, "a window from receipt: {expiry}");
+    assert_eq!(records[2], (old_key, None), "then the expired entry's tombstone: {records:#?}");
+    assert!(old_at < 2);
+
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", kafka.brokers()).create().unwrap();
+    let described = admin
+        .describe_configs(
+            &[rdkafka::admin::ResourceSpecifier::Topic(&topics.state)],
+            &rdkafka::admin::AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    let config = described[0].as_ref().unwrap();
+    let policy = config.get("cleanup.policy").and_then(|e| e.value.clone());
+    assert_eq!(policy.as_deref(), Some("compact"), "the changelog is compacted");
+    assert_eq!(processor.terminate(Duration::from_secs(20)), Some(Some(0)), "SIGTERM exits 0");
+}

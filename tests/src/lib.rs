@@ -364,7 +364,6 @@ pub fn processor_toml(brokers: &str, topics: &Topics, state_dir: &Path, listen: 
         state = "{state}"
         [consumer]
         group_id = "{group}"
-        commit_interval_ms = 200
         stats_interval_ms = 500
         [state]
         dir = "{dir}"
@@ -461,6 +460,11 @@ impl Component {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Sends it a signal (`"STOP"`, `"CONT"`, ...).
+    pub fn signal(&self, signal: &str) {
+        self.process.signal(signal);
+    }
+
     /// kill -9.
     pub fn kill(mut self) {
         self.process.signal("KILL");
@@ -504,6 +508,8 @@ pub struct RawRecord {
     pub body: Vec<u8>,
     /// Request headers kept on the record.
     pub headers: Vec<(String, String)>,
+    /// When the ingress received it (ms); now when `None`.
+    pub received_at_ms: Option<i64>,
 }
 
 impl RawRecord {
@@ -515,6 +521,7 @@ impl RawRecord {
             key: key.to_owned(),
             body: body.into_bytes(),
             headers: vec![("content-type".into(), "application/json".into())],
+            received_at_ms: None,
         }
     }
 }
@@ -548,7 +555,7 @@ pub async fn produce_raw(brokers: &str, topic: &str, records: &[RawRecord]) -> V
         let meta = hookline_schemas::raw::RawMeta {
             v: hookline_schemas::header::VERSION,
             source: r.source.clone(),
-            received_at_ms: now_ms(),
+            received_at_ms: r.received_at_ms.unwrap_or_else(now_ms),
             dedup_key: r.dedup_key.clone(),
             dedup_key_origin: hookline_schemas::raw::KeyOrigin::Header,
             content_type: r.headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.clone()),

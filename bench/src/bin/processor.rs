@@ -5,12 +5,15 @@
 //! - `bare`: the baseline, a bare consume → produce loop (no dedup, no state, no parsing): each raw record's
 //!   value is copied to the same partition of an output topic, offsets committed once outputs are acked;
 //! - `watch`: follows a running hookline-processor's `/metrics` until it has published `--expect` events and
-//!   reports its throughput (first record consumed → last event acknowledged).
+//!   reports its throughput (first record consumed → last event acknowledged);
+//! - `latency`: writes raw records at a fixed rate while a read_committed consumer reads the events topic,
+//!   and reports, per webhook, the time from Kafka acknowledging its raw record (when the ingress answers
+//!   202) to its event being visible to a read_committed consumer.
 //!
 //! Each prints one JSON line.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,6 +78,22 @@ enum Mode {
         #[arg(long, default_value_t = 1800)]
         timeout_secs: u64,
     },
+    /// Measures 202 → visible latency through a running processor.
+    Latency {
+        #[arg(long)]
+        brokers: String,
+        /// The raw topic the processor reads.
+        #[arg(long)]
+        topic: String,
+        /// Its events topic.
+        #[arg(long)]
+        events: String,
+        /// Webhooks per second.
+        #[arg(long, default_value_t = 500)]
+        rate: u64,
+        #[arg(long, default_value_t = 20)]
+        secs: u64,
+    },
 }
 
 #[tokio::main]
@@ -89,6 +108,7 @@ async fn main() -> anyhow::Result<()> {
             bare(&brokers, &topic, &out, &group, records).await?
         }
         Mode::Watch { metrics, expect, timeout_secs } => watch(&metrics, expect, timeout_secs).await?,
+        Mode::Latency { brokers, topic, events, rate, secs } => latency(&brokers, &topic, &events, rate, secs).await?,
     };
     println!("{out}");
     Ok(())
@@ -294,4 +314,84 @@ async fn watch(url: &str, expect: u64, timeout_secs: u64) -> anyhow::Result<serd
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+fn raw_record(n: u64, pad: &str) -> anyhow::Result<(String, String, Vec<u8>)> {
+    let key = format!("cus_{}", n % 10_000);
+    let body = format!(r#"{{"id":"lat_{n}","type":"charge.succeeded","customer":"{key}","n":{n},"pad":"{pad}"}}"#);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let meta = serde_json::json!({
+        "v": 1, "source": "bench", "received_at_ms": now, "dedup_key": format!("lat_{n}"),
+        "dedup_key_origin": "json_pointer", "content_type": "application/json", "request_id": format!("l{n}"),
+        "headers": [["content-type", "application/json"]],
+    });
+    Ok((key, body, serde_json::to_vec(&meta)?))
+}
+
+async fn latency(brokers: &str, topic: &str, events: &str, rate: u64, secs: u64) -> anyhow::Result<serde_json::Value> {
+    let total = rate * secs;
+    let acked: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("latency.{}", fastrand::u64(..)))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "latest")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    consumer.subscribe(&[events])?;
+    // Join and get the partitions before the first webhook, so no event predates the reader.
+    while consumer.assignment()?.count() == 0 {
+        let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
+    }
+    let reader = tokio::spawn(async move {
+        let mut visible: HashMap<String, Instant> = HashMap::with_capacity(total as usize);
+        let deadline = Instant::now() + Duration::from_secs(secs + 60);
+        while (visible.len() as u64) < total && Instant::now() < deadline {
+            let Ok(Ok(msg)) = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await else {
+                continue;
+            };
+            let now = Instant::now();
+            let Ok(event) = serde_json::from_slice::<serde_json::Value>(msg.payload().unwrap_or_default()) else {
+                continue;
+            };
+            if let Some(key) = event["hooklinededupkey"].as_str() {
+                visible.entry(key.to_owned()).or_insert(now);
+            }
+        }
+        visible
+    });
+    let producer = producer(brokers)?;
+    let pad = "x".repeat(900);
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    let mut acks = tokio::task::JoinSet::new();
+    for n in 0..total {
+        tick.tick().await;
+        let (key, body, meta) = raw_record(n, &pad)?;
+        let headers = OwnedHeaders::new().insert(Header { key: "hookline-meta", value: Some(&meta) });
+        let delivery = match producer.send_result(FutureRecord::to(topic).key(&key).payload(&body).headers(headers)) {
+            Ok(d) => d,
+            Err((e, _)) => anyhow::bail!("enqueue: {e}"),
+        };
+        let acked = acked.clone();
+        acks.spawn(async move {
+            if let Ok(Ok(_)) = delivery.await {
+                acked.lock().unwrap().insert(format!("lat_{n}"), Instant::now());
+            }
+        });
+    }
+    while acks.join_next().await.is_some() {}
+    let visible = reader.await?;
+    let acked = acked.lock().unwrap();
+    let mut ms: Vec<f64> = visible
+        .iter()
+        .filter_map(|(key, seen)| acked.get(key).map(|at| seen.saturating_duration_since(*at).as_secs_f64() * 1000.0))
+        .collect();
+    anyhow::ensure!(!ms.is_empty(), "no event became visible");
+    ms.sort_by(f64::total_cmp);
+    let q = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
+    Ok(serde_json::json!({
+        "webhooks": total, "visible": ms.len(), "rate": rate,
+        "p50_ms": q(0.5), "p99_ms": q(0.99), "max_ms": q(1.0),
+    }))
 }

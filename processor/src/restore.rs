@@ -1,0 +1,159 @@
+//! Taking over a raw partition: bringing the local cache of its dedup state up to date.
+//!
+//! The partition of the state changelog ([`crate::changelog`]) is read read_committed, from the offset this
+//! cache last applied ([`Store::changelog_next`]; from the start when it knows nothing) to its end, and every
+//! entry and tombstone is applied to the store. A processor restarted on its own data folder reads only what
+//! was committed since its last commit; a new or wiped one reads the compacted partition once.
+//!
+//! Why this is enough: an entry is committed in the same transaction as its record's outputs and raw offset,
+//! so after the read every raw record from the committed offset on is either a known duplicate or was never
+//! published. A previous owner's open transaction cannot add to that later: it is fenced (its group
+//! generation is stale) and aborted, so its outputs and entries never become visible.
+//!
+//! Everything here blocks (Kafka reads, RocksDB writes): it runs on a blocking thread.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::ClientContext;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::changelog::{self, Change};
+use crate::store::{Positions, Store, StoreError};
+use crate::Settings;
+
+/// How long reading the changelog may take before the attempt is abandoned and retried.
+const READ_DEADLINE: Duration = Duration::from_secs(300);
+
+/// Changes are written to the store in batches of this many.
+const APPLY_BATCH: usize = 10_000;
+
+/// Why a restore did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// Reading the changelog failed.
+    #[error("reading {topic}: {error}")]
+    Kafka {
+        /// The topic.
+        topic: String,
+        /// Why.
+        error: String,
+    },
+    /// Writing the store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Asked to stop.
+    #[error("stopped")]
+    Stopped,
+}
+
+/// Brings the store's state of `partition` up to the changelog's committed end. Returns how many changes
+/// were applied.
+pub fn restore(
+    settings: &Settings,
+    store: &Store,
+    partition: i32,
+    stop: &CancellationToken,
+) -> Result<u64, RestoreError> {
+    let topic = &settings.topics.state;
+    let start = store.changelog_next(partition)?;
+    let consumer = reader(settings).map_err(|e| RestoreError::Kafka { topic: topic.clone(), error: e.to_string() })?;
+    let mut batch: Vec<Change> = Vec::with_capacity(APPLY_BATCH);
+    let mut applied = 0;
+    let end = read_to_end(&consumer, topic, partition, start, stop, |msg| {
+        if let Some(change) = changelog::parse(msg.key(), msg.payload()) {
+            batch.push(change);
+        }
+        if batch.len() >= APPLY_BATCH {
+            let next = Positions { changelog: Some(msg.offset() + 1), raw: None };
+            store.apply(partition, &batch, &[], next)?;
+            applied += batch.len() as u64;
+            batch.clear();
+        }
+        Ok(())
+    })?;
+    store.apply(partition, &batch, &[], Positions { changelog: Some(end), raw: None })?;
+    Ok(applied + batch.len() as u64)
+}
+
+struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let eof = matches!(error, KafkaError::PartitionEOF(_))
+            || matches!(error, KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF));
+        if !eof {
+            tracing::warn!(%error, reason, "state restore: kafka error");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
+type Reader = BaseConsumer<ReaderContext>;
+
+fn reader(settings: &Settings) -> Result<Reader, KafkaError> {
+    let mut config = settings.kafka.client_config();
+    // librdkafka assigns partitions only in a consumer with a group; this one never joins it (it only
+    // assigns) and never commits, so its name only needs to be recognisable.
+    config
+        .set("group.id", format!("{}.restore", settings.consumer.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "50")
+        .set("queued.max.messages.kbytes", "65536");
+    config.create_with_context(ReaderContext)
+}
+
+/// Reads `partition` of `topic` from `start` to its end (for a read_committed reader: up to the first open
+/// transaction) and returns the next offset. Gives up after [`READ_DEADLINE`] or when `stop` is cancelled.
+fn read_to_end(
+    consumer: &Reader,
+    topic: &str,
+    partition: i32,
+    start: i64,
+    stop: &CancellationToken,
+    mut each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> Result<(), StoreError>,
+) -> Result<i64, RestoreError> {
+    let kafka = |error: String| RestoreError::Kafka { topic: topic.to_owned(), error };
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(start)).map_err(|e| kafka(e.to_string()))?;
+    consumer.assign(&tpl).map_err(|e| kafka(e.to_string()))?;
+    let mut last: Option<i64> = None;
+    let deadline = Instant::now() + READ_DEADLINE;
+    let end = loop {
+        if stop.is_cancelled() {
+            return Err(RestoreError::Stopped);
+        }
+        if Instant::now() > deadline {
+            return Err(kafka(format!("did not reach the end within {READ_DEADLINE:?}")));
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(msg)) if msg.partition() == partition => {
+                last = Some(msg.offset());
+                each(&msg)?;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(KafkaError::PartitionEOF(p))) if p == partition => match last {
+                Some(o) => break o + 1,
+                // Nothing read: the partition ends where the read started, or earlier if the broker says so
+                // (a recreated topic). A lower end only makes the next read longer.
+                None => {
+                    let high = consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)).map(|(_, h)| h);
+                    break high.map_or(0, |h| start.min(h).max(0));
+                }
+            },
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(e)) => return Err(kafka(e.to_string())),
+        }
+    };
+    consumer.unassign().map_err(|e| kafka(e.to_string()))?;
+    Ok(end)
+}
