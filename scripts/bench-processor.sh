@@ -12,6 +12,8 @@
 # 3. Latency: a processor on an empty raw topic, raw records written at a fixed rate (BENCH_LATENCY_RATE,
 #    default 500/s, for 20 s): per webhook, the time from Kafka acknowledging its raw record (the ingress's
 #    202) to its event being visible to a read_committed consumer, at the default commit interval.
+# 4. Restart: that processor killed -9 and started again on its data folder: how long each partition's
+#    restore takes once assigned (it reads only what was committed since its cache's position).
 #
 # Environment: BENCH_PROCESSOR_RECORDS (default 1000000).
 set -euo pipefail
@@ -102,10 +104,29 @@ for _ in $(seq 1 300); do
 done
 latency=$("$bin/bench-processor" latency --brokers "$brokers" --topic "$raw" --events "$raw.events" \
   --rate "${BENCH_LATENCY_RATE:-500}" --secs 20)
+
+# 4. Restart after kill -9 with the data folder intact: how long each partition's restore takes once assigned.
+echo "  kill -9 and restart on the same data folder..." >&2
+kill -KILL "$proc_pid"
+wait "$proc_pid" 2>/dev/null || true
+HOOKLINE_LOG=info "$bin/hookline-processor" --config "$work/latency.toml" >"$work/restart.log" 2>&1 &
+proc_pid=$!
+pids+=($proc_pid)
+for _ in $(seq 1 300); do
+  [ "$(grep -c 'partition restored' "$work/restart.log")" -ge 12 ] && break
+  sleep 0.1
+done
+restart=$(python3 - "$work/restart.log" <<'PY'
+import re, sys
+text = re.sub(r'\x1b\[[0-9;]*m', '', open(sys.argv[1]).read())
+secs = [float(m) for m in re.findall(r'partition restored .*?seconds=([0-9.]+)', text)]
+print(f"{len(secs)} {max(secs) if secs else -1:.3f}")
+PY
+)
 kill -TERM "$proc_pid"
 wait "$proc_pid" 2>/dev/null || true
 
-python3 - "$loaded" "$bare" "$hook" "$(cat "$work/bare_rss_kb")" "$(cat "$work/hookline_rss_kb")" "$restore" "$state" "$latency" <<'PY'
+python3 - "$loaded" "$bare" "$hook" "$(cat "$work/bare_rss_kb")" "$(cat "$work/hookline_rss_kb")" "$restore" "$state" "$latency" "$restart" <<'PY'
 import json, sys
 loaded, bare, hook = (json.loads(a) for a in sys.argv[1:4])
 bare_mb, hook_mb = int(sys.argv[4]) / 1024, int(sys.argv[5]) / 1024
@@ -127,4 +148,7 @@ print(sys.argv[7])
 lat = json.loads(sys.argv[8])
 print(f"latency, 202 -> visible to read_committed at {lat['rate']}/s: p50 {lat['p50_ms']:.0f} ms, "
       f"p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms ({lat['visible']} of {lat['webhooks']} seen)")
+n, slowest = sys.argv[9].split()
+print(f"restart after kill -9, data folder intact: {n} partitions restored, slowest in {float(slowest):.2f} s "
+      f"after assignment (target < 2 s: {'met' if 0 <= float(slowest) < 2 else 'MISSED'})")
 PY
