@@ -38,14 +38,24 @@ start_broker() {
   echo "Apache Kafka on $brokers" >&2
 }
 
-# Samples the resident memory of pid $1 every 0.2 s into file $2 (peak, in KB) until it exits.
+# Samples the resident memory of pid $1 every 0.2 s into file $2 (peak, in KB) until it exits, and the CPU
+# time it has used into $2.cpu (clock ticks, at most 0.2 s old when it exits).
 sample_rss() {
   ( peak=0
     while kill -0 "$1" 2>/dev/null; do
       kb=$(awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0)
       if [ "${kb:-0}" -gt "$peak" ]; then peak=$kb; echo "$peak" >"$2"; fi
+      ticks=$(awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || true)
+      [ -n "$ticks" ] && echo "$ticks" >"$2.cpu"
       sleep 0.2
     done ) &
+}
+
+# CPU ticks the local broker's JVM has used so far (0 with KAFKA_BROKERS: not ours to measure).
+broker_ticks() {
+  local jvm
+  jvm=$( [ -n "$broker_pid" ] && pgrep -P "$broker_pid" java | head -1 || true)
+  if [ -n "$jvm" ]; then cpu_ticks "$jvm"; else echo 0; fi
 }
 
 # CPU time (user + system) pid $1 has used so far, in clock ticks.

@@ -4,8 +4,9 @@
 #
 # 1. Preload N raw records (1 KB, 10% re-deliveries, 10,000 ordering keys, 12 partitions) on one Apache Kafka
 #    node, run the bare loop over them, then hookline over the same topic (another group): both start behind
-#    the whole backlog. Records/s from the first record consumed to the last output acknowledged, and each
-#    process's peak resident memory.
+#    the whole backlog. Records/s from the first record consumed to the last output acknowledged, each
+#    process's peak resident memory, and CPU time per record of each process and of the broker meanwhile
+#    (on a machine the broker shares, its CPU is part of the ceiling).
 # 2. Restore: a second processor with an empty data folder takes over hookline's group and rebuilds the dedup
 #    state of every distinct webhook from the compacted state changelog. Timed from its start (startup, group
 #    join, then all 12 partitions restored in parallel).
@@ -36,6 +37,7 @@ unique=$(json "$loaded" "['unique']")
 
 # Bare loop.
 echo "  bare consume -> produce loop..." >&2
+broker_before=$(broker_ticks)
 "$bin/bench-processor" bare --brokers "$brokers" --topic "$raw" --out "$raw.copy" --group "bare.$run_id" \
   --records "$records" >"$work/bare.json" &
 bare_pid=$!
@@ -43,6 +45,7 @@ pids+=($bare_pid)
 sample_rss "$bare_pid" "$work/bare_rss_kb"
 wait "$bare_pid"
 bare=$(cat "$work/bare.json")
+bare_broker=$(( $(broker_ticks) - broker_before ))
 
 # hookline, on the same backlog.
 start_processor() { # name -> sets $proc_pid, $proc_port
@@ -69,9 +72,12 @@ TOML
   pids+=($proc_pid)
 }
 echo "  hookline-processor ($unique distinct webhooks)..." >&2
+broker_before=$(broker_ticks)
 start_processor hookline
 sample_rss "$proc_pid" "$work/hookline_rss_kb"
 hook=$("$bin/bench-processor" watch --metrics "http://127.0.0.1:$proc_port/metrics" --expect "$unique")
+hook_broker=$(( $(broker_ticks) - broker_before ))
+sleep 0.3 # the sampler's last CPU reading
 state=$(curl -fsS "http://127.0.0.1:$proc_port/metrics" | grep -E '^hookline_processor_state_(bytes|entries) ' || true)
 kill -TERM "$proc_pid"
 wait "$proc_pid" 2>/dev/null || true
@@ -126,7 +132,8 @@ PY
 kill -TERM "$proc_pid"
 wait "$proc_pid" 2>/dev/null || true
 
-python3 - "$loaded" "$bare" "$hook" "$(cat "$work/bare_rss_kb")" "$(cat "$work/hookline_rss_kb")" "$restore" "$state" "$latency" "$restart" <<'PY'
+cpu="$(cat "$work/bare_rss_kb.cpu") $bare_broker $(cat "$work/hookline_rss_kb.cpu") $hook_broker $(getconf CLK_TCK)"
+python3 - "$loaded" "$bare" "$hook" "$(cat "$work/bare_rss_kb")" "$(cat "$work/hookline_rss_kb")" "$restore" "$state" "$latency" "$restart" "$cpu" <<'PY'
 import json, sys
 loaded, bare, hook = (json.loads(a) for a in sys.argv[1:4])
 bare_mb, hook_mb = int(sys.argv[4]) / 1024, int(sys.argv[5]) / 1024
@@ -141,6 +148,12 @@ print(f"{'hookline-processor':<34}{hook['records']:>9.0f}{hook['secs']:>8.1f}{ho
 ratio = hook['per_sec'] / bare['per_sec']
 print(f"hookline / bare: throughput {ratio:.2f}x (target >= 0.80x: {'met' if ratio >= 0.8 else 'MISSED'}); "
       f"{hook['events']:.0f} events, {hook['duplicates']:.0f} duplicates dropped, {hook['dlq']:.0f} DLQ")
+bare_cpu, bare_broker, hook_cpu, hook_broker, tick = (int(x) for x in sys.argv[10].split())
+us = lambda ticks, n: ticks / tick / n * 1e6
+print(f"CPU per record (user + system): bare loop {us(bare_cpu, bare['records']):.1f} us + broker "
+      f"{us(bare_broker, bare['records']):.1f} us; hookline {us(hook_cpu, hook['records']):.1f} us + broker "
+      f"{us(hook_broker, hook['records']):.1f} us (the processes' whole runs, startup included; broker 0 with "
+      f"KAFKA_BROKERS)")
 secs = restore.get('restore_wall_seconds', 0)
 print(f"restore: {restore_entries:.0f} dedup entries into an empty data folder in {secs:.1f} s from its start "
       f"(target < 30 s: {'met' if secs < 30 else 'MISSED'})")

@@ -179,14 +179,10 @@ pub struct ConsumerConfig {
     /// How often consumer lag is refreshed (librdkafka statistics). Default 5000 ms.
     #[serde(default = "default_stats_interval_ms")]
     pub stats_interval_ms: u32,
-    /// Records of one partition processed at once (different keys only; one key's records go one at a
-    /// time, in offset order). Default 64.
-    #[serde(default = "default_max_in_flight")]
-    pub max_in_flight_per_partition: u32,
-    /// Records of one partition read ahead of the oldest unfinished one. Default 512 (with 64 in flight,
-    /// eight times as many; each is held as a copy of its body and headers).
-    #[serde(default = "default_max_buffered")]
-    pub max_buffered_per_partition: u32,
+    /// Records of one partition processed as one batch, at most: one RocksDB call marks them started and
+    /// looks up their dedup keys. Default 512 (each is held as a copy of its body and headers meanwhile).
+    #[serde(default = "default_max_batch")]
+    pub max_batch_per_partition: u32,
 }
 
 fn default_group() -> String {
@@ -210,10 +206,7 @@ fn default_transaction_timeout_ms() -> u32 {
 fn default_stats_interval_ms() -> u32 {
     5_000
 }
-fn default_max_in_flight() -> u32 {
-    64
-}
-fn default_max_buffered() -> u32 {
+fn default_max_batch() -> u32 {
     512
 }
 
@@ -227,8 +220,7 @@ impl Default for ConsumerConfig {
             commit_interval_ms: default_commit_interval_ms(),
             transaction_timeout_ms: default_transaction_timeout_ms(),
             stats_interval_ms: default_stats_interval_ms(),
-            max_in_flight_per_partition: default_max_in_flight(),
-            max_buffered_per_partition: default_max_buffered(),
+            max_batch_per_partition: default_max_batch(),
         }
     }
 }
@@ -531,13 +523,7 @@ impl Config {
         in_range("consumer.commit_interval_ms", c.commit_interval_ms, 10, 60_000)?;
         in_range("consumer.transaction_timeout_ms", c.transaction_timeout_ms, c.commit_interval_ms * 10, 900_000)?;
         in_range("consumer.stats_interval_ms", c.stats_interval_ms, 100, 600_000)?;
-        in_range("consumer.max_in_flight_per_partition", c.max_in_flight_per_partition, 1, 10_000)?;
-        in_range(
-            "consumer.max_buffered_per_partition",
-            c.max_buffered_per_partition,
-            c.max_in_flight_per_partition,
-            1_000_000,
-        )?;
+        in_range("consumer.max_batch_per_partition", c.max_batch_per_partition, 1, 100_000)?;
         in_range("state.dedup_window_secs", self.state.dedup_window_secs, 60, 90 * 24 * 3600)?;
         in_range("state.crash_loop_attempts", self.state.crash_loop_attempts, 1, 100)?;
         if self.state.dir.as_os_str().is_empty() {

@@ -8,8 +8,8 @@
 //! From the top down:
 //! - [`consumer`]: group membership and rebalances, on their own thread;
 //! - [`session`]: one generation of Kafka clients, its partition workers, and the transaction loop;
-//! - [`partition`]: one partition's worker: restore ([`restore`]), then records in per-key order
-//!   ([`scheduler`]), each deduplicated, run through the pipeline and published;
+//! - [`partition`]: one partition's worker: restore ([`restore`]), then its records in offset order, in
+//!   batches: deduplicated, run through the pipeline and handed to the transactional producer;
 //! - [`process`], [`pipeline`]: what a record becomes (its events or its DLQ record), without I/O;
 //! - [`output`]: the transactional producer, partition-aligned with the raw topic;
 //! - [`store`], [`changelog`]: the local RocksDB cache of the dedup state and its source of truth.
@@ -26,7 +26,6 @@ mod partition;
 mod pipeline;
 mod process;
 mod restore;
-mod scheduler;
 mod session;
 mod store;
 mod telemetry;

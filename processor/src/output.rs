@@ -5,9 +5,8 @@
 //! entity's events keep their order and each output partition has a single writer: the raw partition's owner.
 //!
 //! A record handed to the producer belongs to the open transaction: it becomes visible to read_committed
-//! readers when the transaction commits and never if it aborts. So [`Outputs::send`] does not retry a failed
-//! delivery (the transaction cannot commit any more; the session aborts it and the records are processed
-//! again); it only waits out a full local queue.
+//! readers when the transaction commits and never if it aborts. So a failed delivery is not retried (the
+//! transaction cannot commit any more; the session aborts it and the records are processed again).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,18 +131,6 @@ impl Outputs {
     pub fn init(&self) -> Result<(), KafkaError> {
         self.producer.init_transactions(self.timeout)?;
         self.producer.begin_transaction()
-    }
-
-    /// Publishes `record` to `partition` of its topic in the open transaction; returns its offset once Kafka
-    /// stored it (visible only when the transaction commits).
-    pub async fn send(&self, partition: i32, record: &OutputRecord) -> Result<i64, SendError> {
-        loop {
-            match self.enqueue(partition, record) {
-                Ok(delivery) => return delivered(&record.topic, delivery).await,
-                Err(Enqueue::Full) => tokio::time::sleep(Duration::from_millis(5)).await,
-                Err(Enqueue::Failed(e)) => return Err(e),
-            }
-        }
     }
 
     /// Hands `record` to the producer now; the returned future resolves when Kafka stored it.

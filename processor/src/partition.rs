@@ -1,63 +1,79 @@
 //! The worker of one assigned raw partition.
 //!
-//! It first brings the partition's dedup state up to date ([`crate::restore`]), then reads the partition's
-//! records in offset order into the [`Scheduler`], which runs records of different keys concurrently (up to
-//! `consumer.max_in_flight_per_partition`) and one key's records in order. Each record runs as a task:
-//! dedup lookup (this transaction's entries in memory, then RocksDB on a blocking thread), pipeline
-//! ([`crate::process`]), publish into the open transaction.
+//! It first brings the partition's dedup state up to date ([`crate::restore`]), then processes the
+//! partition's records in offset order, in batches of what the consumer has read (up to
+//! `consumer.max_batch_per_partition`):
+//!
+//! 1. one blocking call marks the batch as started ([`Store::started`]) and looks up its dedup keys in
+//!    RocksDB; this transaction's own entries, not in RocksDB yet, are kept in memory;
+//! 2. each record, in order: a duplicate is dropped; otherwise its outcome ([`crate::process`]: events or one
+//!    DLQ record) and its dedup entry on the state changelog are handed to the transactional producer.
+//!
+//! Nothing waits for Kafka per record: one key's records keep their order because they go, in offset order,
+//! to one partition of each output topic through one idempotent producer. The wait is at the commit.
 //!
 //! The session's transaction loop ([`crate::session`]) commits on a timer. It first *pauses* every worker:
-//! a paused worker starts no record, and once its running records are done it hands over its
-//! [`Progress`]: the offset below which every record is done, and the dedup entries of the records done
-//! since the last pause. The loop writes those entries to the changelog, commits the transaction with the
-//! offsets, stores the entries in RocksDB and *resumes* the workers. A record is therefore in exactly one
-//! transaction, with its outputs, its dedup entry and an offset that covers it.
+//! a paused worker waits until Kafka stored everything it sent in the transaction, hands over its
+//! [`Progress`] (the offset below which every record is done, the dedup changes to apply to RocksDB once
+//! committed) and starts nothing until *resumed*. A record is therefore in exactly one transaction, with its
+//! outputs, its dedup entry and an offset that covers it. Once a second, a worker also tombstones expired
+//! entries in the open transaction.
 //!
 //! A record that crashes the process (an abort, an out-of-memory kill) would crash every processor that
-//! takes its partition over. Each record is marked in RocksDB while it runs; marks left behind by a crash
-//! make their records *suspects*, retried alone, and sent to the DLQ as `crash_loop` after
-//! `state.crash_loop_attempts` solo attempts.
+//! takes its partition over. If the process dies before a commit, the records it had started are crash
+//! *suspects* for the next worker on this machine: each is tried alone, with its own mark counting the
+//! attempts, and goes to the DLQ as `crash_loop` after `state.crash_loop_attempts` of them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::BuildHasher;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::{FutureExt, StreamExt};
 use hookline_schemas::dlq::{ErrorClass, Stage};
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::future_producer::DeliveryFuture;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::output::{OutputRecord, SendError};
+use crate::changelog::{self, Change};
+use crate::output::{delivered, Enqueue, OutputRecord, SendError};
 use crate::pipeline::{Decision, Failure};
 use crate::process::{decide, dlq_record, identify, plan, Envelope, Identity};
 use crate::restore::{restore, RestoreError};
-use crate::scheduler::Scheduler;
 use crate::session::{Session, Shared};
-use crate::store::{Entry, Store, StoreError};
+use crate::store::{Entry, Expired, Marks, Store, StoreError};
 use crate::telemetry::Retry;
 use crate::{ProcessorContext, CHECK_STATE};
+
+/// Expired entries tombstoned per partition and transaction, at most.
+const SWEEP_LIMIT: usize = 1_000;
+
+/// How often a worker looks for expired entries to tombstone.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the transaction loop asks of a worker.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// Start no record; once none runs, answer with the progress since the last pause.
+    /// Start no record; once everything sent is stored, answer with the progress since the last pause.
     Pause(oneshot::Sender<Progress>),
-    /// The transaction committed (its entries are in RocksDB): go on.
+    /// The transaction committed (its changes are in RocksDB): go on.
     Resume,
 }
 
-/// A paused worker's work since its last pause.
+/// A paused worker's work in the open transaction.
 #[derive(Debug, Default)]
 pub(crate) struct Progress {
     /// Every record of the partition below this offset is done; `None` before the first record.
     pub next_offset: Option<i64>,
-    /// The dedup entries of the records done since the last pause.
-    pub entries: Vec<Entry>,
-    /// How many records were done since the last pause.
-    pub done: usize,
+    /// Dedup entries written and deleted on the changelog, in order.
+    pub changes: Vec<Change>,
+    /// The expiry index entries swept.
+    pub expired: Vec<Expired>,
+    /// The changelog offset after the last record written, if any was.
+    pub changelog_next: Option<i64>,
+    /// Whether anything was done since the last pause.
+    pub work: bool,
 }
 
 /// Why a record did not complete.
@@ -71,25 +87,6 @@ pub(crate) enum Interrupt {
     Process(String),
 }
 
-/// Per-partition state shared by the worker and its record tasks.
-struct Ctx {
-    shared: Arc<Shared>,
-    session: Arc<Session>,
-    partition: i32,
-    /// Entries of this transaction's records (not yet in RocksDB): (source, dedup key) → expiry.
-    recent: std::sync::Mutex<HashMap<(String, String), i64>>,
-    stop: CancellationToken,
-}
-
-impl Ctx {
-    fn recently_done(&self, source: &str, key: &str, now_ms: i64) -> bool {
-        self.recent
-            .lock()
-            .map(|r| r.get(&(source.to_owned(), key.to_owned())).is_some_and(|expiry| *expiry > now_ms))
-            .unwrap_or(false)
-    }
-}
-
 /// A record's outcome.
 #[derive(Debug)]
 enum Outcome {
@@ -99,18 +96,33 @@ enum Outcome {
     Dlq(Failure),
 }
 
-struct Job {
+/// A raw record, read.
+struct Record {
     msg: OwnedMessage,
     envelope: Envelope,
     identity: Identity,
-    solo_attempts: Option<u32>,
 }
 
-struct Done {
+/// An output handed to the producer in the open transaction.
+struct Sent {
     offset: i64,
-    identity: Identity,
-    result: Result<Outcome, Interrupt>,
-    started: Instant,
+    topic: Arc<str>,
+    /// An event (which the record's DLQ record can replace if Kafka refuses it for good).
+    event: bool,
+    delivery: DeliveryFuture,
+}
+
+/// What the worker put in the open transaction.
+#[derive(Default)]
+struct Transaction {
+    next_offset: Option<i64>,
+    sent: Vec<Sent>,
+    changelog: Vec<DeliveryFuture>,
+    changes: Vec<Change>,
+    expired: Vec<Expired>,
+    swept: bool,
+    /// This transaction's dedup entries, not in RocksDB yet: (source, entry key) → expiry.
+    recent: HashMap<(String, String), i64>,
 }
 
 /// Runs the worker of `partition` until `stop` is cancelled or its session fails.
@@ -122,19 +134,25 @@ pub(crate) async fn run(
     mut commands: mpsc::UnboundedReceiver<Command>,
     stop: CancellationToken,
 ) {
-    let ctx = Arc::new(Ctx { shared, session, partition, recent: std::sync::Mutex::new(HashMap::new()), stop });
-    let outcome = match prepare(&ctx, &mut commands).await {
-        Ok((suspects, paused)) => {
-            let seen: BTreeSet<i64> = suspects.keys().copied().collect();
-            let mut worker = Worker::new(ctx.clone());
-            worker.paused = paused;
-            let outcome = worker.run(queue, &mut commands, suspects).await;
-            drop(worker);
-            // This process is alive: none of the records it was running crashed it. Without this, a partition
-            // taken away mid-transaction left the marks of those records behind, and this machine's next worker
-            // retried them alone as crash suspects, on the way to a false `crash_loop`.
+    let mut worker = Worker {
+        batch: shared.settings.consumer.max_batch_per_partition as usize,
+        shared,
+        session,
+        partition,
+        stop,
+        txn: Transaction::default(),
+        paused: false,
+        last_sweep: Instant::now(),
+        backlog_since_ms: None,
+    };
+    let outcome = match worker.prepare(&mut commands).await {
+        Ok(found) => {
+            let outcome = worker.run(&queue, &mut commands, &found).await;
+            // This process is alive: none of the records it started since crashed it. Without this, a partition
+            // taken away mid-transaction left its marks behind, and this machine's next worker retried those
+            // records alone as crash suspects, on the way to a false `crash_loop`.
             let give_up = CancellationToken::new();
-            let forget = store_call(&ctx.shared, &give_up, move |s| s.forget_uncrashed(partition, &seen));
+            let forget = store_call(&worker.shared, &give_up, move |s| s.forget_uncrashed(partition, &found));
             if tokio::time::timeout(Duration::from_secs(5), forget).await.is_err() {
                 give_up.cancel();
             }
@@ -144,215 +162,417 @@ pub(crate) async fn run(
     };
     match outcome {
         Ok(()) | Err(Interrupt::Stopped) => {}
-        Err(Interrupt::Session(reason)) => ctx.session.fail(reason),
-        Err(Interrupt::Process(reason)) => ctx.shared.fail(reason),
+        Err(Interrupt::Session(reason)) => worker.session.fail(reason),
+        Err(Interrupt::Process(reason)) => worker.shared.fail(reason),
     }
-    ctx.shared.metrics.forget_partition(partition);
+    worker.shared.metrics.forget_partition(partition);
     tracing::info!(partition, "partition worker stopped");
 }
 
-/// Restores the partition's state (answering pauses meanwhile: there is nothing to commit yet) and returns
-/// its crash suspects (offset → solo attempts so far), and whether it is paused: a pause answered during the
-/// restore holds until its resume, or the worker's first records would slip into a commit in progress.
-async fn prepare(
-    ctx: &Arc<Ctx>,
-    commands: &mut mpsc::UnboundedReceiver<Command>,
-) -> Result<(BTreeMap<i64, u32>, bool), Interrupt> {
-    let mut paused = false;
-    let started = Instant::now();
-    let mut backoff = Duration::from_millis(500);
-    let restored = loop {
-        let attempt = {
-            let (shared, stop, p) = (ctx.shared.clone(), ctx.stop.clone(), ctx.partition);
-            tokio::task::spawn_blocking(move || restore(&shared.settings, &shared.store, p, &stop))
-        };
-        tokio::pin!(attempt);
-        let result = loop {
-            tokio::select! {
-                r = &mut attempt => break r,
-                cmd = commands.recv() => match cmd {
-                    Some(Command::Pause(reply)) => {
-                        paused = true;
-                        let _ = reply.send(Progress::default());
-                    }
-                    Some(Command::Resume) => paused = false,
-                    None => ctx.stop.cancel(),
-                },
-            }
-        };
-        match result {
-            Ok(Ok(n)) => break n,
-            Ok(Err(RestoreError::Stopped)) => return Err(Interrupt::Stopped),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, partition = ctx.partition, retry_in = ?backoff, "cannot restore the partition yet");
-                ctx.shared.metrics.retry(Retry::Restore);
-            }
-            Err(join) => return Err(Interrupt::Process(format!("the restore task failed: {join}"))),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(crate::output::jittered(backoff)) => {}
-            () = ctx.stop.cancelled() => return Err(Interrupt::Stopped),
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
-    };
-    let seconds = started.elapsed().as_secs_f64();
-    ctx.shared.metrics.restored(seconds, restored);
-    let p = ctx.partition;
-    let suspects = store_call(&ctx.shared, &ctx.stop, move |s| s.running(p)).await?;
-    tracing::info!(partition = p, seconds, changes = restored, suspects = suspects.len(), "partition restored");
-    Ok((suspects, paused))
-}
-
 struct Worker {
-    ctx: Arc<Ctx>,
-    sched: Scheduler,
-    jobs: HashMap<i64, Job>,
-    received: HashMap<i64, i64>,
-    tasks: JoinSet<Done>,
-    entries: Vec<Entry>,
-    done: usize,
-    pause: Option<oneshot::Sender<Progress>>,
+    shared: Arc<Shared>,
+    session: Arc<Session>,
+    partition: i32,
+    stop: CancellationToken,
+    batch: usize,
+    txn: Transaction,
     paused: bool,
-    hasher: std::hash::RandomState,
+    last_sweep: Instant,
+    /// When the last record processed entered the pipeline, while records are waiting behind it.
+    backlog_since_ms: Option<i64>,
 }
 
 impl Worker {
-    fn new(ctx: Arc<Ctx>) -> Self {
-        let s = &ctx.shared.settings.consumer;
-        Worker {
-            // The first record read sets where the partition starts.
-            sched: Scheduler::new(-1, s.max_in_flight_per_partition as usize, s.max_buffered_per_partition as usize),
-            jobs: HashMap::new(),
-            received: HashMap::new(),
-            tasks: JoinSet::new(),
-            entries: Vec::new(),
-            done: 0,
-            pause: None,
-            paused: false,
-            hasher: std::hash::RandomState::new(),
-            ctx,
-        }
+    /// Restores the partition's state (answering pauses meanwhile: there is nothing to commit yet) and returns
+    /// the crash marks found. A pause answered during the restore holds until its resume, or the worker's
+    /// first records would slip into a commit in progress.
+    async fn prepare(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> Result<Marks, Interrupt> {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(500);
+        let restored = loop {
+            let attempt = {
+                let (shared, stop, p) = (self.shared.clone(), self.stop.clone(), self.partition);
+                tokio::task::spawn_blocking(move || restore(&shared.settings, &shared.store, p, &stop))
+            };
+            tokio::pin!(attempt);
+            let result = loop {
+                tokio::select! {
+                    r = &mut attempt => break r,
+                    cmd = commands.recv() => match cmd {
+                        Some(Command::Pause(reply)) => {
+                            self.paused = true;
+                            let _ = reply.send(Progress::default());
+                        }
+                        Some(Command::Resume) => self.paused = false,
+                        None => self.stop.cancel(),
+                    },
+                }
+            };
+            match result {
+                Ok(Ok(n)) => break n,
+                Ok(Err(RestoreError::Stopped)) => return Err(Interrupt::Stopped),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, partition = self.partition, retry_in = ?backoff, "cannot restore the partition yet");
+                    self.shared.metrics.retry(Retry::Restore);
+                }
+                Err(join) => return Err(Interrupt::Process(format!("the restore task failed: {join}"))),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(crate::output::jittered(backoff)) => {}
+                () = self.stop.cancelled() => return Err(Interrupt::Stopped),
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        self.shared.metrics.restored(seconds, restored);
+        let p = self.partition;
+        let found = store_call(&self.shared, &self.stop, move |s| s.marks(p)).await?;
+        tracing::info!(
+            partition = p,
+            seconds,
+            changes = restored,
+            suspects_up_to = found.started,
+            "partition restored"
+        );
+        Ok(found)
     }
 
     async fn run(
         &mut self,
-        queue: StreamPartitionQueue<ProcessorContext>,
+        queue: &StreamPartitionQueue<ProcessorContext>,
         commands: &mut mpsc::UnboundedReceiver<Command>,
-        mut suspects: BTreeMap<i64, u32>,
+        found: &Marks,
     ) -> Result<(), Interrupt> {
-        let mut lag = tokio::time::interval(Duration::from_secs(1));
-        lag.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let stop = self.ctx.stop.clone();
+        let mut records = queue.stream();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stop = self.stop.clone();
         loop {
-            while !self.paused {
-                let Some(offset) = self.sched.start_next() else {
-                    break;
-                };
-                let Some(job) = self.jobs.remove(&offset) else {
-                    continue;
-                };
-                tracing::trace!(partition = self.ctx.partition, offset, "record started");
-                self.ctx.shared.metrics.started(self.sched.running());
-                self.tasks.spawn(handle(self.ctx.clone(), job));
-            }
-            if self.tasks.is_empty() {
-                if let Some(reply) = self.pause.take() {
-                    let _ = reply.send(self.progress());
-                }
-            }
             tokio::select! {
                 biased;
                 () = stop.cancelled() => return Ok(()),
                 cmd = commands.recv() => match cmd {
                     Some(Command::Pause(reply)) => {
+                        let progress = self.pause().await?;
                         self.paused = true;
-                        self.pause = Some(reply);
+                        let _ = reply.send(progress);
                     }
-                    Some(Command::Resume) => {
-                        self.paused = false;
-                        if let Ok(mut recent) = self.ctx.recent.lock() {
-                            recent.clear();
-                        }
-                    }
+                    Some(Command::Resume) => self.paused = false,
                     None => return Ok(()),
                 },
-                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => self.completed(done)?,
-                _ = lag.tick() => self.report_lag(),
-                received = queue.recv(), if self.sched.has_room() => match received {
-                    Ok(m) => {
-                        let msg = m.detach();
-                        let offset = msg.offset();
-                        self.admit(msg, suspects.remove(&offset));
+                _ = tick.tick() => {
+                    self.report_lag();
+                    if !self.paused && !self.txn.swept && self.last_sweep.elapsed() >= SWEEP_INTERVAL {
+                        self.sweep().await?;
                     }
-                    Err(e) => tracing::warn!(error = %e, partition = self.ctx.partition, "consumer error"),
-                },
+                }
+                first = records.next(), if !self.paused => {
+                    let mut batch = Vec::with_capacity(self.batch.min(64));
+                    let mut next = first;
+                    loop {
+                        match next {
+                            Some(Ok(m)) => batch.push(m.detach()),
+                            Some(Err(e)) => tracing::warn!(error = %e, partition = self.partition, "consumer error"),
+                            None => break,
+                        }
+                        if batch.len() >= self.batch {
+                            break;
+                        }
+                        // What the consumer has already read, without waiting for more.
+                        next = records.next().now_or_never().flatten();
+                    }
+                    let full = batch.len() >= self.batch;
+                    if !batch.is_empty() {
+                        self.process(batch, found).await?;
+                    }
+                    if !full {
+                        self.backlog_since_ms = None;
+                    }
+                }
             }
         }
     }
 
-    fn progress(&mut self) -> Progress {
-        let next = self.sched.committable();
-        Progress {
-            next_offset: (next >= 0).then_some(next),
-            entries: std::mem::take(&mut self.entries),
-            done: std::mem::take(&mut self.done),
-        }
+    /// Waits until Kafka stored everything this worker sent in the open transaction; its progress.
+    async fn pause(&mut self) -> Result<Progress, Interrupt> {
+        let txn = std::mem::take(&mut self.txn);
+        let work = txn.next_offset.is_some() || !txn.changes.is_empty() || !txn.expired.is_empty();
+        let stored = async {
+            for sent in txn.sent {
+                if let Err(e) = delivered(&sent.topic, sent.delivery).await {
+                    self.shared.metrics.retry(Retry::Publish);
+                    if let SendError::Failed { permanent: true, .. } = &e {
+                        if sent.event {
+                            // The record goes to the DLQ when the aborted transaction is processed again.
+                            self.shared.reject(self.partition, sent.offset, e.to_string());
+                        }
+                    }
+                    return Err(Interrupt::Session(e.to_string()));
+                }
+            }
+            let mut last = None;
+            for delivery in txn.changelog {
+                let offset = delivered(&self.shared.state_topic, delivery)
+                    .await
+                    .map_err(|e| Interrupt::Session(format!("writing the state changelog: {e}")))?;
+                last = last.max(Some(offset));
+            }
+            Ok(last.map(|o| o + 1))
+        };
+        let changelog_next = tokio::select! {
+            r = stored => r?,
+            () = self.stop.cancelled() => return Err(Interrupt::Stopped),
+        };
+        Ok(Progress { next_offset: txn.next_offset, changes: txn.changes, expired: txn.expired, changelog_next, work })
     }
 
-    fn admit(&mut self, msg: OwnedMessage, solo_attempts: Option<u32>) {
-        let (envelope, identity) = identify(&msg);
-        self.ctx.shared.metrics.consumed(&identity.source);
-        let offset = msg.offset();
-        let ordering = msg.key().unwrap_or(identity.dedup_key.as_bytes());
-        let lanes = [
-            self.hasher.hash_one((0u8, ordering)),
-            self.hasher.hash_one((1u8, identity.source.as_str(), identity.dedup_key.as_str())),
-        ];
-        if let Some(attempts) = solo_attempts {
-            self.ctx.shared.metrics.suspect(self.ctx.partition, offset, attempts);
+    async fn process(&mut self, batch: Vec<OwnedMessage>, found: &Marks) -> Result<(), Interrupt> {
+        self.shared.metrics.batch(batch.len());
+        let mut group = Vec::with_capacity(batch.len());
+        for msg in batch {
+            let (envelope, identity) = identify(&msg);
+            self.shared.metrics.consumed(&identity.source);
+            let record = Record { msg, envelope, identity };
+            match found.suspect(record.msg.offset()) {
+                None => group.push(record),
+                Some(attempts) => {
+                    self.process_group(std::mem::take(&mut group)).await?;
+                    self.process_suspect(record, attempts).await?;
+                }
+            }
         }
-        self.sched.admit(offset, &lanes, solo_attempts.is_some());
-        self.received.insert(offset, identity.entry_from_ms);
-        self.jobs.insert(offset, Job { msg, envelope, identity, solo_attempts });
+        self.process_group(group).await
     }
 
-    fn completed(&mut self, done: Result<Done, tokio::task::JoinError>) -> Result<(), Interrupt> {
-        let done = done.map_err(|e| Interrupt::Process(format!("a record task failed: {e}")))?;
-        let outcome = done.result?;
-        let m = &self.ctx.shared.metrics;
-        let source = done.identity.source.as_str();
-        let (partition, offset) = (self.ctx.partition, done.offset);
+    /// Records that are not crash suspects: marked started and looked up together, then processed in order.
+    async fn process_group(&mut self, group: Vec<Record>) -> Result<(), Interrupt> {
+        let Some(last) = group.last().map(|r| r.msg.offset()) else {
+            return Ok(());
+        };
+        let (p, now) = (self.partition, hookline_runtime::now_ms());
+        let keys: Vec<(String, String)> = group
+            .iter()
+            .filter(|r| !r.identity.synthetic)
+            .map(|r| (r.identity.source.clone(), r.identity.entry_key.clone()))
+            .collect();
+        let mut in_store = store_call(&self.shared, &self.stop, move |s| {
+            s.started(p, last)?;
+            s.contains_all(p, &keys, now)
+        })
+        .await?
+        .into_iter();
+        for record in group {
+            let started = Instant::now();
+            let stored = !record.identity.synthetic && in_store.next().unwrap_or(false);
+            let outcome = if stored || self.recently_done(&record.identity, now) {
+                Outcome::Duplicate
+            } else {
+                self.publish(&record, None, now).await?
+            };
+            self.done(&record, outcome, started).await?;
+        }
+        Ok(())
+    }
+
+    /// A crash suspect, tried alone: marked with its attempt before it runs, unmarked once it did not crash.
+    async fn process_suspect(&mut self, record: Record, attempts: u32) -> Result<(), Interrupt> {
+        let (p, offset, now) = (self.partition, record.msg.offset(), hookline_runtime::now_ms());
+        self.shared.metrics.suspect(p, offset, attempts);
+        let started = Instant::now();
+        let key = (record.identity.source.clone(), record.identity.entry_key.clone());
+        let synthetic = record.identity.synthetic;
+        let stored = store_call(&self.shared, &self.stop, move |s| {
+            s.mark_running(p, offset, attempts + 1)?;
+            Ok(!synthetic && s.contains(p, &key.0, &key.1, now)?)
+        })
+        .await?;
+        let outcome = if stored || self.recently_done(&record.identity, now) {
+            Outcome::Duplicate
+        } else {
+            self.publish(&record, Some(attempts), now).await?
+        };
+        store_call(&self.shared, &self.stop, move |s| s.unmark_running(p, offset)).await?;
+        self.done(&record, outcome, started).await
+    }
+
+    fn recently_done(&self, id: &Identity, now_ms: i64) -> bool {
+        !id.synthetic
+            && self
+                .txn
+                .recent
+                .get(&(id.source.clone(), id.entry_key.clone()))
+                .is_some_and(|expiry| *expiry > now_ms)
+    }
+
+    /// Decides what a new record becomes and hands it to the producer: its events, or its DLQ record.
+    /// `solo_attempts`: how many times it was tried alone before, for a crash suspect.
+    async fn publish(&mut self, record: &Record, solo_attempts: Option<u32>, now: i64) -> Result<Outcome, Interrupt> {
+        let shared = self.shared.clone();
+        let (p, offset, id) = (self.partition, record.msg.offset(), &record.identity);
+        // A DLQ record counts the attempts that failed: the solo ones that crashed the process, or this one.
+        let attempts = solo_attempts.unwrap_or(0).max(1);
+        let decision = if let Some(reason) = shared.take_rejected(p, offset) {
+            Decision::Fail(Failure::new(ErrorClass::OutputRejected, Stage::Publish, reason))
+        } else if let Some(died) = solo_attempts.filter(|a| *a >= shared.settings.crash_loop_attempts) {
+            Decision::Fail(Failure::new(
+                ErrorClass::CrashLoop,
+                Stage::Process,
+                format!("the processor died {died} times while processing this record alone; set aside"),
+            ))
+        } else {
+            decide(&shared.pipeline, &record.msg, &record.envelope)
+        };
+        let (outputs, failure) = plan(&shared.dlq_topic, &record.msg, id, decision, attempts, now);
+        if let Some(f) = failure {
+            self.send(offset, &outputs[0], false).await.map_err(Interrupt::from)?;
+            return Ok(Outcome::Dlq(f));
+        }
+        let mut published: Vec<Arc<str>> = Vec::with_capacity(outputs.len());
+        for output in &outputs {
+            match self.send(offset, output, true).await {
+                Ok(()) => published.push(output.topic.clone()),
+                Err(SendOutcome::Refused(reason)) => {
+                    // An event the producer will never take (larger than it may send): the record goes to the
+                    // DLQ instead, whose value is the raw record's, which Kafka already took once. Events already
+                    // sent for it are in the same transaction: the session aborts it, and the record is
+                    // processed again straight into the DLQ.
+                    if !published.is_empty() {
+                        shared.reject(p, offset, reason.clone());
+                        return Err(Interrupt::Session(format!(
+                            "partition {p} offset {offset}: an event was refused after others were sent; \
+                             processing the record again into the DLQ: {reason}"
+                        )));
+                    }
+                    let f = Failure::new(ErrorClass::OutputRejected, Stage::Publish, reason);
+                    let dlq = dlq_record(&shared.dlq_topic, &record.msg, id, &f, 1, now);
+                    self.send(offset, &dlq, false).await.map_err(Interrupt::from)?;
+                    return Ok(Outcome::Dlq(f));
+                }
+                Err(SendOutcome::Interrupt(i)) => return Err(i),
+            }
+        }
+        Ok(if published.is_empty() { Outcome::Filtered } else { Outcome::Events(published) })
+    }
+
+    /// Counts a record's outcome and puts its dedup entry in the transaction.
+    async fn done(&mut self, record: &Record, outcome: Outcome, started: Instant) -> Result<(), Interrupt> {
+        let m = self.shared.metrics.clone();
+        let id = &record.identity;
+        let (source, partition, offset) = (id.source.as_str(), self.partition, record.msg.offset());
         match &outcome {
             Outcome::Duplicate => m.duplicate(source, partition, offset),
             Outcome::Filtered => m.filtered(source, partition, offset),
             Outcome::Events(topics) => topics.iter().for_each(|t| m.event(source, t)),
             Outcome::Dlq(failure) => m.dlq(source, partition, offset, failure),
         }
-        m.processed(done.started.elapsed().as_secs_f64());
-        let now = hookline_runtime::now_ms();
-        m.latency(source, (now - done.identity.entry_from_ms) as f64 / 1000.0);
-        if !done.identity.synthetic && !matches!(outcome, Outcome::Duplicate) {
-            let window = i64::try_from(self.ctx.shared.settings.window_of(source).as_millis()).unwrap_or(i64::MAX);
+        if !id.synthetic && !matches!(outcome, Outcome::Duplicate) {
+            let window = i64::try_from(self.shared.settings.window_of(source).as_millis()).unwrap_or(i64::MAX);
             let entry = Entry {
-                source: done.identity.source.clone(),
-                dedup_key: done.identity.entry_key.clone(),
-                expires_at_ms: done.identity.entry_from_ms.saturating_add(window),
+                source: id.source.clone(),
+                dedup_key: id.entry_key.clone(),
+                expires_at_ms: id.entry_from_ms.saturating_add(window),
             };
-            if let Ok(mut recent) = self.ctx.recent.lock() {
-                recent.insert((entry.source.clone(), entry.dedup_key.clone()), entry.expires_at_ms);
-            }
-            self.entries.push(entry);
+            let record = OutputRecord {
+                topic: self.shared.state_topic.clone(),
+                key: Some(changelog::key(&entry.source, &entry.dedup_key)),
+                value: Some(changelog::value(entry.expires_at_ms)),
+                headers: Vec::new(),
+            };
+            let delivery = self.enqueue(&record).await.map_err(|e| changelog_error(&e))?;
+            self.txn.changelog.push(delivery);
+            self.txn.recent.insert((entry.source.clone(), entry.dedup_key.clone()), entry.expires_at_ms);
+            self.txn.changes.push(Change::Put(entry));
         }
-        self.done += 1;
-        self.sched.complete(offset);
-        self.received.remove(&offset);
+        self.txn.next_offset = Some(offset + 1);
+        m.processed(started.elapsed().as_secs_f64());
+        m.latency(source, (hookline_runtime::now_ms() - id.entry_from_ms) as f64 / 1000.0);
+        self.backlog_since_ms = Some(id.entry_from_ms);
         Ok(())
     }
 
+    /// Tombstones expired entries in the open transaction. An entry this transaction wrote again is not in
+    /// RocksDB yet: only its old index entry goes.
+    async fn sweep(&mut self) -> Result<(), Interrupt> {
+        self.last_sweep = Instant::now();
+        self.txn.swept = true;
+        let (p, now) = (self.partition, hookline_runtime::now_ms());
+        let expired = store_call(&self.shared, &self.stop, move |s| s.expired(p, now, SWEEP_LIMIT)).await?;
+        for mut e in expired {
+            let key = (e.source.clone(), e.dedup_key.clone());
+            e.stale = e.stale || self.txn.recent.get(&key).is_some_and(|expiry| *expiry > now);
+            if !e.stale {
+                let tombstone = OutputRecord {
+                    topic: self.shared.state_topic.clone(),
+                    key: Some(changelog::key(&e.source, &e.dedup_key)),
+                    value: None,
+                    headers: Vec::new(),
+                };
+                let delivery = self.enqueue(&tombstone).await.map_err(|e| changelog_error(&e))?;
+                self.txn.changelog.push(delivery);
+                self.txn.changes.push(Change::Delete { source: key.0, dedup_key: key.1 });
+            }
+            self.txn.expired.push(e);
+        }
+        Ok(())
+    }
+
+    /// Hands one output to the producer in the open transaction. A record Kafka refused for good (`event`:
+    /// an event, which the record's DLQ record can replace) is remembered, so the record goes to the DLQ when
+    /// processed again.
+    async fn send(&mut self, offset: i64, record: &OutputRecord, event: bool) -> Result<(), SendOutcome> {
+        match self.enqueue(record).await {
+            Ok(delivery) => {
+                self.txn.sent.push(Sent { offset, topic: record.topic.clone(), event, delivery });
+                Ok(())
+            }
+            Err(SendError::Refused(reason)) if event => Err(SendOutcome::Refused(reason)),
+            Err(SendError::Refused(reason)) => {
+                Err(SendOutcome::Interrupt(Interrupt::Process(format!("no topic takes this record: {reason}"))))
+            }
+            Err(SendError::Failed { reason, .. }) => {
+                self.shared.metrics.retry(Retry::Publish);
+                Err(SendOutcome::Interrupt(Interrupt::Session(reason)))
+            }
+        }
+    }
+
+    /// Hands `record` to the producer for this partition, waiting while its local queue is full.
+    async fn enqueue(&self, record: &OutputRecord) -> Result<DeliveryFuture, SendError> {
+        loop {
+            match self.session.outputs.enqueue(self.partition, record) {
+                Ok(delivery) => return Ok(delivery),
+                Err(Enqueue::Full) => tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(5)) => {}
+                    () = self.stop.cancelled() => {
+                        return Err(SendError::Failed { reason: "the worker is stopping".into(), permanent: false })
+                    }
+                },
+                Err(Enqueue::Failed(e)) => return Err(e),
+            }
+        }
+    }
+
     fn report_lag(&self) {
-        let now = hookline_runtime::now_ms();
-        let age = self.sched.oldest().and_then(|o| self.received.get(&o)).map_or(0, |received| now - received);
-        self.ctx.shared.metrics.lag_seconds(self.ctx.partition, age as f64 / 1000.0);
+        let age = self.backlog_since_ms.map_or(0, |since| hookline_runtime::now_ms() - since);
+        self.shared.metrics.lag_seconds(self.partition, age as f64 / 1000.0);
+    }
+}
+
+fn changelog_error(e: &SendError) -> Interrupt {
+    Interrupt::Session(format!("writing the state changelog: {e}"))
+}
+
+enum SendOutcome {
+    Refused(String),
+    Interrupt(Interrupt),
+}
+
+impl From<SendOutcome> for Interrupt {
+    fn from(o: SendOutcome) -> Interrupt {
+        match o {
+            SendOutcome::Refused(reason) => Interrupt::Session(reason),
+            SendOutcome::Interrupt(i) => i,
+        }
     }
 }
 
@@ -390,122 +610,5 @@ where
             () = shared.fatal.cancelled() => return Err(Interrupt::Stopped),
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
-}
-
-/// Processes one record: dedup, pipeline, publish.
-async fn handle(ctx: Arc<Ctx>, job: Job) -> Done {
-    let started = Instant::now();
-    let result = handle_record(&ctx, &job).await;
-    if job.solo_attempts.is_some() && result.is_ok() {
-        // A suspect that completed did not crash the process, even if the process dies before the commit.
-        let (p, offset) = (ctx.partition, job.msg.offset());
-        let _ = store_call(&ctx.shared, &ctx.stop, move |s| s.unmark_running(p, offset)).await;
-    }
-    Done { offset: job.msg.offset(), identity: job.identity, result, started }
-}
-
-async fn handle_record(ctx: &Arc<Ctx>, job: &Job) -> Result<Outcome, Interrupt> {
-    let shared = &ctx.shared;
-    let (p, offset) = (ctx.partition, job.msg.offset());
-    let id = &job.identity;
-    let now = hookline_runtime::now_ms();
-    if ctx.stop.is_cancelled() {
-        return Err(Interrupt::Stopped);
-    }
-    let solo_attempts = job.solo_attempts.unwrap_or(0);
-    if !id.synthetic {
-        if ctx.recently_done(&id.source, &id.entry_key, now) {
-            return Ok(Outcome::Duplicate);
-        }
-        let (source, key) = (id.source.clone(), id.entry_key.clone());
-        let marked = if job.solo_attempts.is_some() { solo_attempts + 1 } else { 0 };
-        let duplicate = store_call(&ctx.shared, &ctx.stop, move |s| {
-            if s.contains(p, &source, &key, now)? {
-                return Ok(true);
-            }
-            s.mark_running(p, offset, marked)?;
-            Ok(false)
-        })
-        .await?;
-        if duplicate {
-            return Ok(Outcome::Duplicate);
-        }
-    }
-
-    let decision = if let Some(reason) = shared.take_rejected(p, offset) {
-        Decision::Fail(Failure::new(ErrorClass::OutputRejected, Stage::Publish, reason))
-    } else if job.solo_attempts.is_some_and(|a| a >= shared.settings.crash_loop_attempts) {
-        Decision::Fail(Failure::new(
-            ErrorClass::CrashLoop,
-            Stage::Process,
-            format!("the processor died {solo_attempts} times while processing this record alone; set aside"),
-        ))
-    } else {
-        decide(&shared.pipeline, &job.msg, &job.envelope)
-    };
-    let (outputs, failure) = plan(&shared.dlq_topic, &job.msg, id, decision, solo_attempts.max(1), now);
-    if let Some(f) = failure {
-        send(ctx, offset, &outputs[0], false).await?;
-        return Ok(Outcome::Dlq(f));
-    }
-    let mut published: Vec<Arc<str>> = Vec::with_capacity(outputs.len());
-    for output in &outputs {
-        match send(ctx, offset, output, true).await {
-            Ok(()) => published.push(output.topic.clone()),
-            Err(SendOutcome::Refused(reason)) => {
-                // An event the producer will never take (larger than it may send): the record goes to the DLQ
-                // instead, whose value is the raw record's, which Kafka already took once. Events already sent
-                // for it are in the same transaction: the session aborts it, and the record is processed again
-                // straight into the DLQ.
-                if !published.is_empty() {
-                    shared.reject(p, offset, reason.clone());
-                    return Err(Interrupt::Session(format!(
-                        "partition {p} offset {offset}: an event was refused after others were sent; processing the \
-                         record again into the DLQ: {reason}"
-                    )));
-                }
-                let f = Failure::new(ErrorClass::OutputRejected, Stage::Publish, reason);
-                let record = dlq_record(&shared.dlq_topic, &job.msg, id, &f, 1, now);
-                send(ctx, offset, &record, false).await?;
-                return Ok(Outcome::Dlq(f));
-            }
-            Err(SendOutcome::Interrupt(i)) => return Err(i),
-        }
-    }
-    Ok(if published.is_empty() { Outcome::Filtered } else { Outcome::Events(published) })
-}
-
-enum SendOutcome {
-    Refused(String),
-    Interrupt(Interrupt),
-}
-
-impl From<SendOutcome> for Interrupt {
-    fn from(o: SendOutcome) -> Interrupt {
-        match o {
-            SendOutcome::Refused(reason) => Interrupt::Session(reason),
-            SendOutcome::Interrupt(i) => i,
-        }
-    }
-}
-
-/// Sends one output into the open transaction. A record Kafka refused for good (`event`: an event, which the
-/// record's DLQ record can replace) is remembered, so the record goes to the DLQ when processed again.
-async fn send(ctx: &Arc<Ctx>, offset: i64, record: &OutputRecord, event: bool) -> Result<(), SendOutcome> {
-    let (p, shared) = (ctx.partition, &ctx.shared);
-    match ctx.session.outputs.send(p, record).await {
-        Ok(_) => Ok(()),
-        Err(SendError::Refused(reason)) if event => Err(SendOutcome::Refused(reason)),
-        Err(SendError::Refused(reason)) => {
-            Err(SendOutcome::Interrupt(Interrupt::Process(format!("no topic takes this record: {reason}"))))
-        }
-        Err(SendError::Failed { reason, permanent }) => {
-            if permanent && event {
-                shared.reject(p, offset, reason.clone());
-            }
-            shared.metrics.retry(Retry::Publish);
-            Err(SendOutcome::Interrupt(Interrupt::Session(reason)))
-        }
     }
 }

