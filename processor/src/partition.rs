@@ -397,11 +397,7 @@ impl Worker {
 
     fn recently_done(&self, id: &Identity, now_ms: i64) -> bool {
         !id.synthetic
-            && self
-                .txn
-                .recent
-                .get(&(id.source.clone(), id.entry_key.clone()))
-                .is_some_and(|expiry| *expiry > now_ms)
+            && self.txn.recent.get(&(id.source.clone(), id.entry_key.clone())).is_some_and(|expiry| *expiry > now_ms)
     }
 
     /// Decides what a new record becomes and hands it to the producer: its events, or its DLQ record.

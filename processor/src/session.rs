@@ -200,9 +200,7 @@ impl Session {
             let Some(inbox) = inbox else {
                 return;
             };
-            Transactions { shared, session, consumer, workers: HashMap::new() }
-                .run(inbox)
-                .await;
+            Transactions { shared, session, consumer, workers: HashMap::new() }.run(inbox).await;
         })
     }
 }

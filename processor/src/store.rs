@@ -365,7 +365,12 @@ impl Store {
     }
 
     /// For each (source, dedup key) of `partition`, whether it has an unexpired entry: one batched lookup.
-    pub fn contains_all(&self, partition: i32, keys: &[(String, String)], now_ms: i64) -> Result<Vec<bool>, StoreError> {
+    pub fn contains_all(
+        &self,
+        partition: i32,
+        keys: &[(String, String)],
+        now_ms: i64,
+    ) -> Result<Vec<bool>, StoreError> {
         let db = self.db()?;
         let encoded: Vec<Vec<u8>> = keys.iter().map(|(source, key)| dedup_key(partition, source, key)).collect();
         let mut out = Vec::with_capacity(keys.len());
@@ -495,10 +500,11 @@ impl Store {
     pub fn marks(&self, partition: i32) -> Result<Marks, StoreError> {
         let db = self.db()?;
         let started = match db.get(started_key(partition))? {
-            Some(v) => Some(<[u8; 8]>::try_from(&v[..]).map(i64::from_be_bytes).map_err(|_| StoreError::Corrupt {
-                what: "started mark".into(),
-                detail: format!("{v:?}"),
-            })?),
+            Some(v) => Some(
+                <[u8; 8]>::try_from(&v[..])
+                    .map(i64::from_be_bytes)
+                    .map_err(|_| StoreError::Corrupt { what: "started mark".into(), detail: format!("{v:?}") })?,
+            ),
             None => None,
         };
         let prefix = running_prefix(partition);
