@@ -3,15 +3,18 @@
 //!
 //! The topic is compacted and partition-aligned with the raw topic: partition `p` holds the dedup entries of
 //! raw partition `p`, written by its owner inside the transaction that publishes the record's outputs and
-//! commits its raw offset ([`crate::transaction`]), so an entry is visible to a read_committed reader exactly
+//! commits its raw offset ([`crate::session`]), so an entry is visible to a read_committed reader exactly
 //! when its outputs are. One record per entry, both JSON so `hookline tail hookline.state` reads them:
 //!
 //! - key `["stripe","evt_1"]` (source, dedup key): compaction keeps the latest record of each key;
 //! - value `{"v":2,"expires_at_ms":1764460800000}`, or no value (a tombstone) once the entry expired: the
 //!   owner sweeps expired entries ([`crate::store::Store::expired`]) so compaction can drop them.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
+use crate::output::OutputRecord;
 use crate::store::Entry;
 
 /// The changelog format version.
@@ -31,6 +34,16 @@ pub fn key(source: &str, dedup_key: &str) -> Vec<u8> {
 /// A live entry's record value.
 pub fn value(expires_at_ms: i64) -> Vec<u8> {
     serde_json::to_vec(&Value { v: VERSION, expires_at_ms }).unwrap_or_default()
+}
+
+/// The changelog record of one key on `topic`: the entry until `expires_at_ms`, or its tombstone (`None`).
+pub fn record(topic: &Arc<str>, source: &str, dedup_key: &str, expires_at_ms: Option<i64>) -> OutputRecord {
+    OutputRecord {
+        topic: topic.clone(),
+        key: Some(key(source, dedup_key)),
+        value: expires_at_ms.map(value),
+        headers: Vec::new(),
+    }
 }
 
 /// What a changelog record says about one key.

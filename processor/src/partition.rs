@@ -72,8 +72,13 @@ pub(crate) struct Progress {
     pub expired: Vec<Expired>,
     /// The changelog offset after the last record written, if any was.
     pub changelog_next: Option<i64>,
+}
+
+impl Progress {
     /// Whether anything was done since the last pause.
-    pub work: bool,
+    pub fn has_work(&self) -> bool {
+        self.next_offset.is_some() || !self.changes.is_empty() || !self.expired.is_empty()
+    }
 }
 
 /// Why a record did not complete.
@@ -121,8 +126,15 @@ struct Transaction {
     changes: Vec<Change>,
     expired: Vec<Expired>,
     swept: bool,
-    /// This transaction's dedup entries, not in RocksDB yet: (source, entry key) → expiry.
-    recent: HashMap<(String, String), i64>,
+    /// This transaction's dedup entries, not in RocksDB yet: source → entry key → expiry.
+    recent: HashMap<String, HashMap<String, i64>>,
+}
+
+impl Transaction {
+    /// The expiry of the entry this transaction wrote for `key` of `source`, if it wrote one.
+    fn written_until(&self, source: &str, key: &str) -> Option<i64> {
+        self.recent.get(source)?.get(key).copied()
+    }
 }
 
 /// Runs the worker of `partition` until `stop` is cancelled or its session fails.
@@ -296,7 +308,6 @@ impl Worker {
     /// Waits until Kafka stored everything this worker sent in the open transaction; its progress.
     async fn pause(&mut self) -> Result<Progress, Interrupt> {
         let txn = std::mem::take(&mut self.txn);
-        let work = txn.next_offset.is_some() || !txn.changes.is_empty() || !txn.expired.is_empty();
         let stored = async {
             for sent in txn.sent {
                 if let Err(e) = delivered(&sent.topic, sent.delivery).await {
@@ -323,7 +334,7 @@ impl Worker {
             r = stored => r?,
             () = self.stop.cancelled() => return Err(Interrupt::Stopped),
         };
-        Ok(Progress { next_offset: txn.next_offset, changes: txn.changes, expired: txn.expired, changelog_next, work })
+        Ok(Progress { next_offset: txn.next_offset, changes: txn.changes, expired: txn.expired, changelog_next })
     }
 
     async fn process(&mut self, batch: Vec<OwnedMessage>, found: &Marks) -> Result<(), Interrupt> {
@@ -396,8 +407,7 @@ impl Worker {
     }
 
     fn recently_done(&self, id: &Identity, now_ms: i64) -> bool {
-        !id.synthetic
-            && self.txn.recent.get(&(id.source.clone(), id.entry_key.clone())).is_some_and(|expiry| *expiry > now_ms)
+        !id.synthetic && self.txn.written_until(&id.source, &id.entry_key).is_some_and(|expiry| expiry > now_ms)
     }
 
     /// Decides what a new record becomes and hands it to the producer: its events, or its DLQ record.
@@ -468,15 +478,15 @@ impl Worker {
                 dedup_key: id.entry_key.clone(),
                 expires_at_ms: id.entry_from_ms.saturating_add(window),
             };
-            let record = OutputRecord {
-                topic: self.shared.state_topic.clone(),
-                key: Some(changelog::key(&entry.source, &entry.dedup_key)),
-                value: Some(changelog::value(entry.expires_at_ms)),
-                headers: Vec::new(),
-            };
+            let record =
+                changelog::record(&self.shared.state_topic, &entry.source, &entry.dedup_key, Some(entry.expires_at_ms));
             let delivery = self.enqueue(&record).await.map_err(|e| changelog_error(&e))?;
             self.txn.changelog.push(delivery);
-            self.txn.recent.insert((entry.source.clone(), entry.dedup_key.clone()), entry.expires_at_ms);
+            self.txn
+                .recent
+                .entry(entry.source.clone())
+                .or_default()
+                .insert(entry.dedup_key.clone(), entry.expires_at_ms);
             self.txn.changes.push(Change::Put(entry));
         }
         self.txn.next_offset = Some(offset + 1);
@@ -494,18 +504,12 @@ impl Worker {
         let (p, now) = (self.partition, hookline_runtime::now_ms());
         let expired = store_call(&self.shared, &self.stop, move |s| s.expired(p, now, SWEEP_LIMIT)).await?;
         for mut e in expired {
-            let key = (e.source.clone(), e.dedup_key.clone());
-            e.stale = e.stale || self.txn.recent.get(&key).is_some_and(|expiry| *expiry > now);
+            e.stale = e.stale || self.txn.written_until(&e.source, &e.dedup_key).is_some_and(|expiry| expiry > now);
             if !e.stale {
-                let tombstone = OutputRecord {
-                    topic: self.shared.state_topic.clone(),
-                    key: Some(changelog::key(&e.source, &e.dedup_key)),
-                    value: None,
-                    headers: Vec::new(),
-                };
+                let tombstone = changelog::record(&self.shared.state_topic, &e.source, &e.dedup_key, None);
                 let delivery = self.enqueue(&tombstone).await.map_err(|e| changelog_error(&e))?;
                 self.txn.changelog.push(delivery);
-                self.txn.changes.push(Change::Delete { source: key.0, dedup_key: key.1 });
+                self.txn.changes.push(Change::Delete { source: e.source.clone(), dedup_key: e.dedup_key.clone() });
             }
             self.txn.expired.push(e);
         }

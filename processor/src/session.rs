@@ -343,7 +343,7 @@ impl Transactions {
             return Err(Interrupt::Stopped);
         }
 
-        if !progress.values().any(|pr| pr.work) {
+        if !progress.values().any(|pr| pr.has_work()) {
             return Ok(false);
         }
 
@@ -368,7 +368,7 @@ impl Transactions {
         tracing::debug!("committed");
         // Committed: the cache learns what the changelog now says.
         for (p, pr) in progress {
-            if !pr.work {
+            if !pr.has_work() {
                 continue;
             }
             let (next, changes, expired) = (pr.next_offset, pr.changes, pr.expired);
