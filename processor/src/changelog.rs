@@ -15,7 +15,6 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::output::OutputRecord;
-use crate::store::Entry;
 
 /// The changelog format version.
 pub const VERSION: u32 = 2;
@@ -34,6 +33,17 @@ pub fn key(source: &str, dedup_key: &str) -> Vec<u8> {
 /// A live entry's record value.
 pub fn value(expires_at_ms: i64) -> Vec<u8> {
     serde_json::to_vec(&Value { v: VERSION, expires_at_ms }).unwrap_or_default()
+}
+
+/// One webhook to remember: a live entry of the dedup state.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Entry {
+    /// Source name.
+    pub source: String,
+    /// Dedup key.
+    pub dedup_key: String,
+    /// When to forget it (ms).
+    pub expires_at_ms: i64,
 }
 
 /// The changelog record of one key on `topic`: the entry until `expires_at_ms`, or its tombstone (`None`).

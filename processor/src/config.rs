@@ -52,7 +52,7 @@ pub struct Config {
     /// `[topics]`: input and outputs.
     #[serde(default)]
     pub topics: TopicsConfig,
-    /// `[consumer]`: the consumer group and per-partition concurrency.
+    /// `[consumer]`: the consumer group, its transactions and per-partition batches.
     #[serde(default)]
     pub consumer: ConsumerConfig,
     /// `[state]`: the local dedup store.
@@ -543,7 +543,7 @@ impl Config {
                 }
             }
             if let Some(path) = &route.data_schema {
-                crate::pipeline::load_schema(path).map_err(|e| ConfigError::field(field("data_schema"), e))?;
+                load_schema(path).map_err(|e| ConfigError::field(field("data_schema"), e))?;
             }
         }
         Ok(Settings {
@@ -619,6 +619,15 @@ fn header(field: &str, name: &str) -> Result<(), ConfigError> {
     } else {
         Err(ConfigError::field(field, format!("`{name}` is not a valid HTTP header name")))
     }
+}
+
+/// Reads and compiles a JSON Schema file (a route's `data_schema`): at startup, to refuse a config whose
+/// schema does not compile, and by the pipeline, which keeps the compiled schema.
+pub(crate) fn load_schema(path: &Path) -> Result<jsonschema::Validator, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let schema: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+    jsonschema::validator_for(&schema).map_err(|e| format!("{} is not a valid JSON Schema: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -16,15 +16,26 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
+use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::TopicPartitionList;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::session::{Request, Session, Shared};
+use crate::shared::{Breaker, Shared};
 use crate::CHECK_GROUP;
+
+/// What the group thread asks of the session's transaction loop.
+pub(crate) enum Request {
+    /// Partitions were assigned: start their workers.
+    Assign(Vec<(i32, StreamPartitionQueue<ProcessorContext>)>),
+    /// Partitions (all when `None`) are being revoked: commit what they did if `commit`, stop their workers,
+    /// then answer.
+    Revoke { partitions: Option<Vec<i32>>, commit: bool, done: std::sync::mpsc::SyncSender<()> },
+}
 
 /// The group consumer type.
 pub type GroupConsumer = StreamConsumer<ProcessorContext>;
@@ -32,7 +43,8 @@ pub type GroupConsumer = StreamConsumer<ProcessorContext>;
 /// Callbacks of the group consumer.
 pub struct ProcessorContext {
     shared: Arc<Shared>,
-    session: Arc<Session>,
+    breaker: Arc<Breaker>,
+    requests: mpsc::UnboundedSender<Request>,
     consumer: OnceLock<Weak<GroupConsumer>>,
     assigned: Mutex<Vec<i32>>,
 }
@@ -44,13 +56,13 @@ impl std::fmt::Debug for ProcessorContext {
 }
 
 impl ProcessorContext {
-    fn new(shared: Arc<Shared>, session: Arc<Session>) -> Self {
-        ProcessorContext { shared, session, consumer: OnceLock::new(), assigned: Mutex::new(Vec::new()) }
+    fn new(shared: Arc<Shared>, breaker: Arc<Breaker>, requests: mpsc::UnboundedSender<Request>) -> Self {
+        ProcessorContext { shared, breaker, requests, consumer: OnceLock::new(), assigned: Mutex::new(Vec::new()) }
     }
 
     fn assign(&self, tpl: &TopicPartitionList) {
         let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
-            self.session.fail("partitions assigned to a consumer that is gone".into());
+            self.breaker.fail("partitions assigned to a consumer that is gone".into());
             return;
         };
         let mut queues = Vec::new();
@@ -58,14 +70,14 @@ impl ProcessorContext {
             let (topic, partition) = (elem.topic().to_owned(), elem.partition());
             match consumer.split_partition_queue(&topic, partition) {
                 Some(queue) => queues.push((partition, queue)),
-                None => self.session.fail(format!("cannot split the queue of {topic} partition {partition}")),
+                None => self.breaker.fail(format!("cannot split the queue of {topic} partition {partition}")),
             }
         }
         if let Ok(mut assigned) = self.assigned.lock() {
             assigned.extend(queues.iter().map(|(p, _)| *p));
         }
-        if !self.session.request(Request::Assign(queues)) {
-            self.session.fail("the session's transaction loop is gone".into());
+        if self.requests.send(Request::Assign(queues)).is_err() {
+            self.breaker.fail("the session's transaction loop is gone".into());
         }
     }
 
@@ -79,7 +91,7 @@ impl ProcessorContext {
             }
         }
         let (done, finished) = std::sync::mpsc::sync_channel(1);
-        if !self.session.request(Request::Revoke { partitions, commit, done }) {
+        if self.requests.send(Request::Revoke { partitions, commit, done }).is_err() {
             return;
         }
         let s = &self.shared.settings;
@@ -133,7 +145,7 @@ impl ConsumerContext for ProcessorContext {
                 tracing::info!(?partitions, lost, "partitions revoked");
                 self.shared.metrics.rebalance(if lost { "lost" } else { "revoke" });
                 if lost {
-                    self.session
+                    self.breaker
                         .fail(format!("partitions {partitions:?} lost (this member was expelled from the group)"));
                 }
                 self.revoke(Some(partitions), !lost);
@@ -154,8 +166,13 @@ impl ConsumerContext for ProcessorContext {
     }
 }
 
-/// Creates the group consumer, subscribed to the raw topic.
-pub fn create(shared: &Arc<Shared>, session: &Arc<Session>) -> KafkaResult<Arc<GroupConsumer>> {
+/// Creates the group consumer of one session, subscribed to the raw topic: its rebalances become `requests`
+/// to the session's transaction loop, and its failures end the session through `breaker`.
+pub(crate) fn create(
+    shared: &Arc<Shared>,
+    breaker: Arc<Breaker>,
+    requests: mpsc::UnboundedSender<Request>,
+) -> KafkaResult<Arc<GroupConsumer>> {
     let s = &shared.settings;
     let c = &s.consumer;
     let mut config = s.kafka.client_config();
@@ -182,7 +199,7 @@ pub fn create(shared: &Arc<Shared>, session: &Arc<Session>) -> KafkaResult<Arc<G
         .set("max.partition.fetch.bytes", "524288")
         .set("enable.partition.eof", "false");
     let consumer: Arc<GroupConsumer> =
-        Arc::new(config.create_with_context(ProcessorContext::new(shared.clone(), session.clone()))?);
+        Arc::new(config.create_with_context(ProcessorContext::new(shared.clone(), breaker, requests))?);
     let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
     consumer.subscribe(&[&s.topics.raw])?;
     Ok(consumer)
@@ -212,7 +229,7 @@ pub fn spawn_group_thread(
                         // means one was fetched before the split. It cannot be processed in order from here,
                         // so end the session: the partitions are restored and read again.
                         Ok(m) => {
-                            ctx.session.fail(format!(
+                            ctx.breaker.fail(format!(
                                 "record of partition {} offset {} arrived on the group queue", m.partition(), m.offset()
                             ));
                             break;
@@ -221,11 +238,11 @@ pub fn spawn_group_thread(
                     },
                     () = shutdown.cancelled() => break,
                     () = ctx.shared.fatal.cancelled() => break,
-                    () = ctx.session.broken.cancelled() => break,
+                    () = ctx.breaker.broken() => break,
                 }
             }
         });
-        let commit = !ctx.session.broken.is_cancelled() && !ctx.shared.fatal.is_cancelled();
+        let commit = !ctx.breaker.is_broken() && !ctx.shared.fatal.is_cancelled();
         ctx.revoke(None, commit);
         consumer.unsubscribe();
         // Serve the revocation the unsubscribe triggers, so the group rebalances now rather than after the

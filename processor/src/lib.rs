@@ -5,14 +5,15 @@
 //! nothing when the webhook was already processed (a duplicate) or filtered out. See [`session`] for the
 //! guarantee and how Kafka transactions keep it.
 //!
-//! From the top down:
-//! - [`consumer`]: group membership and rebalances, on their own thread;
+//! From the top down, each module using only those below it:
 //! - [`session`]: one generation of Kafka clients, its partition workers, and the transaction loop;
+//! - [`consumer`]: group membership and rebalances, on their own thread, sent to the session as requests;
 //! - [`partition`]: one partition's worker: restore ([`restore`]), then its records in offset order, in
 //!   batches: deduplicated, run through the pipeline and handed to the transactional producer;
 //! - [`process`], [`pipeline`]: what a record becomes (its events or its DLQ record), without I/O;
 //! - [`output`]: the transactional producer, partition-aligned with the raw topic;
-//! - [`store`], [`changelog`]: the local RocksDB cache of the dedup state and its source of truth.
+//! - [`store`], [`changelog`]: the local RocksDB cache of the dedup state and its source of truth;
+//! - [`shared`]: the process-wide state, how a session is ended, and RocksDB calls from async code.
 //!
 //! [`run`] takes an admin listener and a cancellation token, so tests can run several processors in one
 //! process.
@@ -27,6 +28,7 @@ mod pipeline;
 mod process;
 mod restore;
 mod session;
+mod shared;
 mod store;
 mod telemetry;
 
@@ -40,7 +42,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, Settings};
-use consumer::ProcessorContext;
 
 pub(crate) const CHECK_TOPICS: &str = "topics";
 pub(crate) const CHECK_GROUP: &str = "group";
@@ -116,7 +117,7 @@ async fn run_inner(
     };
     tracing::info!(partitions, raw = %settings.topics.raw, "topics ready");
 
-    let shared = Arc::new(session::Shared::new(settings, store, pipeline, metrics, readiness));
+    let shared = Arc::new(shared::Shared::new(settings, store, pipeline, metrics, readiness));
     let sizes = tokio::spawn(report_state_size(shared.clone(), shutdown.clone()));
     let transactional_id = output::transactional_id(&shared.settings.consumer.group_id, shared.store.instance());
     let mut backoff = Duration::from_secs(1);
@@ -125,7 +126,7 @@ async fn run_inner(
             break;
         };
         let session = Arc::new(session::Session::new(outputs));
-        let consumer = consumer::create(&shared, &session)?;
+        let consumer = consumer::create(&shared, session.breaker.clone(), session.requests.clone())?;
         let transactions = session.start(shared.clone(), consumer.clone());
         let group = consumer::spawn_group_thread(consumer, shutdown.clone()).map_err(|e| Error::Task(e.to_string()))?;
         tokio::task::spawn_blocking(move || group.join())
@@ -137,7 +138,7 @@ async fn run_inner(
         if shutdown.is_cancelled() || shared.fatal.is_cancelled() {
             break;
         }
-        let reason = session.reason.lock().ok().and_then(|r| r.clone()).unwrap_or_default();
+        let reason = session.breaker.reason();
         shared.metrics.session_restart();
         tracing::warn!(%reason, retry_in = ?backoff, "starting a new session");
         let aborting = session.clone();
@@ -171,7 +172,7 @@ async fn run_inner(
 /// A transactional producer registered with the cluster, retrying while the cluster is unreachable; `None` if
 /// shut down meanwhile. A cluster that cannot do transactions stops the process.
 async fn init_producer(
-    shared: &Arc<session::Shared>,
+    shared: &Arc<shared::Shared>,
     transactional_id: &str,
     shutdown: &CancellationToken,
 ) -> Result<Option<output::Outputs>, Error> {
@@ -209,7 +210,7 @@ async fn init_producer(
 }
 
 /// Refreshes the state store's size metrics every 15 s.
-async fn report_state_size(shared: Arc<session::Shared>, shutdown: CancellationToken) {
+async fn report_state_size(shared: Arc<shared::Shared>, shutdown: CancellationToken) {
     loop {
         let store = shared.store.clone();
         if let Ok(Ok((bytes, entries))) = tokio::task::spawn_blocking(move || store.size()).await {

@@ -4,8 +4,8 @@
 //! partition's records in offset order, in batches of what the consumer has read (up to
 //! `consumer.max_batch_per_partition`):
 //!
-//! 1. one blocking call marks the batch as started ([`Store::started`]) and looks up its dedup keys in
-//!    RocksDB; this transaction's own entries, not in RocksDB yet, are kept in memory;
+//! 1. one blocking call marks the batch as started ([`crate::store::Store::started`]) and looks up its dedup
+//!    keys in RocksDB; this transaction's own entries, not in RocksDB yet, are kept in memory;
 //! 2. each record, in order: a duplicate is dropped; otherwise its outcome ([`crate::process`]: events or one
 //!    DLQ record) and its dedup entry on the state changelog are handed to the transactional producer.
 //!
@@ -36,15 +36,15 @@ use rdkafka::producer::future_producer::DeliveryFuture;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::changelog::{self, Change};
-use crate::output::{delivered, Enqueue, OutputRecord, SendError};
+use crate::changelog::{self, Change, Entry};
+use crate::consumer::ProcessorContext;
+use crate::output::{delivered, Enqueue, OutputRecord, Outputs, SendError};
 use crate::pipeline::{Decision, Failure};
 use crate::process::{decide, dlq_record, identify, plan, Envelope, Identity};
 use crate::restore::{restore, RestoreError};
-use crate::session::{Session, Shared};
-use crate::store::{Entry, Expired, Marks, Store, StoreError};
+use crate::shared::{store_call, Breaker, Interrupt, Shared};
+use crate::store::{Expired, Marks};
 use crate::telemetry::Retry;
-use crate::{ProcessorContext, CHECK_STATE};
 
 /// Expired entries tombstoned per partition and transaction, at most.
 const SWEEP_LIMIT: usize = 1_000;
@@ -79,17 +79,6 @@ impl Progress {
     pub fn has_work(&self) -> bool {
         self.next_offset.is_some() || !self.changes.is_empty() || !self.expired.is_empty()
     }
-}
-
-/// Why a record did not complete.
-#[derive(Debug)]
-pub(crate) enum Interrupt {
-    /// The worker is stopping.
-    Stopped,
-    /// The transaction cannot commit: the session aborts it and starts again.
-    Session(String),
-    /// The process must stop.
-    Process(String),
 }
 
 /// A record's outcome.
@@ -140,7 +129,8 @@ impl Transaction {
 /// Runs the worker of `partition` until `stop` is cancelled or its session fails.
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    session: Arc<Session>,
+    outputs: Arc<Outputs>,
+    breaker: Arc<Breaker>,
     partition: i32,
     queue: StreamPartitionQueue<ProcessorContext>,
     mut commands: mpsc::UnboundedReceiver<Command>,
@@ -149,7 +139,8 @@ pub(crate) async fn run(
     let mut worker = Worker {
         batch: shared.settings.consumer.max_batch_per_partition as usize,
         shared,
-        session,
+        outputs,
+        breaker,
         partition,
         stop,
         txn: Transaction::default(),
@@ -174,7 +165,7 @@ pub(crate) async fn run(
     };
     match outcome {
         Ok(()) | Err(Interrupt::Stopped) => {}
-        Err(Interrupt::Session(reason)) => worker.session.fail(reason),
+        Err(Interrupt::Session(reason)) => worker.breaker.fail(reason),
         Err(Interrupt::Process(reason)) => worker.shared.fail(reason),
     }
     worker.shared.metrics.forget_partition(partition);
@@ -183,7 +174,8 @@ pub(crate) async fn run(
 
 struct Worker {
     shared: Arc<Shared>,
-    session: Arc<Session>,
+    outputs: Arc<Outputs>,
+    breaker: Arc<Breaker>,
     partition: i32,
     stop: CancellationToken,
     batch: usize,
@@ -539,7 +531,7 @@ impl Worker {
     /// Hands `record` to the producer for this partition, waiting while its local queue is full.
     async fn enqueue(&self, record: &OutputRecord) -> Result<DeliveryFuture, SendError> {
         loop {
-            match self.session.outputs.enqueue(self.partition, record) {
+            match self.outputs.enqueue(self.partition, record) {
                 Ok(delivery) => return Ok(delivery),
                 Err(Enqueue::Full) => tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(5)) => {}
@@ -573,42 +565,5 @@ impl From<SendOutcome> for Interrupt {
             SendOutcome::Refused(reason) => Interrupt::Session(reason),
             SendOutcome::Interrupt(i) => i,
         }
-    }
-}
-
-/// Runs a store call on a blocking thread, retrying with backoff while the store fails (a full or read-only
-/// disk): the partition stops advancing and `/readyz` says why, instead of records being skipped.
-pub(crate) async fn store_call<T, F>(shared: &Shared, stop: &CancellationToken, call: F) -> Result<T, Interrupt>
-where
-    T: Send + 'static,
-    F: Fn(&Store) -> Result<T, StoreError> + Send + Sync + 'static,
-{
-    let call = Arc::new(call);
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let store = shared.store.clone();
-        let attempt = call.clone();
-        match tokio::task::spawn_blocking(move || attempt(&store)).await {
-            Ok(Ok(value)) => {
-                shared.readiness.pass(CHECK_STATE);
-                return Ok(value);
-            }
-            Ok(Err(e)) => {
-                shared.metrics.store_error(&e);
-                shared.readiness.fail(CHECK_STATE, e.to_string());
-                // A database that refuses writes after a failed one stays so until reopened.
-                let store = shared.store.clone();
-                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.recover()).await {
-                    shared.readiness.fail(CHECK_STATE, e.to_string());
-                }
-            }
-            Err(join) => return Err(Interrupt::Process(format!("state store task failed: {join}"))),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(crate::output::jittered(backoff)) => {}
-            () = stop.cancelled() => return Err(Interrupt::Stopped),
-            () = shared.fatal.cancelled() => return Err(Interrupt::Stopped),
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }

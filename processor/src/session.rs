@@ -21,16 +21,21 @@
 //! Every `consumer.commit_interval_ms`, [`Transactions::commit`] pauses every worker ([`crate::partition`]),
 //! which answers once Kafka stored everything it sent in the transaction (outputs, and dedup entries and
 //! tombstones on the changelog), commits with their offsets, applies their dedup changes to RocksDB and
-//! resumes them. On a revocation it
-//! commits first, then stops the revoked workers while they are paused. Any failure to commit ends the
-//! session: the transaction is aborted, the clients are dropped, and [`crate::run`] starts a new session,
-//! whose producer (same transactional id) fences whatever the old one left behind.
+//! resumes them. On a revocation it commits first, then stops the revoked workers while they are paused. Any
+//! failure to commit ends the session ([`Breaker`]): the transaction is aborted, the clients are dropped, and
+//! [`crate::run`] starts a new session, whose producer (same transactional id) fences whatever the old one
+//! left behind.
+//!
+//! Layers, each using only those below it: this loop; the group consumer ([`crate::consumer`]), whose
+//! rebalances arrive here as requests; one worker per partition ([`crate::partition`]); what one record
+//! becomes, without I/O ([`crate::process`], [`crate::pipeline`]). Beside them: the producer
+//! ([`crate::output`]), the state ([`crate::store`], [`crate::changelog`], [`crate::restore`]) and what
+//! every layer shares ([`crate::shared`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use hookline_runtime::admin::Readiness;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
@@ -38,122 +43,28 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::consumer::GroupConsumer;
+use crate::consumer::{GroupConsumer, ProcessorContext, Request};
 use crate::output::Outputs;
-use crate::partition::{self, store_call, Command, Interrupt, Progress};
-use crate::pipeline::Pipeline;
-use crate::store::{Positions, Store};
-use crate::telemetry::Metrics;
-use crate::{ProcessorContext, Settings};
-
-/// What every session of the process shares.
-pub struct Shared {
-    /// The validated config.
-    pub settings: Settings,
-    /// The state store.
-    pub store: Store,
-    /// The compiled pipelines.
-    pub pipeline: Pipeline,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// Readiness checks.
-    pub readiness: Arc<Readiness>,
-    /// The DLQ topic.
-    pub dlq_topic: Arc<str>,
-    /// The state changelog topic.
-    pub state_topic: Arc<str>,
-    /// Cancelled when the process must stop because of an unrecoverable error.
-    pub fatal: CancellationToken,
-    /// The unrecoverable error.
-    pub fatal_reason: Mutex<Option<String>>,
-    /// Records whose event Kafka refused for good, by (partition, offset), with why: the transaction that
-    /// sent it aborted, and the record goes to the DLQ when processed again.
-    rejected: Mutex<HashMap<(i32, i64), String>>,
-    /// The raw offset last committed per partition, for the lag metric.
-    committed: Mutex<HashMap<i32, i64>>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("store", &self.store).finish_non_exhaustive()
-    }
-}
-
-impl Shared {
-    /// Process-wide state.
-    pub fn new(
-        settings: Settings,
-        store: Store,
-        pipeline: Pipeline,
-        metrics: Arc<Metrics>,
-        readiness: Arc<Readiness>,
-    ) -> Self {
-        Shared {
-            dlq_topic: Arc::from(settings.topics.dlq.as_str()),
-            state_topic: Arc::from(settings.topics.state.as_str()),
-            settings,
-            store,
-            pipeline,
-            metrics,
-            readiness,
-            fatal: CancellationToken::new(),
-            fatal_reason: Mutex::new(None),
-            rejected: Mutex::new(HashMap::new()),
-            committed: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Stops the process with `reason` (the first reason given wins).
-    pub(crate) fn fail(&self, reason: String) {
-        tracing::error!(%reason, "processor stopping on an unrecoverable error");
-        if let Ok(mut r) = self.fatal_reason.lock() {
-            r.get_or_insert(reason);
-        }
-        self.fatal.cancel();
-    }
-
-    pub(crate) fn reject(&self, partition: i32, offset: i64, reason: String) {
-        if let Ok(mut r) = self.rejected.lock() {
-            r.insert((partition, offset), reason);
-        }
-    }
-
-    /// The raw offset this process last committed for `partition`.
-    pub(crate) fn committed_offset(&self, partition: i32) -> Option<i64> {
-        self.committed.lock().ok()?.get(&partition).copied()
-    }
-
-    pub(crate) fn take_rejected(&self, partition: i32, offset: i64) -> Option<String> {
-        self.rejected.lock().ok()?.remove(&(partition, offset))
-    }
-}
-
-/// What the group thread asks of the session.
-pub(crate) enum Request {
-    /// Partitions were assigned: start their workers.
-    Assign(Vec<(i32, StreamPartitionQueue<ProcessorContext>)>),
-    /// Partitions (all when `None`) are being revoked: commit what they did if `commit`, stop their workers,
-    /// then answer.
-    Revoke { partitions: Option<Vec<i32>>, commit: bool, done: std::sync::mpsc::SyncSender<()> },
-}
+use crate::partition::{self, Command, Progress};
+use crate::shared::{store_call, Breaker, Interrupt, Shared};
+use crate::store::Positions;
 
 /// One generation of Kafka clients. A failure ends it; [`crate::run`] then starts another.
 pub struct Session {
     /// The transactional producer.
-    pub outputs: Outputs,
-    /// Cancelled when the session cannot go on.
-    pub broken: CancellationToken,
-    /// Why.
-    pub reason: Mutex<Option<String>>,
+    pub outputs: Arc<Outputs>,
+    /// Ends the session; says why.
+    pub breaker: Arc<Breaker>,
+    /// The group thread's requests to the transaction loop.
+    pub(crate) requests: mpsc::UnboundedSender<Request>,
     /// Cancelled once the group thread is done: the transaction loop stops its workers and ends.
     closed: CancellationToken,
-    requests: mpsc::UnboundedSender<Request>,
     inbox: Mutex<Option<mpsc::UnboundedReceiver<Request>>>,
 }
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").field("broken", &self.broken.is_cancelled()).finish_non_exhaustive()
+        f.debug_struct("Session").field("broken", &self.breaker.is_broken()).finish_non_exhaustive()
     }
 }
 
@@ -162,34 +73,17 @@ impl Session {
     pub fn new(outputs: Outputs) -> Self {
         let (requests, inbox) = mpsc::unbounded_channel();
         Session {
-            outputs,
-            broken: CancellationToken::new(),
-            reason: Mutex::new(None),
-            closed: CancellationToken::new(),
+            outputs: Arc::new(outputs),
+            breaker: Arc::new(Breaker::default()),
             requests,
+            closed: CancellationToken::new(),
             inbox: Mutex::new(Some(inbox)),
         }
-    }
-
-    /// Ends the session with `reason`.
-    pub(crate) fn fail(&self, reason: String) {
-        if !self.broken.is_cancelled() {
-            tracing::warn!(%reason, "aborting the transaction and starting a new session");
-        }
-        if let Ok(mut r) = self.reason.lock() {
-            r.get_or_insert(reason);
-        }
-        self.broken.cancel();
     }
 
     /// Ends the transaction loop (after the group thread is done: no request can come any more).
     pub(crate) fn close(&self) {
         self.closed.cancel();
-    }
-
-    /// Sends a request to the transaction loop; false when the loop is gone.
-    pub(crate) fn request(&self, request: Request) -> bool {
-        self.requests.send(request).is_ok()
     }
 
     /// Starts the transaction loop of this session. Call once.
@@ -228,7 +122,7 @@ impl Transactions {
                 request = inbox.recv() => match request {
                     Some(Request::Assign(queues)) => self.assign(queues),
                     Some(Request::Revoke { partitions, commit, done }) => {
-                        if commit && !self.session.broken.is_cancelled() {
+                        if commit && !self.session.breaker.is_broken() {
                             self.commit().await;
                         }
                         let partitions = partitions.unwrap_or_else(|| self.workers.keys().copied().collect());
@@ -238,8 +132,8 @@ impl Transactions {
                     None => break,
                 },
                 () = self.session.closed.cancelled() => break,
-                _ = ticker.tick(), if !self.session.broken.is_cancelled() => self.commit().await,
-                () = self.session.broken.cancelled(), if !self.workers.is_empty() => {
+                _ = ticker.tick(), if !self.session.breaker.is_broken() => self.commit().await,
+                () = self.session.breaker.broken(), if !self.workers.is_empty() => {
                     let all: Vec<i32> = self.workers.keys().copied().collect();
                     self.stop(&all).await;
                 }
@@ -255,7 +149,8 @@ impl Transactions {
             let stop = CancellationToken::new();
             let task = tokio::spawn(partition::run(
                 self.shared.clone(),
-                self.session.clone(),
+                self.session.outputs.clone(),
+                self.session.breaker.clone(),
                 partition,
                 queue,
                 inbox,
@@ -295,14 +190,14 @@ impl Transactions {
             Err(Interrupt::Session(reason)) => {
                 self.shared.metrics.aborted();
                 self.abort().await;
-                self.session.fail(reason);
+                self.session.breaker.fail(reason);
             }
             Err(Interrupt::Process(reason)) => {
                 self.abort().await;
                 self.shared.fail(reason);
             }
         }
-        if !self.session.broken.is_cancelled() {
+        if !self.session.breaker.is_broken() {
             for w in self.workers.values() {
                 let _ = w.commands.send(Command::Resume);
             }
@@ -339,7 +234,7 @@ impl Transactions {
                 }
             }
         }
-        if self.session.broken.is_cancelled() {
+        if self.session.breaker.is_broken() {
             return Err(Interrupt::Stopped);
         }
 

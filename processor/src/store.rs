@@ -93,17 +93,6 @@ pub enum StoreError {
     },
 }
 
-/// One webhook to remember.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Entry {
-    /// Source name.
-    pub source: String,
-    /// Dedup key.
-    pub dedup_key: String,
-    /// When to forget it (ms).
-    pub expires_at_ms: i64,
-}
-
 /// An expired entry found by [`Store::expired`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expired {
@@ -553,6 +542,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::changelog::Entry;
 
     fn put(source: &str, key: &str, expires_at_ms: i64) -> Change {
         Change::Put(Entry { source: source.into(), dedup_key: key.into(), expires_at_ms })

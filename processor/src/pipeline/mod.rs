@@ -22,7 +22,6 @@ mod glob;
 pub mod presets;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use hookline_schemas::dlq::{ErrorClass, Stage};
@@ -154,13 +153,6 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
-/// Reads and compiles a JSON Schema file (a route's `data_schema`).
-pub fn load_schema(path: &Path) -> Result<jsonschema::Validator, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let schema: Value = serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
-    jsonschema::validator_for(&schema).map_err(|e| format!("{} is not a valid JSON Schema: {e}", path.display()))
-}
-
 impl Pipeline {
     /// Compiles the pipelines of `settings`. Fails only on a route schema that cannot be loaded (the config
     /// was validated, so only if the file changed since) or on a broken built-in contract (a bug).
@@ -170,7 +162,8 @@ impl Pipeline {
             let data_schema = match &r.data_schema {
                 Some(path) => Some((
                     path.display().to_string(),
-                    load_schema(path).map_err(|e| format!("config field `routes[{i}].data_schema`: {e}"))?,
+                    crate::config::load_schema(path)
+                        .map_err(|e| format!("config field `routes[{i}].data_schema`: {e}"))?,
                 )),
                 None => None,
             };
