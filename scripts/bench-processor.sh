@@ -78,7 +78,6 @@ sample_rss "$proc_pid" "$work/hookline_rss_kb"
 hook=$("$bin/bench-processor" watch --metrics "http://127.0.0.1:$proc_port/metrics" --expect "$unique")
 hook_broker=$(( $(broker_ticks) - broker_before ))
 sleep 0.3 # the sampler's last CPU reading
-state=$(curl -fsS "http://127.0.0.1:$proc_port/metrics" | grep -E '^hookline_processor_state_(bytes|entries) ' || true)
 kill -TERM "$proc_pid"
 wait "$proc_pid" 2>/dev/null || true
 
@@ -133,7 +132,7 @@ kill -TERM "$proc_pid"
 wait "$proc_pid" 2>/dev/null || true
 
 cpu="$(cat "$work/bare_rss_kb.cpu") $bare_broker $(cat "$work/hookline_rss_kb.cpu") $hook_broker $(getconf CLK_TCK)"
-python3 - "$loaded" "$bare" "$hook" "$(cat "$work/bare_rss_kb")" "$(cat "$work/hookline_rss_kb")" "$restore" "$state" "$latency" "$restart" "$cpu" <<'PY'
+python3 - "$loaded" "$bare" "$hook" "$(cat "$work/bare_rss_kb")" "$(cat "$work/hookline_rss_kb")" "$restore" "$latency" "$restart" "$cpu" <<'PY'
 import json, sys
 loaded, bare, hook = (json.loads(a) for a in sys.argv[1:4])
 bare_mb, hook_mb = int(sys.argv[4]) / 1024, int(sys.argv[5]) / 1024
@@ -148,7 +147,7 @@ print(f"{'hookline-processor':<34}{hook['records']:>9.0f}{hook['secs']:>8.1f}{ho
 ratio = hook['per_sec'] / bare['per_sec']
 print(f"hookline / bare: throughput {ratio:.2f}x (target >= 0.80x: {'met' if ratio >= 0.8 else 'MISSED'}); "
       f"{hook['events']:.0f} events, {hook['duplicates']:.0f} duplicates dropped, {hook['dlq']:.0f} DLQ")
-bare_cpu, bare_broker, hook_cpu, hook_broker, tick = (int(x) for x in sys.argv[10].split())
+bare_cpu, bare_broker, hook_cpu, hook_broker, tick = (int(x) for x in sys.argv[9].split())
 us = lambda ticks, n: ticks / tick / n * 1e6
 print(f"CPU per record (user + system): bare loop {us(bare_cpu, bare['records']):.1f} us + broker "
       f"{us(bare_broker, bare['records']):.1f} us; hookline {us(hook_cpu, hook['records']):.1f} us + broker "
@@ -157,11 +156,10 @@ print(f"CPU per record (user + system): bare loop {us(bare_cpu, bare['records'])
 secs = restore.get('restore_wall_seconds', 0)
 print(f"restore: {restore_entries:.0f} dedup entries into an empty data folder in {secs:.1f} s from its start "
       f"(target < 30 s: {'met' if secs < 30 else 'MISSED'})")
-print(sys.argv[7])
-lat = json.loads(sys.argv[8])
+lat = json.loads(sys.argv[7])
 print(f"latency, 202 -> visible to read_committed at {lat['rate']}/s: p50 {lat['p50_ms']:.0f} ms, "
       f"p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms ({lat['visible']} of {lat['webhooks']} seen)")
-n, slowest = sys.argv[9].split()
+n, slowest = sys.argv[8].split()
 print(f"restart after kill -9, data folder intact: {n} partitions restored, slowest in {float(slowest):.2f} s "
       f"after assignment (target < 2 s: {'met' if 0 <= float(slowest) < 2 else 'MISSED'})")
 PY
