@@ -35,9 +35,12 @@ pub const RESERVED_PROPERTIES: &[&str] = &[
     "transactional.id",
     "transaction.timeout.ms",
     "compression.type",
+    "compression.codec",
+    "queue.buffering.max.ms",
     "queued.min.messages",
     "queued.max.messages.kbytes",
     "max.partition.fetch.bytes",
+    "fetch.message.max.bytes",
 ];
 
 /// Stripe retries a webhook for up to three days: a shorter window would let its retries through.
@@ -190,7 +193,8 @@ pub struct ConsumerConfig {
     /// Bytes fetched from one raw partition at a time, at most (`max.partition.fetch.bytes`; a record batch
     /// larger than that is still fetched whole). Throughput against memory: behind a backlog of 1 KB webhooks
     /// in `make bench`, 256 KB gave 56-60k records/s at 274-300 MB resident, 512 KB 80-105k/s at 290-316 MB,
-    /// 1 MB about the same speed at 460-480 MB. Default 524288.
+    /// 1 MB about the same speed at 460-480 MB. Default 524288; at most 2 MiB, the read-ahead limit per
+    /// partition (a larger fetch could not be queued).
     #[serde(default = "default_fetch_max_bytes")]
     pub fetch_max_bytes_per_partition: u32,
 }
@@ -538,7 +542,7 @@ impl Config {
         in_range("consumer.transaction_timeout_ms", c.transaction_timeout_ms, c.commit_interval_ms * 10, 900_000)?;
         in_range("consumer.stats_interval_ms", c.stats_interval_ms, 100, 600_000)?;
         in_range("consumer.max_batch_per_partition", c.max_batch_per_partition, 1, 100_000)?;
-        in_range("consumer.fetch_max_bytes_per_partition", c.fetch_max_bytes_per_partition, 16 * 1024, 64 << 20)?;
+        in_range("consumer.fetch_max_bytes_per_partition", c.fetch_max_bytes_per_partition, 16 * 1024, 2 << 20)?;
         in_range("state.dedup_window_secs", self.state.dedup_window_secs, 60, 90 * 24 * 3600)?;
         in_range("state.crash_loop_attempts", self.state.crash_loop_attempts, 1, 100)?;
         if self.state.dir.as_os_str().is_empty() {

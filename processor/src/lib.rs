@@ -5,15 +5,15 @@
 //! nothing when the webhook was already processed (a duplicate) or filtered out. See [`session`] for the
 //! guarantee and how Kafka transactions keep it.
 //!
-//! From the top down, each module using only those below it:
+//! From the top down (no import cycles: a module uses only modules listed after it, and [`config`]):
 //! - [`session`]: one generation of Kafka clients, its partition workers, and the transaction loop;
-//! - [`consumer`]: group membership and rebalances, on their own thread, sent to the session as requests;
 //! - [`partition`]: one partition's worker: restore ([`restore`]), then its records in offset order, in
 //!   batches: deduplicated, run through the pipeline and handed to the transactional producer;
+//! - [`consumer`]: group membership and rebalances, on their own thread, sent to the session as requests;
+//! - [`shared`]: the process-wide state, how a session is ended, and RocksDB calls from async code;
 //! - [`process`], [`pipeline`]: what a record becomes (its events or its DLQ record), without I/O;
-//! - [`output`]: the transactional producer, partition-aligned with the raw topic;
 //! - [`store`], [`changelog`]: the local RocksDB cache of the dedup state and its source of truth;
-//! - [`shared`]: the process-wide state, how a session is ended, and RocksDB calls from async code.
+//! - [`output`]: the transactional producer, partition-aligned with the raw topic.
 //!
 //! [`run`] takes an admin listener and a cancellation token, so tests can run several processors in one
 //! process.

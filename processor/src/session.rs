@@ -26,11 +26,10 @@
 //! [`crate::run`] starts a new session, whose producer (same transactional id) fences whatever the old one
 //! left behind.
 //!
-//! Layers, each using only those below it: this loop; the group consumer ([`crate::consumer`]), whose
-//! rebalances arrive here as requests; one worker per partition ([`crate::partition`]); what one record
-//! becomes, without I/O ([`crate::process`], [`crate::pipeline`]). Beside them: the producer
-//! ([`crate::output`]), the state ([`crate::store`], [`crate::changelog`], [`crate::restore`]) and what
-//! every layer shares ([`crate::shared`]).
+//! The layers, without import cycles: this loop; one worker per partition ([`crate::partition`]); the group
+//! consumer ([`crate::consumer`]), whose rebalances arrive here as requests; what one record becomes, without
+//! I/O ([`crate::process`], [`crate::pipeline`]). Beside them: the producer ([`crate::output`]), the state
+//! ([`crate::store`], [`crate::changelog`], [`crate::restore`]) and what they share ([`crate::shared`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
