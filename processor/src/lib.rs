@@ -5,7 +5,8 @@
 //! nothing when the webhook was already processed (a duplicate) or filtered out. See [`session`] for the
 //! guarantee and how Kafka transactions keep it.
 //!
-//! From the top down (no import cycles: a module uses only modules listed after it, and [`config`]):
+//! From the top down (no import cycles: a module uses only those listed after it and the leaves [`config`],
+//! [`telemetry`] and [`faults`]):
 //! - [`session`]: one generation of Kafka clients, its partition workers, and the transaction loop;
 //! - [`partition`]: one partition's worker: restore ([`restore`]), then its records in offset order, in
 //!   batches: deduplicated, run through the pipeline and handed to the transactional producer;
