@@ -260,17 +260,21 @@ impl Transactions {
         }
 
         tracing::debug!("committed");
-        // Committed: the cache learns what the changelog now says.
-        for (p, pr) in progress {
-            if !pr.has_work() {
-                continue;
+        // Committed: the cache learns what the changelog now says, every partition in one blocking call (a
+        // retry applies them all again, which changes nothing).
+        let applied: Vec<(i32, Progress)> = progress.into_iter().filter(|(_, pr)| pr.has_work()).collect();
+        let applied = Arc::new(applied);
+        let batches = applied.clone();
+        store_call(&self.shared, &CancellationToken::new(), move |s| {
+            for (p, pr) in batches.iter() {
+                let at = Positions { changelog: pr.changelog_next, raw: pr.next_offset };
+                s.apply(*p, &pr.changes, &pr.expired, at)?;
             }
-            let (next, changes, expired) = (pr.next_offset, pr.changes, pr.expired);
-            let at = Positions { changelog: pr.changelog_next, raw: next };
-            store_call(&self.shared, &CancellationToken::new(), move |s| s.apply(p, &changes, &expired, at)).await?;
-            if let (Some(next), Ok(mut committed)) = (next, self.shared.committed.lock()) {
-                committed.insert(p, next);
-            }
+            Ok(())
+        })
+        .await?;
+        if let Ok(mut committed) = self.shared.committed.lock() {
+            committed.extend(applied.iter().filter_map(|(p, pr)| Some((*p, pr.next_offset?))));
         }
         Ok(true)
     }

@@ -467,20 +467,15 @@ impl Store {
         Ok(())
     }
 
-    /// Puts `partition`'s crash marks back as they were at its worker's start (`found`), once the worker
-    /// stopped cleanly: the records it started since did not crash the process, while the marks it found are
-    /// evidence of an earlier crash and stay. Solo attempts counted since stay too.
+    /// Puts `partition`'s started mark back as it was at its worker's start (`found`), once the worker stopped
+    /// cleanly: the records it started since did not crash the process, while the mark it found is evidence
+    /// of an earlier crash and stays. Solo marks stay: each counts an attempt.
     pub fn forget_uncrashed(&self, partition: i32, found: &Marks) -> Result<(), StoreError> {
-        let now = self.marks(partition)?;
-        let mut batch = WriteBatch::default();
+        let db = self.db()?;
         match found.started {
-            Some(upto) => batch.put(started_key(partition), upto.to_be_bytes()),
-            None => batch.delete(started_key(partition)),
+            Some(upto) => db.put(started_key(partition), upto.to_be_bytes())?,
+            None => db.delete(started_key(partition))?,
         }
-        for (offset, _) in now.solo.iter().filter(|(o, a)| **a == 0 && !found.solo.contains_key(o)) {
-            batch.delete(running_key(partition, *offset));
-        }
-        self.db()?.write(batch)?;
         Ok(())
     }
 
@@ -642,12 +637,11 @@ mod tests {
         assert_eq!(found.suspect(14), None);
         // This worker tries 11 alone, then runs past the suspects, then stops cleanly.
         store.mark_running(1, 11, 1).unwrap();
-        store.mark_running(1, 10, 0).unwrap();
         store.started(1, 40).unwrap();
         store.forget_uncrashed(1, &found).unwrap();
         let left = store.marks(1).unwrap();
         assert_eq!(left.started, Some(13), "the crash evidence it found stays");
-        assert_eq!(left.solo, BTreeMap::from([(11, 1), (12, 2)]), "solo attempts stay, marks without any go");
+        assert_eq!(left.solo, BTreeMap::from([(11, 1), (12, 2)]), "solo attempts stay");
         assert_eq!(store.marks(2).unwrap().started, Some(10), "other partitions untouched");
         // A worker that found nothing leaves nothing.
         store.forget_uncrashed(2, &Marks::default()).unwrap();
