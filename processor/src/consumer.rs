@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
@@ -47,6 +47,7 @@ pub struct ProcessorContext {
     requests: mpsc::UnboundedSender<Request>,
     consumer: OnceLock<Weak<GroupConsumer>>,
     assigned: Mutex<Vec<i32>>,
+    generation: Mutex<Option<Arc<ConsumerGroupMetadata>>>,
 }
 
 impl std::fmt::Debug for ProcessorContext {
@@ -57,7 +58,23 @@ impl std::fmt::Debug for ProcessorContext {
 
 impl ProcessorContext {
     fn new(shared: Arc<Shared>, breaker: Arc<Breaker>, requests: mpsc::UnboundedSender<Request>) -> Self {
-        ProcessorContext { shared, breaker, requests, consumer: OnceLock::new(), assigned: Mutex::new(Vec::new()) }
+        ProcessorContext {
+            shared,
+            breaker,
+            requests,
+            consumer: OnceLock::new(),
+            assigned: Mutex::new(Vec::new()),
+            generation: Mutex::new(None),
+        }
+    }
+
+    /// The group metadata (member id and generation) of the current assignment, as it was when the
+    /// partitions were assigned. Transactions commit offsets with it rather than with the consumer's metadata
+    /// of the moment: once expelled, librdkafka resets its member id and generation, and the group
+    /// coordinator accepts a transactional offset commit that names neither (generation -1, no member id),
+    /// which would let a processor expelled while frozen commit its open transaction unfenced.
+    pub(crate) fn assignment_metadata(&self) -> Option<Arc<ConsumerGroupMetadata>> {
+        self.generation.lock().ok().and_then(|g| g.clone())
     }
 
     fn assign(&self, tpl: &TopicPartitionList) {
@@ -155,10 +172,13 @@ impl ConsumerContext for ProcessorContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             tracing::info!(?partitions, "partitions assigned");
+            if let Ok(mut generation) = self.generation.lock() {
+                *generation = consumer.group_metadata().map(Arc::new);
+            }
             self.shared.metrics.rebalance("assign");
             self.assign(tpl);
             self.shared.readiness.pass(CHECK_GROUP);

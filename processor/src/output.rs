@@ -166,6 +166,7 @@ impl Outputs {
     pub fn commit(&self, offsets: &TopicPartitionList, group: &ConsumerGroupMetadata) -> Result<(), KafkaError> {
         if offsets.count() > 0 {
             self.producer.send_offsets_to_transaction(offsets, group, self.timeout)?;
+            crate::faults::on_offsets_sent();
         }
         self.producer.commit_transaction(self.timeout)?;
         self.producer.begin_transaction()

@@ -64,8 +64,11 @@ pub(crate) enum Command {
 /// A paused worker's work in the open transaction.
 #[derive(Debug, Default)]
 pub(crate) struct Progress {
-    /// Every record of the partition below this offset is done; `None` before the first record.
+    /// Every record of the partition below this offset is done: the offset to commit. `None` while unknown
+    /// (before the first record of a partition the group never committed).
     pub next_offset: Option<i64>,
+    /// Whether records were done in this transaction.
+    pub advanced: bool,
     /// Dedup entries written and deleted on the changelog, in order.
     pub changes: Vec<Change>,
     /// The expiry index entries swept.
@@ -77,7 +80,7 @@ pub(crate) struct Progress {
 impl Progress {
     /// Whether anything was done since the last pause.
     pub fn has_work(&self) -> bool {
-        self.next_offset.is_some() || !self.changes.is_empty() || !self.expired.is_empty()
+        self.advanced || !self.changes.is_empty() || !self.expired.is_empty()
     }
 }
 
@@ -109,7 +112,7 @@ struct Sent {
 /// What the worker put in the open transaction.
 #[derive(Default)]
 struct Transaction {
-    next_offset: Option<i64>,
+    advanced: bool,
     sent: Vec<Sent>,
     changelog: Vec<DeliveryFuture>,
     changes: Vec<Change>,
@@ -144,6 +147,7 @@ pub(crate) async fn run(
         partition,
         stop,
         txn: Transaction::default(),
+        next_offset: None,
         paused: false,
         last_sweep: Instant::now(),
         backlog_since_ms: None,
@@ -180,6 +184,8 @@ struct Worker {
     stop: CancellationToken,
     batch: usize,
     txn: Transaction,
+    /// Every record below this offset is done (in a committed transaction or the open one).
+    next_offset: Option<i64>,
     paused: bool,
     last_sweep: Instant,
     /// When the last record processed entered the pipeline, while records are waiting behind it.
@@ -213,7 +219,7 @@ impl Worker {
                 }
             };
             match result {
-                Ok(Ok(n)) => break n,
+                Ok(Ok(restored)) => break restored,
                 Ok(Err(RestoreError::Stopped)) => return Err(Interrupt::Stopped),
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, partition = self.partition, retry_in = ?backoff, "cannot restore the partition yet");
@@ -228,13 +234,15 @@ impl Worker {
             backoff = (backoff * 2).min(Duration::from_secs(10));
         };
         let seconds = started.elapsed().as_secs_f64();
-        self.shared.metrics.restored(seconds, restored);
+        self.shared.metrics.restored(seconds, restored.changes);
+        self.next_offset = restored.committed;
         let p = self.partition;
         let found = store_call(&self.shared, &self.stop, move |s| s.marks(p)).await?;
         tracing::info!(
             partition = p,
             seconds,
-            changes = restored,
+            changes = restored.changes,
+            committed = restored.committed,
             suspects_up_to = found.started,
             "partition restored"
         );
@@ -266,7 +274,9 @@ impl Worker {
                 },
                 _ = tick.tick() => {
                     self.report_lag();
-                    if !self.paused && !self.txn.swept && self.last_sweep.elapsed() >= SWEEP_INTERVAL {
+                    // A sweep needs an offset to commit with its tombstones (see `Progress::next_offset`).
+                    let sweep_due = !self.txn.swept && self.last_sweep.elapsed() >= SWEEP_INTERVAL;
+                    if !self.paused && sweep_due && self.next_offset.is_some() {
                         self.sweep().await?;
                     }
                 }
@@ -326,7 +336,13 @@ impl Worker {
             r = stored => r?,
             () = self.stop.cancelled() => return Err(Interrupt::Stopped),
         };
-        Ok(Progress { next_offset: txn.next_offset, changes: txn.changes, expired: txn.expired, changelog_next })
+        Ok(Progress {
+            next_offset: self.next_offset,
+            advanced: txn.advanced,
+            changes: txn.changes,
+            expired: txn.expired,
+            changelog_next,
+        })
     }
 
     async fn process(&mut self, batch: Vec<OwnedMessage>, found: &Marks) -> Result<(), Interrupt> {
@@ -481,7 +497,8 @@ impl Worker {
                 .insert(entry.dedup_key.clone(), entry.expires_at_ms);
             self.txn.changes.push(Change::Put(entry));
         }
-        self.txn.next_offset = Some(offset + 1);
+        self.txn.advanced = true;
+        self.next_offset = Some(offset + 1);
         m.processed(started.elapsed().as_secs_f64());
         m.latency(source, (hookline_runtime::now_ms() - id.entry_from_ms) as f64 / 1000.0);
         self.backlog_since_ms = Some(id.entry_from_ms);

@@ -1,14 +1,20 @@
 //! Taking over a raw partition: bringing the local cache of its dedup state up to date.
 //!
-//! The partition of the state changelog ([`crate::changelog`]) is read read_committed, from the offset this
-//! cache last applied ([`Store::changelog_next`]; from the start when it knows nothing) to its end, and every
-//! entry and tombstone is applied to the store. A processor restarted on its own data folder reads only what
-//! was committed since its last commit; a new or wiped one reads the compacted partition once.
+//! 1. The group's committed offset of the raw partition is fetched *stable* (read_committed: Kafka answers
+//!    only once no transaction that commits an offset of this partition is pending).
+//! 2. The partition of the state changelog ([`crate::changelog`]) is read read_committed, from the offset
+//!    this cache last applied ([`Store::changelog_next`]; from the start when it knows nothing) to its end,
+//!    and every entry and tombstone is applied to the store. A processor restarted on its own data folder
+//!    reads only what was committed since its last commit; a new or wiped one reads the compacted partition
+//!    once.
 //!
-//! Why this is enough: an entry is committed in the same transaction as its record's outputs and raw offset,
-//! so after the read every raw record from the committed offset on is either a known duplicate or was never
-//! published. A previous owner's open transaction cannot add to that later: it is fenced (its group
-//! generation is stale) and aborted, so its outputs and entries never become visible.
+//! Why this is enough: an entry is committed in the same transaction as its record's outputs and raw offset.
+//! A previous owner frozen in the middle of a commit (its offsets sent, its commit not yet) can still commit
+//! that transaction when it wakes: step 1 waits until it did (or until it was aborted), so its entries are
+//! in what step 2 reads. Any other transaction it left open cannot commit any more: its offsets would be
+//! sent with a stale group generation, which the group coordinator refuses, and every transaction carries
+//! offsets ([`crate::session`]). So after the read, every raw record from the committed offset on is either
+//! a known duplicate or was never published.
 //!
 //! Everything here blocks (Kafka reads, RocksDB writes): it runs on a blocking thread.
 
@@ -50,17 +56,27 @@ pub enum RestoreError {
     Stopped,
 }
 
-/// Brings the store's state of `partition` up to the changelog's committed end. Returns how many changes
-/// were applied.
+/// A restored partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restored {
+    /// The changes applied.
+    pub changes: u64,
+    /// The group's committed offset of the raw partition (`None` before the group's first commit of it).
+    pub committed: Option<i64>,
+}
+
+/// Waits until the group's committed offset of raw `partition` is stable, then brings the store's state of
+/// `partition` up to the changelog's committed end.
 pub fn restore(
     settings: &Settings,
     store: &Store,
     partition: i32,
     stop: &CancellationToken,
-) -> Result<u64, RestoreError> {
+) -> Result<Restored, RestoreError> {
     let topic = &settings.topics.state;
     let start = store.changelog_next(partition)?;
     let consumer = reader(settings).map_err(|e| RestoreError::Kafka { topic: topic.clone(), error: e.to_string() })?;
+    let committed = stable_offset(&consumer, &settings.topics.raw, partition, stop)?;
     let mut batch: Vec<Change> = Vec::with_capacity(APPLY_BATCH);
     let mut applied = 0;
     let end = read_to_end(&consumer, topic, partition, start, stop, |msg| {
@@ -76,7 +92,45 @@ pub fn restore(
         Ok(())
     })?;
     store.apply(partition, &batch, &[], Positions { changelog: Some(end), raw: None })?;
-    Ok(applied + batch.len() as u64)
+    Ok(Restored { changes: applied + batch.len() as u64, committed })
+}
+
+/// The group's committed offset of `partition` of the raw `topic`, once no transaction committing an offset
+/// of it is pending. librdkafka asks for stable offsets (KIP-447) because the reader is read_committed, and
+/// asks again while the answer is "unstable"; this loop only bounds each wait so `stop` is seen.
+fn stable_offset(
+    consumer: &Reader,
+    topic: &str,
+    partition: i32,
+    stop: &CancellationToken,
+) -> Result<Option<i64>, RestoreError> {
+    let kafka = |error: String| RestoreError::Kafka { topic: topic.to_owned(), error };
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let deadline = Instant::now() + READ_DEADLINE;
+    loop {
+        if stop.is_cancelled() {
+            return Err(RestoreError::Stopped);
+        }
+        let answer = consumer.committed_offsets(tpl.clone(), Duration::from_secs(2)).and_then(|offsets| {
+            let elem = offsets.find_partition(topic, partition);
+            elem.as_ref().map_or(Ok(()), |e| e.error())?;
+            Ok(elem.map(|e| e.offset()))
+        });
+        match answer {
+            Ok(offset) => {
+                return match offset {
+                    Some(Offset::Offset(o)) => Ok(Some(o)),
+                    Some(Offset::Invalid) | None => Ok(None),
+                    Some(other) => Err(kafka(format!("unexpected committed offset {other:?}"))),
+                };
+            }
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error = %e, partition, "committed offset not stable yet (a previous owner's commit is pending)");
+            }
+            Err(e) => return Err(kafka(format!("the committed offset is not stable after {READ_DEADLINE:?}: {e}"))),
+        }
+    }
 }
 
 struct ReaderContext;
@@ -97,10 +151,10 @@ type Reader = BaseConsumer<ReaderContext>;
 
 fn reader(settings: &Settings) -> Result<Reader, KafkaError> {
     let mut config = settings.kafka.client_config();
-    // librdkafka assigns partitions only in a consumer with a group; this one never joins it (it only
-    // assigns) and never commits, so its name only needs to be recognisable.
+    // The processors' group, whose committed offsets it reads. It never joins the group (it only assigns)
+    // and never commits.
     config
-        .set("group.id", format!("{}.restore", settings.consumer.group_id))
+        .set("group.id", &settings.consumer.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")

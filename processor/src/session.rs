@@ -11,10 +11,13 @@
 //! together or not at all. After any failure, the records from the committed offset on are processed again
 //! against the committed dedup state, and anything published for them before was aborted.
 //!
-//! Fencing: the consumed offsets are sent with the consumer's group metadata. A processor that lost its
-//! partitions without knowing it (frozen, or cut off from the cluster, for longer than its session timeout)
-//! cannot commit: the group coordinator rejects its stale generation, and the transaction coordinator aborts
-//! a transaction left open longer than `consumer.transaction_timeout_ms`. Its outputs are never visible.
+//! Fencing: every transaction carries consumed offsets, sent with the group metadata of the assignment
+//! (member id and generation, [`crate::consumer::ProcessorContext::assignment_metadata`]). A processor that
+//! lost its partitions without knowing it (frozen, or cut off from the cluster, for longer than its session
+//! timeout) cannot commit: the group coordinator rejects its stale generation, and the transaction
+//! coordinator aborts a transaction left open longer than `consumer.transaction_timeout_ms`. Its outputs
+//! are never visible. One frozen after its offsets were accepted but before its commit can still commit
+//! when it wakes; the next owner waits for that before restoring ([`crate::restore`]).
 //!
 //! # The loop
 //!
@@ -241,14 +244,17 @@ impl Transactions {
             return Ok(false);
         }
 
+        // Every partition with work commits its offset (a worker that only swept expired entries commits the
+        // offset it already had): a transaction without offsets would not be fenced.
         let mut offsets = TopicPartitionList::new();
-        for (p, pr) in &progress {
-            if let Some(next) = pr.next_offset {
-                let _ = offsets.add_partition_offset(&self.shared.settings.topics.raw, *p, Offset::Offset(next));
-            }
+        for (p, pr) in progress.iter().filter(|(_, pr)| pr.has_work()) {
+            let Some(next) = pr.next_offset else {
+                return Err(Interrupt::Process(format!("partition {p} has work to commit but no offset")));
+            };
+            let _ = offsets.add_partition_offset(&self.shared.settings.topics.raw, *p, Offset::Offset(next));
         }
         tracing::debug!(partitions = progress.len(), offsets = offsets.count(), "committing");
-        let Some(group) = self.consumer.group_metadata() else {
+        let Some(group) = self.consumer.context().assignment_metadata() else {
             return Err(Interrupt::Session("the consumer has no group metadata".into()));
         };
         let session = self.session.clone();

@@ -857,24 +857,60 @@ async fn processor_gone(scale: Scale) -> anyhow::Result<Row> {
 }
 
 /// A processor frozen (SIGSTOP) during load for longer than its session timeout while the other one takes
-/// its partitions, then resumed (SIGCONT). The first freeze is shorter than the transaction timeout: the
-/// frozen one wakes with its transaction still open and must be fenced by its stale group generation. The
-/// second (full scale) is longer: the coordinator has aborted its transaction and fences its producer.
-/// Either way nothing it publishes after waking becomes visible: no duplicate, no phantom, no reordering.
+/// its partitions, then resumed (SIGCONT). Nothing it publishes after waking may become visible twice: no
+/// duplicate, no phantom, no reordering.
+///
+/// 1. It stops itself (fault injection) at the worst instant: after the group coordinator accepted its
+///    transaction's offsets, before it commits. It commits when it wakes, legitimately (its offsets were
+///    accepted while it was a member): the other processor must wait for that commit before restoring the
+///    dedup state, or a redelivery of a webhook of that transaction would get through again. So while it is
+///    frozen, every webhook sent before the freeze is delivered once more.
+/// 2. (full scale) Frozen at a random instant for longer than the transaction timeout: the coordinator has
+///    aborted its transaction and fences its producer; whatever it did since its last commit must not count.
 async fn processor_frozen(scale: Scale) -> anyhow::Result<Row> {
-    let mut c = Cluster::start(Kafka::start(), 4, 2, &[]).await;
-    let l = load("pf", scale.pick(1200, 3000), 40.0);
-    let driver = c.load_in_background(l);
+    let mut c = Cluster::start(Kafka::start(), 4, 0, &[]).await;
+    c.set_processor_env(&[("HOOKLINE_FAULT_STOP_AFTER_OFFSETS", "30")]);
+    c.start_processor(0).await;
+    c.set_processor_env(&[]);
+    c.start_processor(1).await;
+    let series = "hookline_processor_session_restarts_total";
+    // Measured while processor 0 answers: it commits nothing before the load starts.
+    let mut restarts = c.processor_metric_series(series).await;
+    let rate = 40.0;
+    let l = load("pf", scale.pick(1200, 3000), rate);
+    let load_started = Instant::now();
+    let driver = c.load_in_background(l.clone());
     let mut failures = Vec::new();
-    let freezes = [Duration::from_secs(9), Duration::from_secs(16)];
-    for (n, frozen) in freezes.into_iter().take(scale.pick(1, 2)).enumerate() {
-        wait_working(&mut c, 0, Duration::from_secs(30)).await;
-        tokio::time::sleep(between(Duration::from_secs(1), Duration::from_secs(4))).await;
-        let restarts = c.processor_metric_series("hookline_processor_session_restarts_total").await;
-        if let Some(p) = c.processor(0) {
-            p.signal("STOP");
-        }
-        c.note(&format!("processor 0 frozen for {frozen:?} ({})", n + 1));
+    let mut redelivered = None;
+    let mut redelivered_runs = Vec::new();
+    for n in 0..scale.pick(1, 2) {
+        let frozen = if n == 0 {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !c.processor(0).is_some_and(|p| p.stopped()) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if !c.processor(0).is_some_and(|p| p.stopped()) {
+                failures.push("processor 0 did not stop itself in its 30th transaction".to_owned());
+            }
+            c.note("processor 0 stopped itself between sending its offsets and committing");
+            let mut again = l.clone();
+            // Every webhook sent before the freeze (and a few more: the load keeps each key in order), fast,
+            // once each.
+            again.webhooks = ((load_started.elapsed().as_secs_f64() + 0.5) * rate) as usize;
+            again.webhooks = again.webhooks.min(l.webhooks);
+            (again.rate, again.concurrent_dups, again.late_dups) = (400.0, 0.0, 0.0);
+            redelivered = Some(again);
+            Duration::from_secs(9)
+        } else {
+            wait_working(&mut c, 0, Duration::from_secs(30)).await;
+            restarts = c.processor_metric_series(series).await;
+            tokio::time::sleep(between(Duration::from_secs(1), Duration::from_secs(4))).await;
+            if let Some(p) = c.processor(0) {
+                p.signal("STOP");
+            }
+            c.note("processor 0 frozen at a random instant");
+            Duration::from_secs(16)
+        };
         tokio::time::sleep(frozen).await;
         let held = match c.processor(1) {
             Some(p) => metric_sum(&p.metrics().await, "hookline_processor_assigned_partitions"),
@@ -882,6 +918,11 @@ async fn processor_frozen(scale: Scale) -> anyhow::Result<Row> {
         };
         if held < 4.0 {
             failures.push(format!("at the end of freeze {} processor 1 held {held} of the 4 partitions", n + 1));
+        }
+        if let Some(again) = redelivered.take() {
+            let driven = driver::drive(&c.base_url(), &again).await;
+            c.note(&format!("{} webhooks sent before the freeze delivered again", again.webhooks));
+            redelivered_runs.push(driven);
         }
         if let Some(p) = c.processor(0) {
             p.signal("CONT");
@@ -891,14 +932,17 @@ async fn processor_frozen(scale: Scale) -> anyhow::Result<Row> {
         let mut after = restarts;
         while after <= restarts && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            after = c.processor_metric_series("hookline_processor_session_restarts_total").await;
+            after = c.processor_metric_series(series).await;
         }
         c.note(&format!(
-            "resumed; processor 1 held {held} partitions; processor 0 started a new session: {}",
+            "resumed after {frozen:?}; processor 1 held {held} partitions; processor 0 started a new session: {}",
             after > restarts
         ));
     }
-    let driven = driver.await?;
+    let mut driven = driver.await?;
+    for run in redelivered_runs {
+        driven.absorb(run);
+    }
     c.finish("processor-frozen", driven, failures).await
 }
 

@@ -465,6 +465,13 @@ impl Component {
         self.process.signal(signal);
     }
 
+    /// Whether it is stopped (by SIGSTOP, from outside or by itself).
+    pub fn stopped(&self) -> bool {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.process.pid())).unwrap_or_default();
+        // `pid (comm) state ...`: the state follows the last `)`.
+        stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+    }
+
     /// kill -9.
     pub fn kill(mut self) {
         self.process.signal("KILL");

@@ -336,3 +336,90 @@ fn route_data_schemas_and_the_event_schema_are_enforced() {
     let input = Input { meta: &meta("s", &[], None), key: None, body: long_type.as_bytes(), partition: 0, offset: 0 };
     assert!(matches!(p.process(&input), Decision::Publish(_)), "validation can be turned off per source");
 }
+
+/// The pipeline checks only the attributes a webhook decides and builds the others valid by construction:
+/// on generated edge cases, an event it publishes always satisfies the published schema, and an event it
+/// refuses as a schema violation is one the schema rejects too.
+#[test]
+fn the_attribute_check_agrees_with_the_published_event_schema() {
+    let schema = Contract::Event.validator().unwrap();
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n.max(1)
+    };
+    const CHARS: [char; 6] = ['a', 'Z', '.', 'é', '€', '😀'];
+    let text = |chars: u64, next: &mut dyn FnMut(u64) -> u64| -> String {
+        (0..chars).map(|_| CHARS[next(CHARS.len() as u64) as usize]).collect()
+    };
+    let edge_times = [
+        -62_167_219_200_001, // 0000-01-01T00:00:00.000Z minus 1 ms: year -1
+        -62_167_219_200_000,
+        0,
+        1_764_234_000_123,
+        253_402_300_799_999, // 9999-12-31T23:59:59.999Z
+        253_402_300_800_000,
+        i64::MIN,
+        i64::MAX,
+    ];
+    let (mut published, mut refused) = (0, 0);
+    for _ in 0..400 {
+        let source = {
+            let len = 1 + next(64);
+            (0..len).map(|i| if i == 0 { 'a' } else { ['a', '9', '_', '-'][next(4) as usize] }).collect::<String>()
+        };
+        let mut dedup_key = text(1 + next(80), &mut next);
+        while dedup_key.len() > 256 {
+            dedup_key.pop();
+        }
+        let ty_chars = [0, 1, 255, 256, 257, 300, next(320)][next(7) as usize];
+        let ty = text(ty_chars, &mut next);
+        let pick_time = |next: &mut dyn FnMut(u64) -> u64| match next(3) {
+            0 => edge_times[next(edge_times.len() as u64) as usize],
+            _ => i64::try_from(next(600_000_000_000_000)).unwrap() - 300_000_000_000_000,
+        };
+        let time_ms = pick_time(&mut next);
+        let mut m = meta(&source, &[], None);
+        m.dedup_key = dedup_key;
+        m.received_at_ms = if next(4) == 0 { pick_time(&mut next) } else { 1_764_234_000_123 };
+        let element = json!({ "type": ty, "subject": text(next(3) + u64::from(next(8) > 0), &mut next), "t": time_ms });
+        let batch = next(2) == 0;
+        let body = if batch { json!([element, element]) } else { element }.to_string();
+        let key = text(next(3), &mut next);
+        let input = Input {
+            meta: &m,
+            key: Some(key.as_bytes()),
+            body: body.as_bytes(),
+            partition: [0, 7, i32::MAX][next(3) as usize],
+            offset: [0, 99, i64::MAX][next(3) as usize],
+        };
+        let toml = |validate: bool| {
+            format!(
+                "[sources.{source}]\nprovider = '{}'\nevent_type = {{ json_pointer = '/type' }}\n\
+                 subject = {{ json_pointer = '/subject' }}\ntime = {{ json_pointer = '/t', format = 'unix_millis' }}\n\
+                 validate = {validate}\n",
+                if batch { "hubspot" } else { "generic" }
+            )
+        };
+        let violations = |events: &[EventOut]| -> Vec<String> {
+            events.iter().flat_map(|e| schema.violations(&serde_json::from_slice(&e.value).unwrap())).collect()
+        };
+        match (pipeline(&toml(true)).process(&input), pipeline(&toml(false)).process(&input)) {
+            (Decision::Publish(checked), Decision::Publish(unchecked)) => {
+                assert_eq!(checked, unchecked);
+                assert_eq!(violations(&checked), Vec::<String>::new(), "published but invalid: {body}");
+                published += 1;
+            }
+            (Decision::Fail(f), Decision::Publish(unchecked)) => {
+                assert_eq!((f.class, f.stage), (ErrorClass::SchemaViolation, Stage::Validate), "{}", f.reason);
+                assert_ne!(violations(&unchecked), Vec::<String>::new(), "refused ({}) but valid: {body}", f.reason);
+                refused += 1;
+            }
+            (Decision::Fail(a), Decision::Fail(b)) => assert_eq!(a, b, "a failure before the check"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(published > 50 && refused > 50, "both outcomes are exercised: {published} published, {refused} refused");
+}
