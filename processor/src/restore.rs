@@ -4,17 +4,21 @@
 //!    only once no transaction that commits an offset of this partition is pending).
 //! 2. The partition of the state changelog ([`crate::changelog`]) is read read_committed, from the offset
 //!    this cache last applied ([`Store::changelog_next`]; from the start when it knows nothing) to its end,
-//!    and every entry and tombstone is applied to the store. A processor restarted on its own data folder
-//!    reads only what was committed since its last commit; a new or wiped one reads the compacted partition
-//!    once.
+//!    and every entry and tombstone is applied to the store. Its end is the log's end: while a transaction
+//!    is still open on the partition, the read waits for it to end. A processor restarted on its own data
+//!    folder reads only what was committed since its last commit; a new or wiped one reads the compacted
+//!    partition once.
 //!
 //! Why this is enough: an entry is committed in the same transaction as its record's outputs and raw offset.
 //! A previous owner frozen in the middle of a commit (its offsets sent, its commit not yet) can still commit
-//! that transaction when it wakes: step 1 waits until it did (or until it was aborted), so its entries are
-//! in what step 2 reads. Any other transaction it left open cannot commit any more: its offsets would be
-//! sent with a stale group generation, which the group coordinator refuses, and every transaction carries
-//! offsets ([`crate::session`]). So after the read, every raw record from the committed offset on is either
-//! a known duplicate or was never published.
+//! that transaction when it wakes: step 1 waits until it did (or until it was aborted). Kafka writes the
+//! transaction's markers to each of its partitions separately, so the offset can be stable before the
+//! changelog's marker is written: step 2 reads to the log's end, markers included, so the entries are read
+//! either way. Any other transaction the previous owner left open cannot commit any more: its offsets would
+//! be sent with a stale group generation, which the group coordinator refuses, and every transaction carries
+//! offsets ([`crate::session`]); the read waits for it to be aborted (at most the transaction timeout). So
+//! after the read, every raw record from the committed offset on is either a known duplicate or was never
+//! published.
 //!
 //! Everything here blocks (Kafka reads, RocksDB writes): it runs on a blocking thread.
 
@@ -77,9 +81,10 @@ pub fn restore(
     let start = store.changelog_next(partition)?;
     let consumer = reader(settings).map_err(|e| RestoreError::Kafka { topic: topic.clone(), error: e.to_string() })?;
     let committed = stable_offset(&consumer, &settings.topics.raw, partition, stop)?;
+    let log_end = log_end(settings, topic, partition)?;
     let mut batch: Vec<Change> = Vec::with_capacity(APPLY_BATCH);
     let mut applied = 0;
-    let end = read_to_end(&consumer, topic, partition, start, stop, |msg| {
+    let end = read_to_end(&consumer, topic, partition, start, log_end, stop, |msg| {
         if let Some(change) = changelog::parse(msg.key(), msg.payload()) {
             batch.push(change);
         }
@@ -95,9 +100,12 @@ pub fn restore(
     Ok(Restored { changes: applied + batch.len() as u64, committed })
 }
 
+/// How long one request for the committed offset may wait (librdkafka asks again while it is unstable).
+const STABLE_WAIT: Duration = Duration::from_secs(5);
+
 /// The group's committed offset of `partition` of the raw `topic`, once no transaction committing an offset
 /// of it is pending. librdkafka asks for stable offsets (KIP-447) because the reader is read_committed, and
-/// asks again while the answer is "unstable"; this loop only bounds each wait so `stop` is seen.
+/// asks again while the answer is "unstable"; this loop bounds each wait so `stop` is seen.
 fn stable_offset(
     consumer: &Reader,
     topic: &str,
@@ -107,12 +115,13 @@ fn stable_offset(
     let kafka = |error: String| RestoreError::Kafka { topic: topic.to_owned(), error };
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition(topic, partition);
-    let deadline = Instant::now() + READ_DEADLINE;
+    let started = Instant::now();
+    let mut warned = false;
     loop {
         if stop.is_cancelled() {
             return Err(RestoreError::Stopped);
         }
-        let answer = consumer.committed_offsets(tpl.clone(), Duration::from_secs(2)).and_then(|offsets| {
+        let answer = consumer.committed_offsets(tpl.clone(), STABLE_WAIT).and_then(|offsets| {
             let elem = offsets.find_partition(topic, partition);
             elem.as_ref().map_or(Ok(()), |e| e.error())?;
             Ok(elem.map(|e| e.offset()))
@@ -125,12 +134,27 @@ fn stable_offset(
                     Some(other) => Err(kafka(format!("unexpected committed offset {other:?}"))),
                 };
             }
-            Err(e) if Instant::now() < deadline => {
-                tracing::debug!(error = %e, partition, "committed offset not stable yet (a previous owner's commit is pending)");
+            Err(e) if started.elapsed() < READ_DEADLINE => {
+                if !warned {
+                    warned = true;
+                    tracing::warn!(error = %e, partition, "waiting for the committed offset to be stable (a previous owner's transaction is still being committed or aborted)");
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
             Err(e) => return Err(kafka(format!("the committed offset is not stable after {READ_DEADLINE:?}: {e}"))),
         }
     }
+}
+
+/// The end of `partition` of `topic` now, open transactions included (its high watermark: what a
+/// read_uncommitted reader sees; a read_committed one is told the end is before the first open transaction).
+fn log_end(settings: &Settings, topic: &str, partition: i32) -> Result<i64, RestoreError> {
+    let kafka = |e: KafkaError| RestoreError::Kafka { topic: topic.to_owned(), error: e.to_string() };
+    let mut config = settings.kafka.client_config();
+    config.set("isolation.level", "read_uncommitted");
+    let client: BaseConsumer<ReaderContext> = config.create_with_context(ReaderContext).map_err(kafka)?;
+    let (_, high) = client.fetch_watermarks(topic, partition, Duration::from_secs(10)).map_err(kafka)?;
+    Ok(high)
 }
 
 struct ReaderContext;
@@ -165,13 +189,16 @@ fn reader(settings: &Settings) -> Result<Reader, KafkaError> {
     config.create_with_context(ReaderContext)
 }
 
-/// Reads `partition` of `topic` from `start` to its end (for a read_committed reader: up to the first open
-/// transaction) and returns the next offset. Gives up after [`READ_DEADLINE`] or when `stop` is cancelled.
+/// Reads `partition` of `topic` from `start` up to `log_end` at least and returns the next offset. A
+/// read_committed reader stops before a transaction that is still open (and librdkafka reports the end
+/// there): then it waits until the transaction ends, so nothing it commits is missed. Gives up after
+/// [`READ_DEADLINE`] or when `stop` is cancelled.
 fn read_to_end(
     consumer: &Reader,
     topic: &str,
     partition: i32,
     start: i64,
+    log_end: i64,
     stop: &CancellationToken,
     mut each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> Result<(), StoreError>,
 ) -> Result<i64, RestoreError> {
@@ -195,15 +222,24 @@ fn read_to_end(
                 each(&msg)?;
             }
             Some(Ok(_)) => {}
-            Some(Err(KafkaError::PartitionEOF(p))) if p == partition => match last {
-                Some(o) => break o + 1,
-                // Nothing read: the partition ends where the read started, or earlier if the broker says so
-                // (a recreated topic). A lower end only makes the next read longer.
-                None => {
-                    let high = consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)).map(|(_, h)| h);
-                    break high.map_or(0, |h| start.min(h).max(0));
+            Some(Err(KafkaError::PartitionEOF(p))) if p == partition => {
+                // How far this reader got: transaction markers, which it consumes without returning them,
+                // included.
+                let position = consumer
+                    .position()
+                    .ok()
+                    .and_then(|tpl| tpl.find_partition(topic, partition).and_then(|e| e.offset().to_raw()))
+                    .filter(|o| *o >= 0);
+                match position.or(last.map(|o| o + 1)) {
+                    Some(at) if at >= log_end => break at,
+                    // Nothing to read. A log that ends before the start (a recreated topic) is read from its
+                    // end next time: a lower position only makes the next read longer.
+                    None if start >= log_end => break log_end.max(0),
+                    _ => {}
                 }
-            },
+                // A transaction is still open at `at`: its end (a commit or an abort marker) moves the
+                // read_committed end on, and librdkafka reports the new end.
+            }
             Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => return Err(kafka(e.to_string())),
         }

@@ -861,12 +861,14 @@ async fn processor_gone(scale: Scale) -> anyhow::Result<Row> {
 /// duplicate, no phantom, no reordering.
 ///
 /// 1. It stops itself (fault injection) at the worst instant: after the group coordinator accepted its
-///    transaction's offsets, before it commits. It commits when it wakes, legitimately (its offsets were
-///    accepted while it was a member): the other processor must wait for that commit before restoring the
-///    dedup state, or a redelivery of a webhook of that transaction would get through again. So while it is
-///    frozen, every webhook sent before the freeze is delivered once more.
-/// 2. (full scale) Frozen at a random instant for longer than the transaction timeout: the coordinator has
-///    aborted its transaction and fences its producer; whatever it did since its last commit must not count.
+///    transaction's offsets, before it commits, and wakes before the transaction timeout. It then commits,
+///    legitimately (its offsets were accepted while it was a member): the other processor must wait for that
+///    commit before restoring the dedup state, or a redelivery of a webhook of that transaction would get
+///    through again. So every webhook sent before the freeze is delivered once more while it is frozen.
+/// 2. (full scale) Frozen at a random instant, shorter than the transaction timeout: it wakes with its
+///    transaction open and must be fenced by its stale group generation.
+/// 3. (full scale) Frozen at a random instant, longer than the transaction timeout: the coordinator has
+///    aborted its transaction and fences its producer.
 async fn processor_frozen(scale: Scale) -> anyhow::Result<Row> {
     let mut c = Cluster::start(Kafka::start(), 4, 0, &[]).await;
     c.set_processor_env(&[("HOOKLINE_FAULT_STOP_AFTER_OFFSETS", "30")]);
@@ -882,9 +884,10 @@ async fn processor_frozen(scale: Scale) -> anyhow::Result<Row> {
     let driver = c.load_in_background(l.clone());
     let mut failures = Vec::new();
     let mut redelivered = None;
-    let mut redelivered_runs = Vec::new();
-    for n in 0..scale.pick(1, 2) {
-        let frozen = if n == 0 {
+    let freezes = [Duration::from_secs(9), Duration::from_secs(9), Duration::from_secs(16)];
+    for (n, frozen) in freezes.into_iter().take(scale.pick(1, 3)).enumerate() {
+        let frozen_at;
+        if n == 0 {
             let deadline = Instant::now() + Duration::from_secs(60);
             while !c.processor(0).is_some_and(|p| p.stopped()) && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -892,6 +895,7 @@ async fn processor_frozen(scale: Scale) -> anyhow::Result<Row> {
             if !c.processor(0).is_some_and(|p| p.stopped()) {
                 failures.push("processor 0 did not stop itself in its 30th transaction".to_owned());
             }
+            frozen_at = Instant::now();
             c.note("processor 0 stopped itself between sending its offsets and committing");
             let mut again = l.clone();
             // Every webhook sent before the freeze (and a few more: the load keeps each key in order), fast,
@@ -899,8 +903,9 @@ async fn processor_frozen(scale: Scale) -> anyhow::Result<Row> {
             again.webhooks = ((load_started.elapsed().as_secs_f64() + 0.5) * rate) as usize;
             again.webhooks = again.webhooks.min(l.webhooks);
             (again.rate, again.concurrent_dups, again.late_dups) = (400.0, 0.0, 0.0);
-            redelivered = Some(again);
-            Duration::from_secs(9)
+            let driven = driver::drive(&c.base_url(), &again).await;
+            c.note(&format!("{} webhooks sent before the freeze delivered again", again.webhooks));
+            redelivered = Some(driven);
         } else {
             wait_working(&mut c, 0, Duration::from_secs(30)).await;
             restarts = c.processor_metric_series(series).await;
@@ -908,21 +913,16 @@ async fn processor_frozen(scale: Scale) -> anyhow::Result<Row> {
             if let Some(p) = c.processor(0) {
                 p.signal("STOP");
             }
-            c.note("processor 0 frozen at a random instant");
-            Duration::from_secs(16)
-        };
-        tokio::time::sleep(frozen).await;
+            frozen_at = Instant::now();
+            c.note(&format!("processor 0 frozen at a random instant ({})", n + 1));
+        }
+        tokio::time::sleep(frozen.saturating_sub(frozen_at.elapsed())).await;
         let held = match c.processor(1) {
             Some(p) => metric_sum(&p.metrics().await, "hookline_processor_assigned_partitions"),
             None => 0.0,
         };
         if held < 4.0 {
             failures.push(format!("at the end of freeze {} processor 1 held {held} of the 4 partitions", n + 1));
-        }
-        if let Some(again) = redelivered.take() {
-            let driven = driver::drive(&c.base_url(), &again).await;
-            c.note(&format!("{} webhooks sent before the freeze delivered again", again.webhooks));
-            redelivered_runs.push(driven);
         }
         if let Some(p) = c.processor(0) {
             p.signal("CONT");
@@ -938,11 +938,24 @@ async fn processor_frozen(scale: Scale) -> anyhow::Result<Row> {
             "resumed after {frozen:?}; processor 1 held {held} partitions; processor 0 started a new session: {}",
             after > restarts
         ));
+        if n == 0 {
+            // Its 30th transaction committed when it woke (it was not aborted for its age instead): the case
+            // this freeze is for.
+            let committed = match c.processor(0) {
+                Some(p) => {
+                    crate::metric(&p.metrics().await, "hookline_processor_transactions_total{kind=\"committed\"}")
+                }
+                None => 0.0,
+            };
+            if committed < 30.0 {
+                failures.push(format!(
+                    "processor 0 committed {committed} transactions: the one it froze in was aborted, not committed"
+                ));
+            }
+        }
     }
     let mut driven = driver.await?;
-    for run in redelivered_runs {
-        driven.absorb(run);
-    }
+    driven.absorb(redelivered.unwrap_or_default());
     c.finish("processor-frozen", driven, failures).await
 }
 
