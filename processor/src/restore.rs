@@ -70,7 +70,7 @@ pub struct Restored {
 }
 
 /// Waits until the group's committed offset of raw `partition` is stable, then brings the store's state of
-/// `partition` up to the changelog's committed end.
+/// `partition` up to the changelog's end (waiting for any transaction still open on it to end).
 pub fn restore(
     settings: &Settings,
     store: &Store,
@@ -137,7 +137,7 @@ fn stable_offset(
             Err(e) if started.elapsed() < READ_DEADLINE => {
                 if !warned {
                     warned = true;
-                    tracing::warn!(error = %e, partition, "waiting for the committed offset to be stable (a previous owner's transaction is still being committed or aborted)");
+                    tracing::warn!(error = %e, partition, "committed offset not available yet (a previous owner's transaction may still be ending); retrying");
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }

@@ -469,6 +469,26 @@ async fn wait_working(c: &mut Cluster, i: usize, timeout: Duration) {
     }
 }
 
+/// Waits until processor `i` holds partitions and consumes records on them.
+async fn wait_holding(c: &mut Cluster, i: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let mut consumed_when_assigned = None;
+    while Instant::now() < deadline {
+        let Some(p) = c.processor(i) else { return };
+        let m = p.metrics().await;
+        let consumed = metric_sum(&m, "hookline_processor_records_consumed_total");
+        if metric_sum(&m, "hookline_processor_assigned_partitions") >= 1.0 {
+            if consumed_when_assigned.is_some_and(|before| consumed > before) {
+                return;
+            }
+            consumed_when_assigned.get_or_insert(consumed);
+        } else {
+            consumed_when_assigned = None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// kill -9 of the processor at random moments while webhooks flow, restarting it each time.
 async fn processor_kill_9(scale: Scale) -> anyhow::Result<Row> {
     let mut c = Cluster::start(Kafka::start(), 4, 1, &[]).await;
@@ -907,7 +927,8 @@ async fn processor_frozen(scale: Scale) -> anyhow::Result<Row> {
             c.note(&format!("{} webhooks sent before the freeze delivered again", again.webhooks));
             redelivered = Some(driven);
         } else {
-            wait_working(&mut c, 0, Duration::from_secs(30)).await;
+            // While it works on partitions of its own (after the previous freeze it rejoins the group first).
+            wait_holding(&mut c, 0, Duration::from_secs(60)).await;
             restarts = c.processor_metric_series(series).await;
             tokio::time::sleep(between(Duration::from_secs(1), Duration::from_secs(4))).await;
             if let Some(p) = c.processor(0) {
