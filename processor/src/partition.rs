@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::changelog::{self, Change, Entry};
-use crate::consumer::ProcessorContext;
+use crate::consumer::{GroupConsumer, ProcessorContext};
 use crate::output::{delivered, Enqueue, OutputRecord, Outputs, SendError};
 use crate::pipeline::{Decision, Failure};
 use crate::process::{decide, dlq_record, identify, plan, Envelope, Identity};
@@ -129,11 +129,20 @@ impl Transaction {
     }
 }
 
+/// What a worker uses of its session.
+pub(crate) struct SessionParts {
+    /// The transactional producer.
+    pub outputs: Arc<Outputs>,
+    /// The group consumer, asked for the partition's committed offset before the restore.
+    pub group: Arc<GroupConsumer>,
+    /// Ends the session.
+    pub breaker: Arc<Breaker>,
+}
+
 /// Runs the worker of `partition` until `stop` is cancelled or its session fails.
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    outputs: Arc<Outputs>,
-    breaker: Arc<Breaker>,
+    session: SessionParts,
     partition: i32,
     queue: StreamPartitionQueue<ProcessorContext>,
     mut commands: mpsc::UnboundedReceiver<Command>,
@@ -142,8 +151,9 @@ pub(crate) async fn run(
     let mut worker = Worker {
         batch: shared.settings.consumer.max_batch_per_partition as usize,
         shared,
-        outputs,
-        breaker,
+        outputs: session.outputs,
+        group: session.group,
+        breaker: session.breaker,
         partition,
         stop,
         txn: Transaction::default(),
@@ -179,6 +189,7 @@ pub(crate) async fn run(
 struct Worker {
     shared: Arc<Shared>,
     outputs: Arc<Outputs>,
+    group: Arc<GroupConsumer>,
     breaker: Arc<Breaker>,
     partition: i32,
     stop: CancellationToken,
@@ -201,8 +212,9 @@ impl Worker {
         let mut backoff = Duration::from_millis(500);
         let restored = loop {
             let attempt = {
-                let (shared, stop, p) = (self.shared.clone(), self.stop.clone(), self.partition);
-                tokio::task::spawn_blocking(move || restore(&shared.settings, &shared.store, p, &stop))
+                let (shared, group, stop, p) =
+                    (self.shared.clone(), self.group.clone(), self.stop.clone(), self.partition);
+                tokio::task::spawn_blocking(move || restore(&shared.settings, &shared.store, &group, p, &stop))
             };
             tokio::pin!(attempt);
             let result = loop {

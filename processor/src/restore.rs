@@ -32,6 +32,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::changelog::{self, Change};
+use crate::consumer::GroupConsumer;
 use crate::store::{Positions, Store, StoreError};
 use crate::Settings;
 
@@ -74,13 +75,14 @@ pub struct Restored {
 pub fn restore(
     settings: &Settings,
     store: &Store,
+    group: &GroupConsumer,
     partition: i32,
     stop: &CancellationToken,
 ) -> Result<Restored, RestoreError> {
     let topic = &settings.topics.state;
     let start = store.changelog_next(partition)?;
     let consumer = reader(settings).map_err(|e| RestoreError::Kafka { topic: topic.clone(), error: e.to_string() })?;
-    let committed = stable_offset(&consumer, &settings.topics.raw, partition, stop)?;
+    let committed = stable_offset(group, &settings.topics.raw, partition, stop)?;
     let log_end = log_end(settings, topic, partition)?;
     let mut batch: Vec<Change> = Vec::with_capacity(APPLY_BATCH);
     let mut applied = 0;
@@ -104,10 +106,11 @@ pub fn restore(
 const STABLE_WAIT: Duration = Duration::from_secs(5);
 
 /// The group's committed offset of `partition` of the raw `topic`, once no transaction committing an offset
-/// of it is pending. librdkafka asks for stable offsets (KIP-447) because the reader is read_committed, and
-/// asks again while the answer is "unstable"; this loop bounds each wait so `stop` is seen.
+/// of it is pending, asked of the session's group consumer (already connected to the group's coordinator).
+/// librdkafka asks for stable offsets (KIP-447) because the consumer is read_committed, and asks again while
+/// the answer is "unstable"; this loop bounds each wait so `stop` is seen.
 fn stable_offset(
-    consumer: &Reader,
+    consumer: &GroupConsumer,
     topic: &str,
     partition: i32,
     stop: &CancellationToken,
@@ -152,7 +155,7 @@ fn log_end(settings: &Settings, topic: &str, partition: i32) -> Result<i64, Rest
     let kafka = |e: KafkaError| RestoreError::Kafka { topic: topic.to_owned(), error: e.to_string() };
     let mut config = settings.kafka.client_config();
     config.set("isolation.level", "read_uncommitted");
-    let client: BaseConsumer<ReaderContext> = config.create_with_context(ReaderContext).map_err(kafka)?;
+    let client: Reader = config.create_with_context(ReaderContext).map_err(kafka)?;
     let (_, high) = client.fetch_watermarks(topic, partition, Duration::from_secs(10)).map_err(kafka)?;
     Ok(high)
 }
@@ -175,10 +178,10 @@ type Reader = BaseConsumer<ReaderContext>;
 
 fn reader(settings: &Settings) -> Result<Reader, KafkaError> {
     let mut config = settings.kafka.client_config();
-    // The processors' group, whose committed offsets it reads. It never joins the group (it only assigns)
-    // and never commits.
+    // librdkafka assigns partitions only in a consumer with a group; this one never joins it (it only
+    // assigns) and never commits, so its name only needs to be recognisable.
     config
-        .set("group.id", &settings.consumer.group_id)
+        .set("group.id", format!("{}.restore", settings.consumer.group_id))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")

@@ -149,15 +149,12 @@ impl Transactions {
         for (partition, queue) in queues {
             let (commands, inbox) = mpsc::unbounded_channel();
             let stop = CancellationToken::new();
-            let task = tokio::spawn(partition::run(
-                self.shared.clone(),
-                self.session.outputs.clone(),
-                self.session.breaker.clone(),
-                partition,
-                queue,
-                inbox,
-                stop.clone(),
-            ));
+            let parts = partition::SessionParts {
+                outputs: self.session.outputs.clone(),
+                group: self.consumer.clone(),
+                breaker: self.session.breaker.clone(),
+            };
+            let task = tokio::spawn(partition::run(self.shared.clone(), parts, partition, queue, inbox, stop.clone()));
             if let Some(old) = self.workers.insert(partition, WorkerHandle { commands, stop, task }) {
                 old.stop.cancel();
             }
