@@ -47,7 +47,7 @@ pub struct ProcessorContext {
     requests: mpsc::UnboundedSender<Request>,
     consumer: OnceLock<Weak<GroupConsumer>>,
     assigned: Mutex<Vec<i32>>,
-    generation: Mutex<Option<Arc<ConsumerGroupMetadata>>>,
+    assignment_metadata: Mutex<Option<Arc<ConsumerGroupMetadata>>>,
 }
 
 impl std::fmt::Debug for ProcessorContext {
@@ -64,7 +64,7 @@ impl ProcessorContext {
             requests,
             consumer: OnceLock::new(),
             assigned: Mutex::new(Vec::new()),
-            generation: Mutex::new(None),
+            assignment_metadata: Mutex::new(None),
         }
     }
 
@@ -74,7 +74,7 @@ impl ProcessorContext {
     /// coordinator accepts a transactional offset commit that names neither (generation -1, no member id),
     /// which would let a processor expelled while frozen commit its open transaction unfenced.
     pub(crate) fn assignment_metadata(&self) -> Option<Arc<ConsumerGroupMetadata>> {
-        self.generation.lock().ok().and_then(|g| g.clone())
+        self.assignment_metadata.lock().ok().and_then(|g| g.clone())
     }
 
     fn assign(&self, tpl: &TopicPartitionList) {
@@ -176,8 +176,8 @@ impl ConsumerContext for ProcessorContext {
         if let Rebalance::Assign(tpl) = rebalance {
             let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             tracing::info!(?partitions, "partitions assigned");
-            if let Ok(mut generation) = self.generation.lock() {
-                *generation = consumer.group_metadata().map(Arc::new);
+            if let Ok(mut metadata) = self.assignment_metadata.lock() {
+                *metadata = consumer.group_metadata().map(Arc::new);
             }
             self.shared.metrics.rebalance("assign");
             self.assign(tpl);

@@ -457,35 +457,19 @@ fn load(name: &str, webhooks: usize, rate: f64) -> Load {
     l
 }
 
-/// Waits until processor `i` has consumed something since it started (so a kill lands mid-work).
+/// Waits until processor `i` holds partitions and has consumed records since it started (so a fault lands
+/// mid-work, on a member that has partitions to lose).
 async fn wait_working(c: &mut Cluster, i: usize, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         let Some(p) = c.processor(i) else { return };
-        if metric_sum(&p.metrics().await, "hookline_processor_records_consumed_total") > 0.0 {
+        let m = p.metrics().await;
+        if metric_sum(&m, "hookline_processor_assigned_partitions") >= 1.0
+            && metric_sum(&m, "hookline_processor_records_consumed_total") > 0.0
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Waits until processor `i` holds partitions and consumes records on them.
-async fn wait_holding(c: &mut Cluster, i: usize, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    let mut consumed_when_assigned = None;
-    while Instant::now() < deadline {
-        let Some(p) = c.processor(i) else { return };
-        let m = p.metrics().await;
-        let consumed = metric_sum(&m, "hookline_processor_records_consumed_total");
-        if metric_sum(&m, "hookline_processor_assigned_partitions") >= 1.0 {
-            if consumed_when_assigned.is_some_and(|before| consumed > before) {
-                return;
-            }
-            consumed_when_assigned.get_or_insert(consumed);
-        } else {
-            consumed_when_assigned = None;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -928,7 +912,7 @@ async fn processor_frozen(scale: Scale) -> anyhow::Result<Row> {
             redelivered = Some(driven);
         } else {
             // While it works on partitions of its own (after the previous freeze it rejoins the group first).
-            wait_holding(&mut c, 0, Duration::from_secs(60)).await;
+            wait_working(&mut c, 0, Duration::from_secs(60)).await;
             restarts = c.processor_metric_series(series).await;
             tokio::time::sleep(between(Duration::from_secs(1), Duration::from_secs(4))).await;
             if let Some(p) = c.processor(0) {
