@@ -58,6 +58,20 @@ broker_ticks() {
   if [ -n "$jvm" ]; then cpu_ticks "$jvm"; else echo 0; fi
 }
 
+# CPU ticks the local broker's JIT compiler threads have used so far (those alive now; 0 with KAFKA_BROKERS).
+broker_jit_ticks() {
+  local jvm stat d t=0
+  jvm=$( [ -n "$broker_pid" ] && pgrep -P "$broker_pid" java | head -1 || true)
+  for d in ${jvm:+/proc/$jvm/task/*}; do
+    stat=$(cat "$d/stat" 2>/dev/null) || continue
+    case $stat in
+      # After "(name) ": state is field 1, utime 12 and stime 13.
+      *"(C1 CompilerThre) "* | *"(C2 CompilerThre) "*) set -- ${stat##*) }; t=$((t + ${12} + ${13})) ;;
+    esac
+  done
+  echo "$t"
+}
+
 # CPU time (user + system) pid $1 has used so far, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 

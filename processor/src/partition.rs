@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use futures::{FutureExt, StreamExt};
 use hookline_schemas::dlq::{ErrorClass, Stage};
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::future_producer::DeliveryFuture;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -93,9 +93,9 @@ enum Outcome {
     Dlq(Failure),
 }
 
-/// A raw record, read.
-struct Record {
-    msg: OwnedMessage,
+/// A raw record, read. It stays in the consumer's buffer (not copied out) until processed.
+struct Record<'m> {
+    msg: BorrowedMessage<'m>,
     envelope: Envelope,
     identity: Identity,
 }
@@ -297,7 +297,7 @@ impl Worker {
                     let mut next = first;
                     loop {
                         match next {
-                            Some(Ok(m)) => batch.push(m.detach()),
+                            Some(Ok(m)) => batch.push(m),
                             Some(Err(e)) => tracing::warn!(error = %e, partition = self.partition, "consumer error"),
                             None => break,
                         }
@@ -357,7 +357,7 @@ impl Worker {
         })
     }
 
-    async fn process(&mut self, batch: Vec<OwnedMessage>, found: &Marks) -> Result<(), Interrupt> {
+    async fn process(&mut self, batch: Vec<BorrowedMessage<'_>>, found: &Marks) -> Result<(), Interrupt> {
         self.shared.metrics.batch(batch.len());
         let mut group = Vec::with_capacity(batch.len());
         for msg in batch {
@@ -376,7 +376,7 @@ impl Worker {
     }
 
     /// Records that are not crash suspects: marked started and looked up together, then processed in order.
-    async fn process_group(&mut self, group: Vec<Record>) -> Result<(), Interrupt> {
+    async fn process_group(&mut self, group: Vec<Record<'_>>) -> Result<(), Interrupt> {
         let Some(last) = group.last().map(|r| r.msg.offset()) else {
             return Ok(());
         };
@@ -406,7 +406,7 @@ impl Worker {
     }
 
     /// A crash suspect, tried alone: marked with its attempt before it runs, unmarked once it did not crash.
-    async fn process_suspect(&mut self, record: Record, attempts: u32) -> Result<(), Interrupt> {
+    async fn process_suspect(&mut self, record: Record<'_>, attempts: u32) -> Result<(), Interrupt> {
         let (p, offset, now) = (self.partition, record.msg.offset(), hookline_runtime::now_ms());
         self.shared.metrics.suspect(p, offset, attempts);
         let started = Instant::now();
@@ -432,7 +432,12 @@ impl Worker {
 
     /// Decides what a new record becomes and hands it to the producer: its events, or its DLQ record.
     /// `solo_attempts`: how many times it was tried alone before, for a crash suspect.
-    async fn publish(&mut self, record: &Record, solo_attempts: Option<u32>, now: i64) -> Result<Outcome, Interrupt> {
+    async fn publish(
+        &mut self,
+        record: &Record<'_>,
+        solo_attempts: Option<u32>,
+        now: i64,
+    ) -> Result<Outcome, Interrupt> {
         let shared = self.shared.clone();
         let (p, offset, id) = (self.partition, record.msg.offset(), &record.identity);
         // A DLQ record counts the attempts that failed: the solo ones that crashed the process, or this one.
@@ -481,7 +486,7 @@ impl Worker {
     }
 
     /// Counts a record's outcome and puts its dedup entry in the transaction.
-    async fn done(&mut self, record: &Record, outcome: Outcome, started: Instant) -> Result<(), Interrupt> {
+    async fn done(&mut self, record: &Record<'_>, outcome: Outcome, started: Instant) -> Result<(), Interrupt> {
         let m = self.shared.metrics.clone();
         let id = &record.identity;
         let (source, partition, offset) = (id.source.as_str(), self.partition, record.msg.offset());

@@ -9,7 +9,7 @@ use hookline_schemas::dlq::DlqMeta;
 use hookline_schemas::dlq::{ErrorClass, Stage};
 use hookline_schemas::raw::{HeaderError, RawMeta};
 use hookline_schemas::{header, is_valid_source_name};
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::{Headers, Message};
 
 use crate::output::OutputRecord;
 use crate::pipeline::{Decision, Failure, Input, Pipeline};
@@ -49,7 +49,7 @@ pub enum Envelope {
 }
 
 /// Reads the envelope and the identity of a raw record.
-pub fn identify(raw: &OwnedMessage) -> (Envelope, Identity) {
+pub fn identify(raw: &impl Message) -> (Envelope, Identity) {
     let headers = raw.headers().map(|h| h.iter().map(|h| (h.key, h.value)).collect::<Vec<_>>()).unwrap_or_default();
     match RawMeta::from_headers(headers.iter().copied()) {
         Ok(meta) => {
@@ -91,7 +91,7 @@ pub fn identify(raw: &OwnedMessage) -> (Envelope, Identity) {
 
 /// Runs the pipeline on a record whose envelope is valid. A panic in the pipeline (a hookline bug triggered
 /// by this record) is caught and becomes a DLQ decision, so one bad record cannot stop the stream.
-pub fn decide(pipeline: &Pipeline, raw: &OwnedMessage, envelope: &Envelope) -> Decision {
+pub fn decide(pipeline: &Pipeline, raw: &impl Message, envelope: &Envelope) -> Decision {
     let meta = match envelope {
         Envelope::Valid(meta) => meta,
         Envelope::Invalid(e) => {
@@ -129,7 +129,7 @@ pub fn decide(pipeline: &Pipeline, raw: &OwnedMessage, envelope: &Envelope) -> D
 /// The outputs of a decision: its events (with the CloudEvents content-type header), or one DLQ record.
 pub fn plan(
     dlq_topic: &Arc<str>,
-    raw: &OwnedMessage,
+    raw: &impl Message,
     identity: &Identity,
     decision: Decision,
     attempts: u32,
@@ -165,7 +165,7 @@ pub fn plan(
 /// are `_unknown` and `raw:{topic}:{partition}:{offset}`, so every DLQ record can be traced and deduplicated.
 pub fn dlq_record(
     topic: &Arc<str>,
-    raw: &OwnedMessage,
+    raw: &impl Message,
     identity: &Identity,
     failure: &Failure,
     attempts: u32,
@@ -206,7 +206,7 @@ mod tests {
     use hookline_schemas::output::Origin;
     use hookline_schemas::raw::KeyOrigin;
     use hookline_schemas::view::{RecordView, ValueAs};
-    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
     use rdkafka::Timestamp;
 
     use crate::config::Config;
