@@ -1,7 +1,7 @@
 //! # hookline ingress
 //!
-//! A thin HTTP server in front of Kafka. For each `POST /webhooks/{source}` it reads the body through a byte
-//! limit, verifies it against the source's config ([`verify`]), works out its dedup and ordering keys
+//! A thin HTTP server in front of Kafka ([`server`]: connections, admission gates, the webhook handler). For
+//! each `POST /webhooks/{source}` it reads the body through a byte limit, verifies it against the source's config ([`verify`]), works out its dedup and ordering keys
 //! ([`keys`]), stores the exact body bytes with their metadata as one raw record ([`producer`]) and answers
 //! 202 only once Kafka has acknowledged that record. When it cannot store, it answers 503 with `Retry-After`;
 //! it never answers 2xx for a webhook it did not store.

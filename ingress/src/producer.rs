@@ -6,6 +6,9 @@
 //! `producer.ack_timeout_ms` fails with [`StoreError::Timeout`]. After a failure the record may still be
 //! stored by librdkafka's retries (for up to `producer.delivery_timeout_ms`); the sender retries on 503 and
 //! deduplication absorbs the second copy.
+//!
+//! Only a verified body can be stored: [`RawProducer::store`] takes a [`Verified`], which only
+//! [`crate::verify::Verifier::verify`] makes.
 
 use std::sync::atomic::{AtomicI64, Ordering as AtomicOrdering};
 use std::sync::{Arc, RwLock};
@@ -21,6 +24,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::Settings;
+use crate::verify::Verified;
 
 /// Why a record was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -133,8 +137,9 @@ impl RawProducer {
         let _ = self.failing_since_ms.compare_exchange(0, now_ms(), AtomicOrdering::Relaxed, AtomicOrdering::Relaxed);
     }
 
-    /// Stores one record; see the module invariant.
-    pub async fn store(&self, key: &str, body: &[u8], meta: &RawMeta) -> Result<Stored, StoreError> {
+    /// Stores one verified body as a raw record with ordering key `key`; see the module invariant.
+    pub async fn store(&self, key: &str, verified: &Verified, meta: &RawMeta) -> Result<Stored, StoreError> {
+        let body: &[u8] = verified.body();
         let (name, value) = meta.to_header();
         let owned = OwnedHeaders::new_with_capacity(1).insert(Header { key: name, value: Some(value.as_slice()) });
         let record = FutureRecord::to(&self.topic).key(key).payload(body).headers(owned);
@@ -260,6 +265,14 @@ mod tests {
         }
     }
 
+    /// `body`, through the verifier of an unverified source: the only way to a [`Verified`].
+    fn verified(body: &'static [u8]) -> Verified {
+        let (method, uri, headers) =
+            (http::Method::POST, http::Uri::from_static("/webhooks/s"), http::HeaderMap::new());
+        let req = crate::verify::Request { method: &method, uri: &uri, headers: &headers, body, now_secs: 0 };
+        crate::verify::Verifier::Unverified.verify(&req, bytes::Bytes::from_static(body)).unwrap()
+    }
+
     /// A mock cluster and a producer that has stored a first record (the first one also waits for
     /// metadata and a producer id, which on a loaded machine can take longer than one ack timeout).
     async fn mock() -> (MockCluster<'static, rdkafka::producer::DefaultProducerContext>, RawProducer) {
@@ -267,7 +280,7 @@ mod tests {
         cluster.create_topic("raw", 2, 1).unwrap();
         let producer = RawProducer::new(&settings(&cluster.bootstrap_servers())).unwrap();
         let mut attempts = 0;
-        while producer.store("key", b"warm-up", &meta()).await.is_err() {
+        while producer.store("key", &verified(b"warm-up"), &meta()).await.is_err() {
             attempts += 1;
             assert!(attempts < 10, "the mock cluster never acknowledged");
         }
@@ -277,7 +290,7 @@ mod tests {
     #[tokio::test]
     async fn a_stored_record_reports_where_it_landed() {
         let (_cluster, producer) = mock().await;
-        let stored = producer.store("key", b"{}", &meta()).await.unwrap();
+        let stored = producer.store("key", &verified(b"{}"), &meta()).await.unwrap();
         assert!(stored.partition >= 0 && stored.offset >= 0);
         assert_eq!(producer.needs_replacing(Some(Duration::from_secs(60))), None);
     }
@@ -287,7 +300,7 @@ mod tests {
         let (cluster, producer) = mock().await;
         cluster.broker_down(1).unwrap();
         let started = Instant::now();
-        let result = producer.store("key", b"{}", &meta()).await;
+        let result = producer.store("key", &verified(b"{}"), &meta()).await;
         assert!(matches!(result, Err(StoreError::Timeout(_))), "{result:?}");
         assert!(started.elapsed() < Duration::from_millis(2500), "{:?}", started.elapsed());
         assert_eq!(producer.needs_replacing(None), None, "an outage alone never replaces the producer");
@@ -305,10 +318,13 @@ mod tests {
                 c"injected by a test".as_ptr(),
             );
         }
-        assert!(producer.store("key", b"{}", &meta()).await.is_err(), "nothing is stored after a fatal error");
+        assert!(
+            producer.store("key", &verified(b"{}"), &meta()).await.is_err(),
+            "nothing is stored after a fatal error"
+        );
         assert_eq!(producer.needs_replacing(None), Some(ReplaceReason::Fatal));
         producer.replace(ReplaceReason::Fatal).unwrap();
-        producer.store("key", b"{}", &meta()).await.unwrap();
+        producer.store("key", &verified(b"{}"), &meta()).await.unwrap();
         assert_eq!(producer.needs_replacing(Some(Duration::from_secs(60))), None);
     }
 
@@ -316,12 +332,12 @@ mod tests {
     async fn a_producer_failing_while_the_cluster_answers_is_stuck() {
         let (cluster, producer) = mock().await;
         cluster.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 50]);
-        assert!(producer.store("key", b"{}", &meta()).await.is_err());
+        assert!(producer.store("key", &verified(b"{}"), &meta()).await.is_err());
         assert_eq!(producer.needs_replacing(Some(Duration::ZERO)), None, "the cluster just came back");
         tokio::time::sleep(producer.replace_after).await;
         assert_eq!(producer.needs_replacing(Some(producer.replace_after)), Some(ReplaceReason::Stuck));
         cluster.clear_request_errors(RDKafkaApiKey::Produce);
         producer.replace(ReplaceReason::Stuck).unwrap();
-        producer.store("key", b"{}", &meta()).await.unwrap();
+        producer.store("key", &verified(b"{}"), &meta()).await.unwrap();
     }
 }
