@@ -4,7 +4,7 @@
 //! routes.
 //!
 //! Secret values are never printed, only their ids: the description is built from the validated settings,
-//! where a secret is only reachable through [`hookline_ingress::verify::Verifier::secret_ids`], and never
+//! where a secret is only reachable through [`hookline_providers::verify::Verifier::secret_ids`], and never
 //! includes the pass-through `kafka.client` properties (which may hold SASL passwords).
 
 use std::fmt::Write as _;
@@ -47,9 +47,9 @@ pub enum Kind {
 #[derive(Debug)]
 pub enum Loaded {
     /// An ingress config.
-    Ingress(hookline_ingress::Settings),
+    Ingress(hookline_config::ingress::Settings),
     /// A processor config.
-    Processor(hookline_processor::Settings),
+    Processor(hookline_config::processor::Settings),
 }
 
 /// `hookline config …`.
@@ -79,8 +79,8 @@ pub fn load(path: &Path, kind: Option<Kind>) -> Result<Loaded, ConfigError> {
         None => detect(&hookline_runtime::config::load::<toml::Table>(path, std::env::vars())?),
     };
     Ok(match kind {
-        Kind::Ingress => Loaded::Ingress(hookline_ingress::Config::load(path)?.validate()?),
-        Kind::Processor => Loaded::Processor(hookline_processor::Config::load(path)?.validate()?),
+        Kind::Ingress => Loaded::Ingress(hookline_config::ingress::Config::load(path)?.validate()?),
+        Kind::Processor => Loaded::Processor(hookline_config::processor::Config::load(path)?.validate()?),
     })
 }
 
@@ -117,7 +117,7 @@ fn list_or(items: Option<Vec<String>>, none: &str) -> String {
 }
 
 // `write!` to a String cannot fail; the results are ignored with `let _`.
-fn describe_ingress(path: &Path, s: &hookline_ingress::Settings) -> String {
+fn describe_ingress(path: &Path, s: &hookline_config::ingress::Settings) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}: ok (ingress, {})", path.display(), plural(s.sources.len(), "source", "sources"));
     let _ = writeln!(out, "raw topic: {} ({} partitions when created)", s.raw_topic, s.raw_partitions);
@@ -142,7 +142,7 @@ fn describe_ingress(path: &Path, s: &hookline_ingress::Settings) -> String {
         field("content types", list_or(src.content_types.clone(), "any"));
         field(
             "rate limit",
-            src.rate_limit.as_ref().map_or("none".to_owned(), |b| format!("{}/s, burst {}", b.rate(), b.burst())),
+            src.rate_limit.as_ref().map_or("none".to_owned(), |r| format!("{}/s, burst {}", r.per_second, r.burst)),
         );
         field(
             "in flight",
@@ -158,7 +158,7 @@ fn describe_ingress(path: &Path, s: &hookline_ingress::Settings) -> String {
     out
 }
 
-fn describe_processor(path: &Path, s: &hookline_processor::Settings) -> String {
+fn describe_processor(path: &Path, s: &hookline_config::processor::Settings) -> String {
     let mut out = String::new();
     let t = &s.topics;
     let _ = writeln!(out, "{}: ok (processor, {})", path.display(), plural(s.sources.len(), "source", "sources"));

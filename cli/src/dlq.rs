@@ -114,7 +114,7 @@ pub fn run(cmd: &DlqCommand) -> Result<(), Failed> {
 }
 
 /// The processor settings of `target`, brokers overridden.
-fn settings(target: &Target) -> Result<hookline_processor::Settings, String> {
+fn settings(target: &Target) -> Result<hookline_config::processor::Settings, String> {
     let mut settings = processor_settings(target.config.as_deref(), target.brokers.as_deref())?;
     if let Some(topic) = &target.topic {
         settings.topics.dlq.clone_from(topic);

@@ -26,14 +26,14 @@ use crate::config::{invalid, load, Kind, Loaded};
 pub fn processor_settings(
     config: Option<&Path>,
     brokers: Option<&str>,
-) -> Result<hookline_processor::Settings, String> {
+) -> Result<hookline_config::processor::Settings, String> {
     let mut settings = match config {
         Some(path) => match load(path, Some(Kind::Processor)).map_err(|e| invalid(path, &e))? {
             Loaded::Processor(s) => s,
             Loaded::Ingress(_) => return Err(format!("{}: not a processor config", path.display())),
         },
-        None => hookline_runtime::config::from_str_with_env::<hookline_processor::Config>("", std::env::vars())
-            .and_then(hookline_processor::Config::validate)
+        None => hookline_runtime::config::from_str_with_env::<hookline_config::processor::Config>("", std::env::vars())
+            .and_then(hookline_config::processor::Config::validate)
             .map_err(|e| format!("the default processor config: invalid: {e}"))?,
     };
     if let Some(brokers) = brokers {

@@ -1,8 +1,8 @@
 //! `hookline topics create|describe`: the topics a config names, created the way its binary creates them and
 //! described with their watermarks and the processor group's lag.
 //!
-//! `create` runs the binaries' own creation code ([`hookline_ingress::topic_specs`] with
-//! [`hookline_runtime::kafka::ensure_topics`], or [`hookline_processor::ensure_processor_topics`]), so partition
+//! `create` runs the binaries' own creation code ([`hookline_config::topics::ingress_topics`] with
+//! [`hookline_runtime::kafka::ensure_topics`], or [`hookline_config::topics::ensure_processor_topics`]), so partition
 //! counts and the state changelog's settings are the ones the processes would use; existing topics are left
 //! as they are and reported as existing. `describe` only reads: it never joins or commits for the group.
 
@@ -97,8 +97,8 @@ pub fn run(cmd: &TopicsCommand) -> Result<(), Failed> {
 fn load_config(args: &TopicsArgs) -> Result<Loaded, Failed> {
     let result = match &args.config {
         Some(path) => load(path, args.kind).map_err(|e| invalid(path, &e)),
-        None => hookline_runtime::config::from_str_with_env::<hookline_processor::Config>("", std::env::vars())
-            .and_then(hookline_processor::Config::validate)
+        None => hookline_runtime::config::from_str_with_env::<hookline_config::processor::Config>("", std::env::vars())
+            .and_then(hookline_config::processor::Config::validate)
             .map(Loaded::Processor)
             .map_err(|e| format!("the default processor config: invalid: {e}")),
     };
@@ -132,7 +132,7 @@ fn raw_topic(loaded: &Loaded) -> String {
 /// The topics a config names, in the order its binary creates them.
 pub fn topic_names(loaded: &Loaded) -> Vec<String> {
     match loaded {
-        Loaded::Ingress(s) => hookline_ingress::topic_specs(s).into_iter().map(|t| t.name).collect(),
+        Loaded::Ingress(s) => hookline_config::topics::ingress_topics(s).into_iter().map(|t| t.name).collect(),
         Loaded::Processor(s) => {
             let mut names = vec![s.topics.raw.clone()];
             names.extend(s.output_topics());
@@ -145,8 +145,8 @@ pub fn topic_names(loaded: &Loaded) -> Vec<String> {
 async fn create(loaded: &Loaded) -> Result<(), Failed> {
     let brokers = &kafka(loaded).brokers;
     let created = match loaded {
-        Loaded::Ingress(s) => ensure_topics(&s.kafka, &hookline_ingress::topic_specs(s)).await,
-        Loaded::Processor(s) => hookline_processor::ensure_processor_topics(s).await,
+        Loaded::Ingress(s) => ensure_topics(&s.kafka, &hookline_config::topics::ingress_topics(s)).await,
+        Loaded::Processor(s) => hookline_config::topics::ensure_processor_topics(s).await,
     };
     let topics = created.map_err(|e| {
         eprintln!("hookline: cannot create the topics at {brokers}: {e}");
@@ -154,7 +154,7 @@ async fn create(loaded: &Loaded) -> Result<(), Failed> {
     })?;
     print!("{}", format_created(&topics));
     if let Loaded::Processor(s) = loaded {
-        if let Err(e) = hookline_processor::check_partition_alignment(s, &topics) {
+        if let Err(e) = hookline_config::topics::check_partition_alignment(s, &topics) {
             eprintln!("hookline: {e}");
             return Err(Failed);
         }
@@ -338,11 +338,11 @@ mod tests {
 
     #[test]
     fn a_processor_config_names_raw_outputs_dlq_and_state_in_creation_order() {
-        let s = hookline_runtime::config::from_str_with_env::<hookline_processor::Config>(
+        let s = hookline_runtime::config::from_str_with_env::<hookline_config::processor::Config>(
             "[[routes]]\ntopic = 'billing'\n",
             Vec::new(),
         )
-        .and_then(hookline_processor::Config::validate)
+        .and_then(hookline_config::processor::Config::validate)
         .unwrap();
         assert_eq!(
             topic_names(&Loaded::Processor(s)),

@@ -1,33 +1,32 @@
 //! # hookline ingress
 //!
 //! A thin HTTP server in front of Kafka ([`server`]: connections, admission gates, the webhook handler). For
-//! each `POST /webhooks/{source}` it reads the body through a byte limit, verifies it against the source's config ([`verify`]), works out its dedup and ordering keys
-//! ([`keys`]), stores the exact body bytes with their metadata as one raw record ([`producer`]) and answers
-//! 202 only once Kafka has acknowledged that record. When it cannot store, it answers 503 with `Retry-After`;
+//! each `POST /webhooks/{source}` it reads the body through a byte limit, verifies it against the source's
+//! config ([`hookline_providers::verify`]; the config is [`hookline_config::ingress`]), works out its dedup and
+//! ordering keys ([`hookline_providers::keys`]), stores the exact body bytes with their metadata as one raw
+//! record ([`producer`]) and answers 202 only once Kafka has acknowledged that record. When it cannot store, it answers 503 with `Retry-After`;
 //! it never answers 2xx for a webhook it did not store.
 //!
 //! [`run`] serves on a listener it is given until a cancellation token fires, so tests can run several
 //! ingresses in one process on port 0.
 
-pub mod config;
-pub mod keys;
 pub mod limits;
 pub mod net;
 pub mod producer;
 pub mod quarantine;
 pub mod server;
 pub mod telemetry;
-pub mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use hookline_config::topics::ingress_topics;
 use hookline_runtime::admin::Readiness;
-use hookline_runtime::kafka::{ensure_topics, TopicSpec};
+use hookline_runtime::kafka::ensure_topics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Config, Settings};
+pub use hookline_config::ingress::{Config, Settings};
 pub use server::App;
 
 /// The ingress could not run.
@@ -68,18 +67,9 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
     Ok(())
 }
 
-/// The topics the ingress creates when missing: the raw topic, then the quarantine topic if configured.
-pub fn topic_specs(s: &Settings) -> Vec<TopicSpec> {
-    let mut specs = vec![TopicSpec { name: s.raw_topic.clone(), partitions: s.raw_partitions, config: Vec::new() }];
-    if let Some(q) = &s.quarantine {
-        specs.push(TopicSpec { name: q.topic.clone(), partitions: q.partitions, config: Vec::new() });
-    }
-    specs
-}
-
 async fn ensure_topics_loop(app: Arc<App>, readiness: Arc<Readiness>, stop: CancellationToken) {
     let s = app.settings();
-    let specs = topic_specs(s);
+    let specs = ingress_topics(s);
     let mut backoff = Duration::from_millis(250);
     loop {
         let attempt = tokio::select! {

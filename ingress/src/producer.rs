@@ -8,7 +8,7 @@
 //! deduplication absorbs the second copy.
 //!
 //! Only a verified body can be stored: [`RawProducer::store`] takes a [`Verified`], which only
-//! [`crate::verify::Verifier::verify`] makes.
+//! [`hookline_providers::verify::Verifier::verify`] makes.
 
 use std::sync::atomic::{AtomicI64, Ordering as AtomicOrdering};
 use std::sync::{Arc, RwLock};
@@ -23,8 +23,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::config::Settings;
-use crate::verify::Verified;
+use hookline_config::ingress::Settings;
+use hookline_providers::verify::Verified;
 
 /// Why a record was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -269,8 +269,9 @@ mod tests {
     fn verified(body: &'static [u8]) -> Verified {
         let (method, uri, headers) =
             (http::Method::POST, http::Uri::from_static("/webhooks/s"), http::HeaderMap::new());
-        let req = crate::verify::Request { method: &method, uri: &uri, headers: &headers, body, now_secs: 0 };
-        crate::verify::Verifier::Unverified.verify(&req, bytes::Bytes::from_static(body)).unwrap()
+        let req =
+            hookline_providers::verify::Request { method: &method, uri: &uri, headers: &headers, body, now_secs: 0 };
+        hookline_providers::verify::Verifier::Unverified.verify(&req, bytes::Bytes::from_static(body)).unwrap()
     }
 
     /// A mock cluster and a producer that has stored a first record (the first one also waits for

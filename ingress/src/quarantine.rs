@@ -17,8 +17,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sha2::{Digest, Sha256};
 
-use crate::config::{QuarantineConfig, Settings};
 use crate::limits::TokenBucket;
+use hookline_config::ingress::{QuarantineConfig, Settings};
 
 /// Header-name fragments that mark a header as carrying a credential.
 const SENSITIVE: &[&str] = &["auth", "signature", "token", "secret", "cookie", "key", "hmac", "password", "session"];

@@ -20,7 +20,7 @@ use prometheus_client::registry::Registry;
 
 use crate::producer::{ReplaceReason, StoreError};
 use crate::quarantine::Recorded;
-use crate::verify::VerifyError;
+use hookline_providers::verify::VerifyError;
 
 /// The `source` label of requests to a source that is not configured.
 pub const UNKNOWN_SOURCE: &str = "_unknown";

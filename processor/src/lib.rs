@@ -5,8 +5,8 @@
 //! nothing when the webhook was already processed (a duplicate) or filtered out. See [`session`] for the
 //! guarantee and how Kafka transactions keep it.
 //!
-//! From the top down (no import cycles: a module uses only those listed after it and the leaves [`config`],
-//! [`telemetry`] and [`faults`]):
+//! From the top down (no import cycles: a module uses only those listed after it and the leaves
+//! [`telemetry`] and [`faults`]; the config is [`hookline_config::processor`]):
 //! - [`session`]: one generation of Kafka clients, its partition workers, and the transaction loop;
 //! - [`partition`]: one partition's worker: restore ([`restore`]), then its records in offset order, in
 //!   batches: deduplicated, run through the pipeline and handed to the transactional producer;
@@ -20,7 +20,6 @@
 //! process.
 
 mod changelog;
-pub mod config;
 mod consumer;
 mod faults;
 mod output;
@@ -36,13 +35,13 @@ mod telemetry;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hookline_config::topics::{check_partition_alignment, ensure_processor_topics};
 use hookline_runtime::admin::{self, Readiness};
-use hookline_runtime::kafka::{ensure_topics, TopicError, TopicInfo, TopicSpec};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Config, Settings};
+pub use hookline_config::processor::{Config, Settings};
 
 pub(crate) const CHECK_TOPICS: &str = "topics";
 pub(crate) const CHECK_GROUP: &str = "group";
@@ -224,48 +223,6 @@ async fn report_state_size(shared: Arc<shared::Shared>, shutdown: CancellationTo
     }
 }
 
-/// The state changelog's topic-level settings: compacted, so it keeps the latest record of every (source,
-/// dedup key), and drops a key some time after its tombstone (Kafka's `delete.retention.ms`, a day by default).
-pub fn state_topic_config() -> Vec<(String, String)> {
-    vec![("cleanup.policy".into(), "compact".into())]
-}
-
-/// Creates the processor's missing topics in one attempt: the raw topic with its configured partitions, then
-/// the output topics and the state changelog with the raw topic's actual partition count. Returns the raw
-/// topic first, then the others in the order of [`Settings::output_topics`], then the changelog. Existing
-/// topics are left as they are; [`check_partition_alignment`] says whether the processor can use them.
-pub async fn ensure_processor_topics(settings: &Settings) -> Result<Vec<TopicInfo>, TopicError> {
-    let t = &settings.topics;
-    let mut all = ensure_topics(
-        &settings.kafka,
-        &[TopicSpec { name: t.raw.clone(), partitions: t.raw_partitions, config: Vec::new() }],
-    )
-    .await?;
-    let partitions = all.first().map(|r| r.partitions).unwrap_or(t.raw_partitions);
-    let mut specs: Vec<TopicSpec> =
-        settings.output_topics().into_iter().map(|name| TopicSpec { name, partitions, config: Vec::new() }).collect();
-    specs.push(TopicSpec { name: t.state.clone(), partitions, config: state_topic_config() });
-    all.extend(ensure_topics(&settings.kafka, &specs).await?);
-    Ok(all)
-}
-
-/// The raw topic's partition count, if every output topic and the changelog have the same (they are
-/// partition-aligned with the raw topic); else an error naming the misaligned topic. `topics` is what
-/// [`ensure_processor_topics`] returned.
-pub fn check_partition_alignment(settings: &Settings, topics: &[TopicInfo]) -> Result<i32, Error> {
-    let raw = &settings.topics.raw;
-    let partitions = topics.first().map(|r| r.partitions).unwrap_or(settings.topics.raw_partitions);
-    match topics.iter().skip(1).find(|o| o.partitions != partitions) {
-        Some(bad) => Err(Error::Topics(format!(
-            "topic `{}` has {} partitions but the raw topic `{raw}` has {partitions}: outputs and the state \
-             changelog are partition-aligned with the raw topic, so recreate `{}` with {partitions} partitions \
-             or configure another topic in its place",
-            bad.name, bad.partitions, bad.name,
-        ))),
-        None => Ok(partitions),
-    }
-}
-
 /// Creates missing topics ([`ensure_processor_topics`]), retrying while the cluster is unreachable; `None` if
 /// shut down meanwhile.
 async fn ensure_all_topics(
@@ -281,7 +238,8 @@ async fn ensure_all_topics(
         };
         match attempt {
             Ok(topics) => {
-                let partitions = check_partition_alignment(settings, &topics)?;
+                let partitions =
+                    check_partition_alignment(settings, &topics).map_err(|e| Error::Topics(e.to_string()))?;
                 readiness.pass(CHECK_TOPICS);
                 return Ok(Some(partitions));
             }

@@ -209,7 +209,7 @@ mod tests {
     use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
     use rdkafka::Timestamp;
 
-    use crate::config::Config;
+    use hookline_config::processor::Config;
 
     fn raw(headers: &[(&str, Vec<u8>)], value: &[u8]) -> OwnedMessage {
         let mut h = OwnedHeaders::new();

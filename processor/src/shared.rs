@@ -8,11 +8,11 @@ use std::time::Duration;
 use hookline_runtime::admin::Readiness;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
 use crate::pipeline::Pipeline;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 use crate::CHECK_STATE;
+use hookline_config::processor::Settings;
 
 /// What every session of the process shares.
 pub struct Shared {

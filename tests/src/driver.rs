@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hookline_ingress::verify::github::HubSignature;
-use hookline_ingress::verify::standard_webhooks::{decode_secret, StandardWebhooks};
-use hookline_ingress::verify::stripe::Stripe;
+use hookline_providers::verify::github::HubSignature;
+use hookline_providers::verify::standard_webhooks::{decode_secret, StandardWebhooks};
+use hookline_providers::verify::stripe::Stripe;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;

@@ -224,7 +224,12 @@ impl Default for IngressOptions<'_> {
 
 /// An ingress config for tests: source `shop` (HMAC-SHA256, `X-Signature: sha256=…`, dedup key `/id`,
 /// ordering key `/order`), plus `extra` TOML appended.
-pub fn ingress_config(kafka: &Kafka, topics: &Topics, partitions: i32, extra: &str) -> hookline_ingress::Settings {
+pub fn ingress_config(
+    kafka: &Kafka,
+    topics: &Topics,
+    partitions: i32,
+    extra: &str,
+) -> hookline_config::ingress::Settings {
     ingress_settings(kafka, topics, &IngressOptions { partitions, extra, ..IngressOptions::default() })
 }
 
@@ -271,10 +276,13 @@ pub fn ingress_toml(kafka: &Kafka, topics: &Topics, o: &IngressOptions<'_>) -> S
 }
 
 /// A validated test ingress config.
-pub fn ingress_settings(kafka: &Kafka, topics: &Topics, o: &IngressOptions<'_>) -> hookline_ingress::Settings {
-    hookline_runtime::config::from_str_with_env::<hookline_ingress::Config>(&ingress_toml(kafka, topics, o), Vec::new())
-        .and_then(hookline_ingress::Config::validate)
-        .expect("test ingress config")
+pub fn ingress_settings(kafka: &Kafka, topics: &Topics, o: &IngressOptions<'_>) -> hookline_config::ingress::Settings {
+    hookline_runtime::config::from_str_with_env::<hookline_config::ingress::Config>(
+        &ingress_toml(kafka, topics, o),
+        Vec::new(),
+    )
+    .and_then(hookline_config::ingress::Config::validate)
+    .expect("test ingress config")
 }
 
 /// A binary of this workspace, built next to the test executable (`make test` builds them first), or in
@@ -342,10 +350,15 @@ impl Drop for Process {
 }
 
 /// A processor config for tests, state in `state_dir`, plus `extra` TOML appended.
-pub fn processor_config(kafka: &Kafka, topics: &Topics, state_dir: &Path, extra: &str) -> hookline_processor::Settings {
+pub fn processor_config(
+    kafka: &Kafka,
+    topics: &Topics,
+    state_dir: &Path,
+    extra: &str,
+) -> hookline_config::processor::Settings {
     let text = processor_toml(kafka.brokers(), topics, state_dir, "127.0.0.1:0", extra);
-    hookline_runtime::config::from_str_with_env::<hookline_processor::Config>(&text, Vec::new())
-        .and_then(hookline_processor::Config::validate)
+    hookline_runtime::config::from_str_with_env::<hookline_config::processor::Config>(&text, Vec::new())
+        .and_then(hookline_config::processor::Config::validate)
         .expect("test processor config")
 }
 
@@ -627,14 +640,14 @@ pub struct Running {
 
 impl Running {
     /// Starts an ingress and waits until `/readyz` answers 200 over plain HTTP.
-    pub async fn ingress(settings: hookline_ingress::Settings) -> Running {
+    pub async fn ingress(settings: hookline_config::ingress::Settings) -> Running {
         let running = Running::ingress_unchecked(settings).await;
         running.wait_ready(Duration::from_secs(30)).await;
         running
     }
 
     /// Starts an ingress without waiting for it (a TLS one cannot be asked over plain HTTP).
-    pub async fn ingress_unchecked(settings: hookline_ingress::Settings) -> Running {
+    pub async fn ingress_unchecked(settings: hookline_config::ingress::Settings) -> Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let stop = CancellationToken::new();
@@ -646,7 +659,7 @@ impl Running {
     }
 
     /// Starts a processor and waits until it has joined its group.
-    pub async fn processor(settings: hookline_processor::Settings) -> Running {
+    pub async fn processor(settings: hookline_config::processor::Settings) -> Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let stop = CancellationToken::new();

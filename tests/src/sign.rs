@@ -4,15 +4,15 @@
 //! by the providers' official libraries, so a request signed here is a request the provider would send.
 
 use base64::Engine as _;
-use hookline_ingress::verify::github::HubSignature;
-use hookline_ingress::verify::hubspot::HubSpot;
-use hookline_ingress::verify::paddle::Paddle;
-use hookline_ingress::verify::shopify::Shopify;
-use hookline_ingress::verify::slack::Slack;
-use hookline_ingress::verify::standard_webhooks::{decode_secret, StandardWebhooks};
-use hookline_ingress::verify::stripe::Stripe;
-use hookline_ingress::verify::twilio::Twilio;
-use hookline_ingress::verify::Algorithm;
+use hookline_providers::verify::github::HubSignature;
+use hookline_providers::verify::hubspot::HubSpot;
+use hookline_providers::verify::paddle::Paddle;
+use hookline_providers::verify::shopify::Shopify;
+use hookline_providers::verify::slack::Slack;
+use hookline_providers::verify::standard_webhooks::{decode_secret, StandardWebhooks};
+use hookline_providers::verify::stripe::Stripe;
+use hookline_providers::verify::twilio::Twilio;
+use hookline_providers::verify::Algorithm;
 
 /// A provider and the secret a test source uses for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

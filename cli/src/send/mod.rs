@@ -2,7 +2,7 @@
 //! integrators and a load replayer.
 //!
 //! The source's verifier is built from the ingress config exactly as the ingress builds it, and every request
-//! is signed by [`hookline_ingress::verify::Verifier::sign_request`] (the schemes' own `sign` functions), so a
+//! is signed by [`hookline_providers::verify::Verifier::sign_request`] (the schemes' own `sign` functions), so a
 //! request this sends is one the ingress accepts unless something is really wrong. Secrets and signatures are
 //! never printed.
 
@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hookline_ingress::config::Source;
-use hookline_ingress::keys::LazyJson;
-use hookline_ingress::verify::Outgoing;
+use hookline_config::ingress::Source;
+use hookline_providers::keys::LazyJson;
+use hookline_providers::verify::Outgoing;
 use http::{HeaderMap, HeaderValue, Method};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -178,8 +178,9 @@ fn now_secs() -> i64 {
 
 /// Runs `hookline send`.
 pub fn run(args: &SendArgs) -> Result<(), Failed> {
-    let settings =
-        hookline_ingress::Config::load(&args.config).and_then(hookline_ingress::Config::validate).map_err(|e| {
+    let settings = hookline_config::ingress::Config::load(&args.config)
+        .and_then(hookline_config::ingress::Config::validate)
+        .map_err(|e| {
             eprintln!("hookline send: {}: {e}", args.config.display());
             Failed
         })?;

@@ -41,7 +41,7 @@ pub enum Provider {
 }
 
 impl Provider {
-    /// The provider of a scheme ([`hookline_ingress::verify::Verifier::scheme_name`]).
+    /// The provider of a scheme ([`hookline_providers::verify::Verifier::scheme_name`]).
     pub fn from_scheme(scheme: &str) -> Provider {
         match scheme {
             "stripe" => Provider::Stripe,

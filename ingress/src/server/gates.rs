@@ -84,7 +84,7 @@ impl App {
             }
             None => None,
         };
-        if let Some(bucket) = &source.rate_limit {
+        if let Some(bucket) = &route.rate_limit {
             bucket.try_take().map_err(|wait| {
                 Refusal::new(Outcome::RateLimited, "rate_limited", "rate limit exceeded; retry later")
                     .retry_after(retry_after_secs(wait))

@@ -26,11 +26,11 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use prometheus_client::registry::Registry;
 
-use crate::config::{Settings, Source};
-use crate::limits::{AdaptiveLimit, Budget};
+use crate::limits::{AdaptiveLimit, Budget, TokenBucket};
 use crate::producer::RawProducer;
 use crate::quarantine::Quarantine;
 use crate::telemetry::{Metrics, SourceLabels, SourceMetrics};
+use hookline_config::ingress::{Settings, Source};
 
 pub use self::accept::serve;
 
@@ -41,6 +41,7 @@ struct Route {
     metrics: SourceMetrics,
     dropped_headers: Vec<HeaderName>,
     budget: Option<Budget>,
+    rate_limit: Option<TokenBucket>,
 }
 
 /// Everything a request handler needs.
@@ -84,6 +85,7 @@ impl App {
                     metrics: metrics.source(name).clone(),
                     dropped_headers,
                     budget: source.max_in_flight.map(Budget::new),
+                    rate_limit: source.rate_limit.map(|r| TokenBucket::new(r.per_second, r.burst)),
                 };
                 (name.clone(), route)
             })

@@ -18,11 +18,11 @@ use hyper::body::Incoming;
 
 use super::gates::{too_large, Refusal};
 use super::{App, Route};
-use crate::config::ChallengeResponse;
 use crate::net::client_ip;
 use crate::quarantine::Rejection;
 use crate::telemetry::Outcome;
-use crate::verify::{self, Handshake, VerifyError};
+use hookline_config::ingress::ChallengeResponse;
+use hookline_providers::verify::{self, Handshake, VerifyError};
 
 /// Request headers never kept on the raw record: credentials, and hop-by-hop headers that describe the
 /// connection rather than the webhook. A scheme's own signature headers are added per source.
@@ -109,8 +109,12 @@ impl App {
             m.store_failed(None);
             return self.unavailable("the raw topic is not available yet");
         }
-        let keys =
-            crate::keys::keys(source.dedup_key.as_ref(), source.ordering_key.as_ref(), &parts.headers, verified.body());
+        let keys = hookline_providers::keys::keys(
+            source.dedup_key.as_ref(),
+            source.ordering_key.as_ref(),
+            &parts.headers,
+            verified.body(),
+        );
         let meta = RawMeta {
             v: hookline_schemas::header::VERSION,
             source: source.name.clone(),
@@ -231,7 +235,7 @@ fn not_post() -> Refusal {
     Refusal::new(Outcome::MethodNotAllowed, "method_not_allowed", "webhooks are sent with POST")
 }
 
-fn generic_challenge(c: &crate::config::Challenge, query: &str) -> Result<Handshake, VerifyError> {
+fn generic_challenge(c: &hookline_config::ingress::Challenge, query: &str) -> Result<Handshake, VerifyError> {
     let params: Vec<(String, String)> =
         form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
     let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
@@ -303,8 +307,8 @@ pub(super) fn error(status: StatusCode, code: &str, message: &str) -> Response<F
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Challenge, ChallengeResponse};
-    use crate::verify::Secret;
+    use hookline_config::ingress::{Challenge, ChallengeResponse};
+    use hookline_providers::verify::Secret;
 
     #[test]
     fn credentials_and_hop_by_hop_headers_are_not_kept() {

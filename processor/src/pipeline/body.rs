@@ -5,7 +5,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::Failure;
-use crate::config::{Format, Provider};
+use hookline_config::processor::{Format, Provider};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 

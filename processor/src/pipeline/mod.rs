@@ -30,8 +30,8 @@ use hookline_schemas::event::{rfc3339_millis, CloudEvent, SPEC_VERSION};
 use hookline_schemas::raw::RawMeta;
 use serde_json::Value;
 
-use crate::config::{FieldSelector, Format, Provider, Settings, SourceConfig, TimeFormat, TimeSelector};
 pub use glob::Glob;
+use hookline_config::processor::{FieldSelector, Format, Provider, Settings, SourceConfig, TimeFormat, TimeSelector};
 
 /// Why a record cannot become events. Permanent: the record goes to the DLQ.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,7 +161,7 @@ impl Pipeline {
             let data_schema = match &r.data_schema {
                 Some(path) => Some((
                     path.display().to_string(),
-                    crate::config::load_schema(path)
+                    hookline_config::processor::load_schema(path)
                         .map_err(|e| format!("config field `routes[{i}].data_schema`: {e}"))?,
                 )),
                 None => None,

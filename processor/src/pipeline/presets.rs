@@ -22,7 +22,7 @@ use hookline_schemas::raw::RawMeta;
 use serde_json::Value;
 
 use super::Failure;
-use crate::config::Provider;
+use hookline_config::processor::Provider;
 
 /// What a preset found.
 #[derive(Debug, Clone, PartialEq, Eq)]

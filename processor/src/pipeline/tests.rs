@@ -6,7 +6,7 @@ use hookline_schemas::raw::{KeyOrigin, RawMeta};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::config::Config;
+use hookline_config::processor::Config;
 
 fn pipeline(toml: &str) -> Pipeline {
     let settings = hookline_runtime::config::from_str_with_env::<Config>(toml, Vec::new()).unwrap().validate().unwrap();

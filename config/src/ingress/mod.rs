@@ -18,9 +18,8 @@ use serde::Deserialize;
 
 use self::verify::{resolve_secret, scheme};
 pub use self::verify::{SecretConfig, VerifyConfig};
-use crate::keys::KeySelector;
-use crate::limits::TokenBucket;
-use crate::verify::{Secret, Verifier};
+use hookline_providers::keys::KeySelector;
+use hookline_providers::verify::{Secret, Verifier};
 
 /// The librdkafka properties the ingress sets itself; `kafka.client` may not override them.
 pub const RESERVED_PRODUCER_PROPERTIES: &[&str] = &[
@@ -429,8 +428,8 @@ pub struct Source {
     pub ordering_key: Option<KeySelector>,
     /// Accepted media types (lowercase), or any.
     pub content_types: Option<Vec<String>>,
-    /// Rate limit.
-    pub rate_limit: Option<TokenBucket>,
+    /// Rate limit (the ingress keeps a token bucket of it per source).
+    pub rate_limit: Option<RateLimit>,
     /// Per-source bound on requests at once.
     pub max_in_flight: Option<usize>,
     /// The p99 ack latency budget (a metric for alerting; it changes no answer).
@@ -439,6 +438,15 @@ pub struct Source {
     pub allowed_ips: Option<Vec<IpNet>>,
     /// Generic GET challenge.
     pub challenge: Option<Challenge>,
+}
+
+/// A validated rate limit: a token bucket refilled at `per_second`, holding at most `burst` tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub per_second: f64,
+    /// Requests allowed at once above the rate.
+    pub burst: f64,
 }
 
 /// A validated generic GET challenge.
@@ -580,7 +588,7 @@ impl SourceConfig {
                 }
                 let burst = r.burst.map_or(r.per_second.ceil().max(1.0), f64::from);
                 in_range(&field("rate_limit.burst"), burst, 1.0, 10_000_000.0)?;
-                Ok(TokenBucket::new(r.per_second, burst))
+                Ok(RateLimit { per_second: r.per_second, burst })
             })
             .transpose()?;
         let max_in_flight = self
@@ -672,5 +680,7 @@ pub(crate) fn header_name(field: &str, value: &str) -> Result<HeaderName, Config
         .map_err(|_| ConfigError::field(field, format!("`{value}` is not a valid HTTP header name")))
 }
 
+#[cfg(test)]
+mod schemes_tests;
 #[cfg(test)]
 mod tests;

@@ -642,7 +642,7 @@ fn header(field: &str, name: &str) -> Result<(), ConfigError> {
 
 /// Reads and compiles a JSON Schema file (a route's `data_schema`): at startup, to refuse a config whose
 /// schema does not compile, and by the pipeline, which keeps the compiled schema.
-pub(crate) fn load_schema(path: &Path) -> Result<jsonschema::Validator, String> {
+pub fn load_schema(path: &Path) -> Result<jsonschema::Validator, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let schema: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;

@@ -1,5 +1,5 @@
 //! Helpers for the schemes' unit tests: owned requests and the official-library vectors in
-//! `ingress/tests/vectors/` (see `generate.py` there for how each was made).
+//! `providers/tests/vectors/` (see `generate.py` there for how each was made).
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,5 @@
 //! `[sources.NAME.verify]`: a source's verification scheme and its secrets, turned into a scheme of
-//! [`crate::verify`] at startup. Every error names the field.
+//! [`hookline_providers::verify`] at startup. Every error names the field.
 
 use std::path::PathBuf;
 
@@ -7,18 +7,18 @@ use hookline_runtime::config::{in_range, ConfigError};
 use serde::Deserialize;
 
 use super::header_name;
-use crate::verify::auth::{Credentials, Kind as CredentialKind};
-use crate::verify::github::{HubSignature, Provider};
-use crate::verify::hmac::{parse_template, HmacScheme, Segment, TimestampUnit};
-use crate::verify::hubspot::HubSpot;
-use crate::verify::paddle::Paddle;
-use crate::verify::shopify::Shopify;
-use crate::verify::slack::Slack;
-use crate::verify::standard_webhooks::{self, Flavor, StandardWebhooks};
-use crate::verify::stripe::Stripe;
-use crate::verify::twilio::Twilio;
-use crate::verify::zoom::Zoom;
-use crate::verify::{check_public_url, Algorithm, Encoding, Scheme, Secret};
+use hookline_providers::verify::auth::{Credentials, Kind as CredentialKind};
+use hookline_providers::verify::github::{HubSignature, Provider};
+use hookline_providers::verify::hmac::{parse_template, HmacScheme, Segment, TimestampUnit};
+use hookline_providers::verify::hubspot::HubSpot;
+use hookline_providers::verify::paddle::Paddle;
+use hookline_providers::verify::shopify::Shopify;
+use hookline_providers::verify::slack::Slack;
+use hookline_providers::verify::standard_webhooks::{self, Flavor, StandardWebhooks};
+use hookline_providers::verify::stripe::Stripe;
+use hookline_providers::verify::twilio::Twilio;
+use hookline_providers::verify::zoom::Zoom;
+use hookline_providers::verify::{check_public_url, Algorithm, Encoding, Scheme, Secret};
 
 /// `[sources.NAME.verify]`, keyed by `scheme`. Every signing scheme takes `secrets`, a list of live secrets.
 #[derive(Debug, Clone, Deserialize)]
@@ -235,7 +235,11 @@ pub(super) fn scheme(config: VerifyConfig, field: &str) -> Result<Box<dyn Scheme
         }
         VerifyConfig::Stripe { secrets: list, tolerance_secs } => Box::new(Stripe {
             secrets: secrets(list)?,
-            tolerance_secs: tolerance(field, tolerance_secs, crate::verify::stripe::DEFAULT_TOLERANCE_SECS)?,
+            tolerance_secs: tolerance(
+                field,
+                tolerance_secs,
+                hookline_providers::verify::stripe::DEFAULT_TOLERANCE_SECS,
+            )?,
         }),
         VerifyConfig::StandardWebhooks { secrets: list, tolerance_secs } => {
             standard(Flavor::Standard, field, secrets(list)?, tolerance_secs)?
@@ -258,7 +262,11 @@ pub(super) fn scheme(config: VerifyConfig, field: &str) -> Result<Box<dyn Scheme
         VerifyConfig::Shopify { secrets: list } => Box::new(Shopify { secrets: secrets(list)? }),
         VerifyConfig::Slack { secrets: list, tolerance_secs } => Box::new(Slack {
             secrets: secrets(list)?,
-            tolerance_secs: tolerance(field, tolerance_secs, crate::verify::slack::DEFAULT_TOLERANCE_SECS)?,
+            tolerance_secs: tolerance(
+                field,
+                tolerance_secs,
+                hookline_providers::verify::slack::DEFAULT_TOLERANCE_SECS,
+            )?,
         }),
         VerifyConfig::Zoom { secrets: list, tolerance_secs } => {
             Box::new(Zoom { secrets: secrets(list)?, tolerance_secs: tolerance(field, tolerance_secs, 300)? })
@@ -277,12 +285,20 @@ pub(super) fn scheme(config: VerifyConfig, field: &str) -> Result<Box<dyn Scheme
             Box::new(HubSpot {
                 secrets: secrets(list)?,
                 public_url,
-                tolerance_secs: tolerance(field, tolerance_secs, crate::verify::hubspot::DEFAULT_TOLERANCE_SECS)?,
+                tolerance_secs: tolerance(
+                    field,
+                    tolerance_secs,
+                    hookline_providers::verify::hubspot::DEFAULT_TOLERANCE_SECS,
+                )?,
             })
         }
         VerifyConfig::Paddle { secrets: list, tolerance_secs } => Box::new(Paddle {
             secrets: secrets(list)?,
-            tolerance_secs: tolerance(field, tolerance_secs, crate::verify::paddle::DEFAULT_TOLERANCE_SECS)?,
+            tolerance_secs: tolerance(
+                field,
+                tolerance_secs,
+                hookline_providers::verify::paddle::DEFAULT_TOLERANCE_SECS,
+            )?,
         }),
         VerifyConfig::Bearer { secrets: list, header } => Box::new(Credentials {
             kind: CredentialKind::Bearer,
