@@ -15,3 +15,9 @@
 pub mod ingress;
 pub mod processor;
 pub mod topics;
+
+/// The raw topic, where the ingress writes and the processor reads, unless `topics.raw` says otherwise.
+pub const DEFAULT_RAW_TOPIC: &str = "hookline.raw";
+
+/// The partitions either binary creates the raw topic with when it is missing (`topics.raw_partitions`).
+pub const DEFAULT_RAW_PARTITIONS: i32 = 12;

@@ -76,207 +76,124 @@ pub struct Config {
 
 /// `[server]`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address of `/metrics`, `/livez` and `/readyz`. Default `127.0.0.1:9091`.
-    #[serde(default = "default_listen")]
     pub listen: String,
     /// On SIGTERM or a partition revocation: how long the records being processed may take to finish.
     /// Default 10000 ms.
-    #[serde(default = "default_drain_timeout_ms")]
     pub drain_timeout_ms: u64,
-}
-
-fn default_listen() -> String {
-    "127.0.0.1:9091".to_owned()
-}
-fn default_drain_timeout_ms() -> u64 {
-    10_000
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: default_listen(), drain_timeout_ms: default_drain_timeout_ms() }
+        ServerConfig { listen: "127.0.0.1:9091".to_owned(), drain_timeout_ms: 10_000 }
     }
 }
 
 /// `[topics]`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct TopicsConfig {
     /// The raw topic the ingress writes. Default `hookline.raw`.
-    #[serde(default = "default_raw")]
     pub raw: String,
     /// Partitions of the raw topic if the processor has to create it. Default 12.
-    #[serde(default = "default_raw_partitions")]
     pub raw_partitions: i32,
     /// The default events topic. Default `hookline.events`. Every output topic is created with the raw
     /// topic's partition count.
-    #[serde(default = "default_events")]
     pub events: String,
     /// The dead-letter topic. Default `hookline.dlq`.
-    #[serde(default = "default_dlq")]
     pub dlq: String,
-    /// The processor's state changelog: compact batches of dedup keys, read by a processor taking over a
-    /// partition. Default `hookline.state`. Created with retention of the longest dedup window plus a day.
-    #[serde(default = "default_state")]
+    /// The processor's state changelog: one record per dedup entry, keyed by source and dedup key, written in
+    /// the same transactions as the outputs; a processor taking a partition over restores from it. Default
+    /// `hookline.state`. Created compacted, with the raw topic's partition count.
     pub state: String,
-}
-
-fn default_raw() -> String {
-    "hookline.raw".to_owned()
-}
-fn default_raw_partitions() -> i32 {
-    12
-}
-fn default_events() -> String {
-    "hookline.events".to_owned()
-}
-fn default_dlq() -> String {
-    "hookline.dlq".to_owned()
-}
-fn default_state() -> String {
-    "hookline.state".to_owned()
 }
 
 impl Default for TopicsConfig {
     fn default() -> Self {
         TopicsConfig {
-            raw: default_raw(),
-            raw_partitions: default_raw_partitions(),
-            events: default_events(),
-            dlq: default_dlq(),
-            state: default_state(),
+            raw: crate::DEFAULT_RAW_TOPIC.to_owned(),
+            raw_partitions: crate::DEFAULT_RAW_PARTITIONS,
+            events: "hookline.events".to_owned(),
+            dlq: "hookline.dlq".to_owned(),
+            state: "hookline.state".to_owned(),
         }
     }
 }
 
 /// `[consumer]`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ConsumerConfig {
     /// The consumer group. Processors with the same group share the raw partitions. Default `hookline-processor`.
-    #[serde(default = "default_group")]
     pub group_id: String,
     /// A processor silent for this long is removed from the group and its partitions move. Default 6000 ms,
     /// the least Apache Kafka accepts unless the broker lowers `group.min.session.timeout.ms`: a dead
     /// processor's partitions move within seconds. Cost: a stall longer than this (a VM pause, a network
     /// blip) moves them too; the stalled processor's open transaction is then fenced and aborted, and its
     /// records are processed again by the new owner.
-    #[serde(default = "default_session_timeout_ms")]
     pub session_timeout_ms: u32,
     /// Heartbeat interval; at most a third of the session timeout. Default 1000 ms.
-    #[serde(default = "default_heartbeat_interval_ms")]
     pub heartbeat_interval_ms: u32,
     /// Longest the broker holds a fetch when there is nothing new (it answers as soon as records arrive):
     /// idle fetch requests versus nothing. Default 100 ms.
-    #[serde(default = "default_fetch_wait_max_ms")]
     pub fetch_wait_max_ms: u32,
     /// How often the transaction is committed: outputs, dedup entries and consumed offsets become visible
     /// together. Default 100 ms: the latency it adds to every event, against one commit's fixed cost (a
     /// pause of the partitions' work and two round trips to the transaction coordinator).
-    #[serde(default = "default_commit_interval_ms")]
     pub commit_interval_ms: u32,
     /// The longest a transaction may stay open (`transaction.timeout.ms`); the broker aborts one left open
     /// longer (a processor that died or froze mid-transaction), so read_committed readers of its output
     /// partitions wait at most this long behind it. Also bounds each delivery and commit. Default 10000 ms;
     /// at least ten commit intervals and at most the broker's `transaction.max.timeout.ms`.
-    #[serde(default = "default_transaction_timeout_ms")]
     pub transaction_timeout_ms: u32,
     /// How often consumer lag is refreshed (librdkafka statistics). Default 5000 ms.
-    #[serde(default = "default_stats_interval_ms")]
     pub stats_interval_ms: u32,
     /// Records of one partition processed as one batch, at most: one RocksDB call marks them started and
-    /// looks up their dedup keys. Default 256 (each is held as a copy of its body and headers meanwhile).
-    #[serde(default = "default_max_batch")]
+    /// looks up their dedup keys. Default 256 (each is held in the consumer's buffer meanwhile).
     pub max_batch_per_partition: u32,
     /// Bytes fetched from one raw partition at a time, at most (`max.partition.fetch.bytes`; a record batch
     /// larger than that is still fetched whole). Throughput against memory: behind a backlog of 1 KB webhooks
     /// in `make bench`, 256 KB gave 56-60k records/s at 274-300 MB resident, 512 KB 80-105k/s at 290-316 MB,
     /// 1 MB about the same speed at 460-480 MB. Default 524288; at most 2 MiB, the read-ahead limit per
     /// partition (a larger fetch could not be queued).
-    #[serde(default = "default_fetch_max_bytes")]
     pub fetch_max_bytes_per_partition: u32,
-}
-
-fn default_group() -> String {
-    "hookline-processor".to_owned()
-}
-fn default_session_timeout_ms() -> u32 {
-    6_000
-}
-fn default_heartbeat_interval_ms() -> u32 {
-    1_000
-}
-fn default_fetch_wait_max_ms() -> u32 {
-    100
-}
-fn default_commit_interval_ms() -> u32 {
-    100
-}
-fn default_transaction_timeout_ms() -> u32 {
-    10_000
-}
-fn default_stats_interval_ms() -> u32 {
-    5_000
-}
-fn default_fetch_max_bytes() -> u32 {
-    512 * 1024
-}
-fn default_max_batch() -> u32 {
-    256
 }
 
 impl Default for ConsumerConfig {
     fn default() -> Self {
         ConsumerConfig {
-            group_id: default_group(),
-            session_timeout_ms: default_session_timeout_ms(),
-            heartbeat_interval_ms: default_heartbeat_interval_ms(),
-            fetch_wait_max_ms: default_fetch_wait_max_ms(),
-            commit_interval_ms: default_commit_interval_ms(),
-            transaction_timeout_ms: default_transaction_timeout_ms(),
-            stats_interval_ms: default_stats_interval_ms(),
-            max_batch_per_partition: default_max_batch(),
-            fetch_max_bytes_per_partition: default_fetch_max_bytes(),
+            group_id: "hookline-processor".to_owned(),
+            session_timeout_ms: 6_000,
+            heartbeat_interval_ms: 1_000,
+            fetch_wait_max_ms: 100,
+            commit_interval_ms: 100,
+            transaction_timeout_ms: 10_000,
+            stats_interval_ms: 5_000,
+            max_batch_per_partition: 256,
+            fetch_max_bytes_per_partition: 512 * 1024,
         }
     }
 }
 
 /// `[state]`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct StateConfig {
     /// The data folder (RocksDB). Kept across restarts; one processor per folder. Default `./data/processor`.
-    #[serde(default = "default_dir")]
     pub dir: PathBuf,
     /// How long a dedup key is remembered, for sources that set none: a redelivery within this window is
     /// dropped. Default 604800 s (7 days). Cost: one small RocksDB entry per webhook for this long.
-    #[serde(default = "default_window")]
     pub dedup_window_secs: u64,
     /// After this many restarts at the same record, the record is sent to the DLQ (`crash_loop`) instead of
     /// being tried again. Default 3.
-    #[serde(default = "default_crash_loop_attempts")]
     pub crash_loop_attempts: u32,
-}
-
-fn default_dir() -> PathBuf {
-    PathBuf::from("./data/processor")
-}
-fn default_window() -> u64 {
-    7 * 24 * 3600
-}
-fn default_crash_loop_attempts() -> u32 {
-    3
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
-        StateConfig {
-            dir: default_dir(),
-            dedup_window_secs: default_window(),
-            crash_loop_attempts: default_crash_loop_attempts(),
-        }
+        StateConfig { dir: PathBuf::from("./data/processor"), dedup_window_secs: 7 * 24 * 3600, crash_loop_attempts: 3 }
     }
 }
 

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use hookline_config::topics::ingress_topics;
 use hookline_runtime::admin::Readiness;
+use hookline_runtime::backoff::{self, Backoff};
 use hookline_runtime::kafka::ensure_topics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -70,13 +71,13 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
 async fn ensure_topics_loop(app: Arc<App>, readiness: Arc<Readiness>, stop: CancellationToken) {
     let s = app.settings();
     let specs = ingress_topics(s);
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
     loop {
         let attempt = tokio::select! {
             r = ensure_topics(&s.kafka, &specs) => r,
             () = stop.cancelled() => return,
         };
-        match attempt {
+        let e = match attempt {
             Ok(topics) => {
                 for t in &topics {
                     tracing::info!(topic = %t.name, partitions = t.partitions, created = t.created, "topic ready");
@@ -85,16 +86,14 @@ async fn ensure_topics_loop(app: Arc<App>, readiness: Arc<Readiness>, stop: Canc
                 readiness.pass(CHECK_TOPICS);
                 return;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "cannot ensure the topics");
-                readiness.fail(CHECK_TOPICS, format!("cannot ensure the topics: {e}"));
-            }
+            Err(e) => e,
+        };
+        let wait = backoff.next_wait();
+        tracing::warn!(error = %e, retry_in = ?wait, "cannot ensure the topics");
+        readiness.fail(CHECK_TOPICS, format!("cannot ensure the topics: {e}"));
+        if !backoff::sleep(wait, &stop).await {
+            return;
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = stop.cancelled() => return,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 

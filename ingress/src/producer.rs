@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicI64, Ordering as AtomicOrdering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use hookline_config::ingress::Settings;
+use hookline_providers::verify::Verified;
 use hookline_runtime::now_ms;
 use hookline_schemas::raw::RawMeta;
 use rdkafka::config::ClientConfig;
@@ -22,9 +24,6 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::types::RDKafkaErrorCode;
-
-use hookline_config::ingress::Settings;
-use hookline_providers::verify::Verified;
 
 /// Why a record was not stored.
 #[derive(Debug, thiserror::Error)]

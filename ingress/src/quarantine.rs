@@ -12,13 +12,13 @@
 use std::net::IpAddr;
 
 use base64::Engine as _;
+use hookline_config::ingress::{QuarantineConfig, Settings};
 use http::{HeaderMap, HeaderName, Method};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sha2::{Digest, Sha256};
 
 use crate::limits::TokenBucket;
-use hookline_config::ingress::{QuarantineConfig, Settings};
 
 /// Header-name fragments that mark a header as carrying a credential.
 const SENSITIVE: &[&str] = &["auth", "signature", "token", "secret", "cookie", "key", "hmac", "password", "session"];
@@ -97,7 +97,7 @@ impl Quarantine {
             return Recorded::Dropped;
         }
         let value = record(r, received_at_ms, self.config.body_prefix_bytes as usize).to_string();
-        let key = r.source.unwrap_or(crate::telemetry::UNKNOWN_SOURCE);
+        let key = r.source.unwrap_or(hookline_schemas::UNKNOWN_SOURCE);
         match self.producer.send_result(FutureRecord::to(&self.config.topic).key(key).payload(&value)) {
             // The delivery is not awaited: the record is best-effort by design.
             Ok(_delivery) => Recorded::Sent,
@@ -124,7 +124,7 @@ pub fn record(r: &Rejection<'_>, received_at_ms: i64, body_prefix: usize) -> ser
         headers.insert(lower.to_owned(), serde_json::Value::String(shown));
     }
     let mut out = serde_json::json!({
-        "source": r.source.unwrap_or(crate::telemetry::UNKNOWN_SOURCE),
+        "source": r.source.unwrap_or(hookline_schemas::UNKNOWN_SOURCE),
         "requested_source": cut(r.requested),
         "reason": r.reason,
         "status": r.status,

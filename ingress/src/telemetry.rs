@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use hookline_providers::verify::VerifyError;
 use hookline_schemas::raw::KeyOrigin;
+use hookline_schemas::UNKNOWN_SOURCE;
 use http::StatusCode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -20,10 +22,6 @@ use prometheus_client::registry::Registry;
 
 use crate::producer::{ReplaceReason, StoreError};
 use crate::quarantine::Recorded;
-use hookline_providers::verify::VerifyError;
-
-/// The `source` label of requests to a source that is not configured.
-pub const UNKNOWN_SOURCE: &str = "_unknown";
 
 /// How a webhook request ended. The answer's status follows from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

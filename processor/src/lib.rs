@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use hookline_config::topics::{check_partition_alignment, ensure_processor_topics};
 use hookline_runtime::admin::{self, Readiness};
+use hookline_runtime::backoff::{self, Backoff};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -120,7 +121,7 @@ async fn run_inner(
     let shared = Arc::new(shared::Shared::new(settings, store, pipeline, metrics, readiness));
     let sizes = tokio::spawn(report_state_size(shared.clone(), shutdown.clone()));
     let transactional_id = output::transactional_id(&shared.settings.consumer.group_id, shared.store.instance());
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     loop {
         let Some(outputs) = init_producer(&shared, &transactional_id, &shutdown).await? else {
             break;
@@ -140,15 +141,14 @@ async fn run_inner(
         }
         let reason = session.breaker.reason();
         shared.metrics.session_restart();
-        tracing::warn!(%reason, retry_in = ?backoff, "starting a new session");
+        let wait = backoff.next_wait();
+        tracing::warn!(%reason, retry_in = ?wait, "starting a new session");
         let aborting = session.clone();
         let _ = tokio::task::spawn_blocking(move || aborting.outputs.abort()).await;
         drop(session);
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = shutdown.cancelled() => break,
+        if !backoff::sleep(wait, &shutdown).await {
+            break;
         }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
     sizes.abort();
 
@@ -176,7 +176,7 @@ async fn init_producer(
     transactional_id: &str,
     shutdown: &CancellationToken,
 ) -> Result<Option<output::Outputs>, Error> {
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
     loop {
         let outputs = output::Outputs::new(&shared.settings, transactional_id)?;
         let attempt = tokio::task::spawn_blocking(move || outputs.init().map(|()| outputs));
@@ -184,7 +184,7 @@ async fn init_producer(
             r = attempt => r.map_err(|e| Error::Task(e.to_string()))?,
             () = shutdown.cancelled() => return Ok(None),
         };
-        match result {
+        let e = match result {
             Ok(outputs) => {
                 shared.readiness.pass(CHECK_TRANSACTIONS);
                 return Ok(Some(outputs));
@@ -196,16 +196,14 @@ async fn init_producer(
                      use the transactional id `{transactional_id}`): see the README's \"What hookline needs of a broker\""
                 )))
             }
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "cannot start a transactional producer yet");
-                shared.readiness.fail(CHECK_TRANSACTIONS, e.to_string());
-            }
+            Err(e) => e,
+        };
+        let wait = backoff.next_wait();
+        tracing::warn!(error = %e, retry_in = ?wait, "cannot start a transactional producer yet");
+        shared.readiness.fail(CHECK_TRANSACTIONS, e.to_string());
+        if !backoff::sleep(wait, shutdown).await {
+            return Ok(None);
         }
-        tokio::select! {
-            () = tokio::time::sleep(output::jittered(backoff)) => {}
-            () = shutdown.cancelled() => return Ok(None),
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 
@@ -230,28 +228,26 @@ async fn ensure_all_topics(
     readiness: &Readiness,
     shutdown: &CancellationToken,
 ) -> Result<Option<i32>, Error> {
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
     loop {
         let attempt = tokio::select! {
             r = ensure_processor_topics(settings) => r,
             () = shutdown.cancelled() => return Ok(None),
         };
-        match attempt {
+        let e = match attempt {
             Ok(topics) => {
                 let partitions =
                     check_partition_alignment(settings, &topics).map_err(|e| Error::Topics(e.to_string()))?;
                 readiness.pass(CHECK_TOPICS);
                 return Ok(Some(partitions));
             }
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "cannot ensure topics");
-                readiness.fail(CHECK_TOPICS, e.to_string());
-            }
+            Err(e) => e,
+        };
+        let wait = backoff.next_wait();
+        tracing::warn!(error = %e, retry_in = ?wait, "cannot ensure topics");
+        readiness.fail(CHECK_TOPICS, e.to_string());
+        if !backoff::sleep(wait, shutdown).await {
+            return Ok(None);
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = shutdown.cancelled() => return Ok(None),
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }

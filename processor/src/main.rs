@@ -1,10 +1,11 @@
-//! `hookline-processor`: loads the config, sets up logging, and runs [`hookline_processor::run`].
+//! `hookline-processor`: its arguments, over [`hookline_runtime::binary`] and [`hookline_processor::run`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use hookline_runtime::{shutdown, telemetry};
+use hookline_processor::{Config, Settings};
+use hookline_runtime::binary::{self, Binary};
 
 /// hookline's processor: deduplicates raw webhooks and publishes them as ordered CloudEvents.
 #[derive(Debug, Parser)]
@@ -26,49 +27,14 @@ struct Args {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    hookline_runtime::malloc::keep_freed_memory();
     let args = Args::parse();
-    let format = match telemetry::LogFormat::from_env() {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("hookline-processor: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let settings = match hookline_processor::Config::load(&args.config).and_then(hookline_processor::Config::validate) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("hookline-processor: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    if args.check {
-        println!("{}: ok", args.config.display());
-        return ExitCode::SUCCESS;
-    }
-    telemetry::init(format);
-    match serve(settings) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("hookline-processor: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn serve(settings: hookline_processor::Settings) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let result = runtime.block_on(async {
-        let addr = settings.listen;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("config field `server.listen`: cannot listen on {addr}: {e}"))?;
-        tracing::info!(admin = %listener.local_addr()?, group = %settings.consumer.group_id, "hookline-processor starting");
-        hookline_processor::run(settings, listener, shutdown::on_signals()).await?;
-        Ok(())
-    });
-    // Blocking Kafka metadata calls still running (bounded by their own timeouts) need not delay the exit.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    result
+    binary::main(Binary {
+        name: "hookline-processor",
+        config: &args.config,
+        check: args.check,
+        load: |path: &Path| Config::load(path).and_then(Config::validate),
+        summary: |s: &Settings| format!("group {}", s.consumer.group_id),
+        listen: |s: &Settings| (s.listen, "server.listen"),
+        serve: hookline_processor::run,
+    })
 }

@@ -97,11 +97,6 @@ fn is_permanent(error: &KafkaError) -> bool {
     )
 }
 
-/// `base` ± 25%, so retries of many processes do not arrive together.
-pub fn jittered(base: Duration) -> Duration {
-    base.mul_f64(0.75 + fastrand::f64() * 0.5)
-}
-
 /// The transactional id of the processor whose data folder has id `instance`: stable across its restarts, so
 /// a restarted processor fences its previous incarnation and aborts the transaction it left open at once.
 pub fn transactional_id(group_id: &str, instance: &str) -> String {
@@ -209,7 +204,5 @@ mod tests {
         let unsupported = KafkaError::Global(RDKafkaErrorCode::UnsupportedVersion);
         assert!(is_unsupported(&unsupported), "a broker without transactions stops the processor");
         assert!(!is_unsupported(&KafkaError::Global(RDKafkaErrorCode::CoordinatorLoadInProgress)), "retried");
-        let j = jittered(Duration::from_millis(1000));
-        assert!(j >= Duration::from_millis(750) && j <= Duration::from_millis(1250));
     }
 }

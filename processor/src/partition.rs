@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
+use hookline_runtime::backoff::{self, Backoff};
 use hookline_schemas::dlq::{ErrorClass, Stage};
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::message::{BorrowedMessage, Message};
@@ -209,7 +210,7 @@ impl Worker {
     /// first records would slip into a commit in progress.
     async fn prepare(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> Result<Marks, Interrupt> {
         let started = Instant::now();
-        let mut backoff = Duration::from_millis(500);
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
         let restored = loop {
             let attempt = {
                 let (shared, group, stop, p) =
@@ -234,16 +235,15 @@ impl Worker {
                 Ok(Ok(restored)) => break restored,
                 Ok(Err(RestoreError::Stopped)) => return Err(Interrupt::Stopped),
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, partition = self.partition, retry_in = ?backoff, "cannot restore the partition yet");
+                    let wait = backoff.next_wait();
+                    tracing::warn!(error = %e, partition = self.partition, retry_in = ?wait, "cannot restore the partition yet");
                     self.shared.metrics.retry(Retry::Restore);
+                    if !backoff::sleep(wait, &self.stop).await {
+                        return Err(Interrupt::Stopped);
+                    }
                 }
                 Err(join) => return Err(Interrupt::Process(format!("the restore task failed: {join}"))),
             }
-            tokio::select! {
-                () = tokio::time::sleep(crate::output::jittered(backoff)) => {}
-                () = self.stop.cancelled() => return Err(Interrupt::Stopped),
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(10));
         };
         let seconds = started.elapsed().as_secs_f64();
         self.shared.metrics.restored(seconds, restored.changes);

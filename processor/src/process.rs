@@ -8,14 +8,11 @@ use std::sync::Arc;
 use hookline_schemas::dlq::DlqMeta;
 use hookline_schemas::dlq::{ErrorClass, Stage};
 use hookline_schemas::raw::{HeaderError, RawMeta};
-use hookline_schemas::{header, is_valid_source_name};
+use hookline_schemas::{header, is_valid_source_name, UNKNOWN_SOURCE};
 use rdkafka::message::{Headers, Message};
 
 use crate::output::OutputRecord;
 use crate::pipeline::{Decision, Failure, Input, Pipeline};
-
-/// The source name given to records whose headers name none.
-pub const UNKNOWN_SOURCE: &str = "_unknown";
 
 /// The identity deduplication uses.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,14 +5,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hookline_config::processor::Settings;
 use hookline_runtime::admin::Readiness;
+use hookline_runtime::backoff::Backoff;
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::Pipeline;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 use crate::CHECK_STATE;
-use hookline_config::processor::Settings;
 
 /// What every session of the process shares.
 pub struct Shared {
@@ -151,7 +152,7 @@ where
     F: Fn(&Store) -> Result<T, StoreError> + Send + Sync + 'static,
 {
     let call = Arc::new(call);
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         let store = shared.store.clone();
         let attempt = call.clone();
@@ -172,10 +173,9 @@ where
             Err(join) => return Err(Interrupt::Process(format!("state store task failed: {join}"))),
         }
         tokio::select! {
-            () = tokio::time::sleep(crate::output::jittered(backoff)) => {}
+            () = tokio::time::sleep(backoff.next_wait()) => {}
             () = stop.cancelled() => return Err(Interrupt::Stopped),
             () = shared.fatal.cancelled() => return Err(Interrupt::Stopped),
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }

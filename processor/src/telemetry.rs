@@ -1,7 +1,7 @@
 //! Every event the processor reports: the metric and, where useful, the log line, in one place.
 //!
 //! Names follow `hookline_processor_<what>_<unit>`. Labels are bounded: `source` is a source named in the
-//! config or `_other` (raw records can come from anywhere, so unknown names never become labels); `topic` is
+//! config or `_unknown` (raw records can come from anywhere, so unknown names never become labels); `topic` is
 //! an output topic of the config; `class` is a DLQ error class; `partition` is a raw partition number.
 
 use std::collections::BTreeMap;
@@ -15,10 +15,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::pipeline::Failure;
+use hookline_schemas::UNKNOWN_SOURCE;
 
-/// The `source` label of records from a source the config does not name.
-pub const OTHER_SOURCE: &str = "_other";
+use crate::pipeline::Failure;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabel {
@@ -247,7 +246,7 @@ impl Metrics {
         }
         Metrics {
             sources: sources.into_iter().map(|s| (s.clone(), make(s))).collect(),
-            other: make(OTHER_SOURCE),
+            other: make(UNKNOWN_SOURCE),
             events,
             retries,
             lag,
@@ -277,7 +276,7 @@ impl Metrics {
         if self.sources.contains_key(name) {
             name
         } else {
-            OTHER_SOURCE
+            UNKNOWN_SOURCE
         }
     }
 
@@ -457,8 +456,10 @@ mod tests {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(text.contains(r#"hookline_processor_records_consumed_total{source="shop"} 1"#), "{text}");
-        assert!(text.contains(r#"hookline_processor_records_consumed_total{source="_other"} 1"#));
-        assert!(text.contains(r#"hookline_processor_events_produced_total{source="_other",topic="hookline.events"} 1"#));
+        assert!(text.contains(r#"hookline_processor_records_consumed_total{source="_unknown"} 1"#));
+        assert!(
+            text.contains(r#"hookline_processor_events_produced_total{source="_unknown",topic="hookline.events"} 1"#)
+        );
         assert!(!text.contains("attacker"));
         assert!(text.contains(r#"hookline_processor_dlq_records_total{source="shop",class="invalid_json"} 1"#));
         assert!(text.contains(r#"hookline_processor_consumer_lag_records{partition="1"} 3"#));

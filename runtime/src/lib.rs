@@ -3,6 +3,8 @@
 //! The record contracts live in `hookline-schemas`; this crate holds the process plumbing both the ingress and
 //! the processor need, so neither depends on the other:
 //!
+//! - [`backoff`]: the waits of every retry loop (exponential, jittered);
+//! - [`binary`]: the `main` of both binaries (config, `--check`, logging, listener, signals);
 //! - [`config`]: one TOML file plus `HOOKLINE_*` environment overrides, with errors that name the field;
 //! - [`kafka`]: the `[kafka]` config section, librdkafka client settings, topic creation;
 //! - [`admin`]: the `/livez`, `/readyz` and `/metrics` responses;
@@ -11,6 +13,8 @@
 //! - [`malloc`]: glibc malloc settings for processes that run librdkafka.
 
 pub mod admin;
+pub mod backoff;
+pub mod binary;
 pub mod config;
 pub mod kafka;
 pub mod malloc;

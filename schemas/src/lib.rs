@@ -24,6 +24,12 @@ pub mod output;
 pub mod raw;
 pub mod view;
 
+/// The source name of whatever names no source this process knows: a request to a source the ingress does
+/// not configure, a record whose metadata names none (in its DLQ record), and the `source` label of both in
+/// metrics (a source the processor's config does not name included), so unknown names never become labels.
+/// It is not a valid source name, so no configured source can take it.
+pub const UNKNOWN_SOURCE: &str = "_unknown";
+
 /// Source names: 1 to 64 characters of `a-z`, `0-9`, `_` and `-`, starting with a letter or digit.
 /// They appear in URLs, Kafka headers, metric labels and CloudEvents `source` attributes.
 pub fn is_valid_source_name(name: &str) -> bool {

@@ -108,7 +108,7 @@ async fn the_same_webhook_sent_three_times_gives_three_202s_and_one_event() {
     assert!(p.read(&p.topics.dlq, 0).await.is_empty());
     let metrics = p.processor.metrics().await;
     assert!(
-        metrics.contains(r#"hookline_processor_duplicates_dropped_total{source="_other"} 2"#),
+        metrics.contains(r#"hookline_processor_duplicates_dropped_total{source="_unknown"} 2"#),
         "duplicates are counted: {metrics}"
     );
 }
@@ -163,7 +163,7 @@ async fn a_non_json_body_becomes_one_dlq_record_with_its_reason() {
     assert!(p.read(&p.topics.events, 0).await.is_empty());
     let metrics = p.processor.metrics().await;
     assert!(
-        metrics.contains(r#"hookline_processor_dlq_records_total{source="_other",class="invalid_json"} 1"#),
+        metrics.contains(r#"hookline_processor_dlq_records_total{source="_unknown",class="invalid_json"} 1"#),
         "{metrics}"
     );
 }

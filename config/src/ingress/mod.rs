@@ -62,86 +62,48 @@ pub struct Config {
 
 /// `[server]`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address to listen on. Default `127.0.0.1:8080`; use `0.0.0.0:8080` in a container.
-    #[serde(default = "default_listen")]
     pub listen: String,
     /// Largest accepted body, for sources that set none, counted on the bytes actually read (chunked bodies
     /// included). Default 1 MiB. Larger requests get 413.
-    #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: u64,
     /// Time allowed to receive a request's headers and then its whole body, each. Default 10000 ms. A
     /// slower client gets 408 (body) or a closed connection (headers).
-    #[serde(default = "default_read_timeout_ms")]
     pub read_timeout_ms: u64,
     /// On SIGTERM, how long in-flight requests may take to finish before the process exits. Default 10000 ms.
-    #[serde(default = "default_drain_timeout_ms")]
     pub drain_timeout_ms: u64,
     /// A connection with no request for this long is closed. Default 60000 ms.
-    #[serde(default = "default_idle_timeout_ms")]
     pub idle_timeout_ms: u64,
     /// Webhook requests handled at once; beyond it, 503 at once. Default 1024. Bounds memory: at most this
     /// many bodies are held.
-    #[serde(default = "default_max_in_flight")]
     pub max_in_flight: u32,
     /// Open connections; beyond it, new ones wait in the kernel's listen backlog. Default 10000.
-    #[serde(default = "default_max_connections")]
     pub max_connections: u32,
     /// Largest request head (request line and headers), in bytes. Default 16384; larger gets 431.
-    #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: u32,
     /// Most request headers. Default 100; more gets 431.
-    #[serde(default = "default_max_headers")]
     pub max_headers: u32,
     /// Proxies (CIDRs) whose `X-Forwarded-For` / `Forwarded` headers are believed when working out the
     /// client address for `allowed_ips`. Default none: the peer address is the client.
-    #[serde(default)]
     pub trusted_proxies: Vec<String>,
     /// `[server.tls]`: serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN). Default: plain HTTP (HTTP/1.1 and h2c).
     pub tls: Option<TlsConfig>,
 }
 
-fn default_listen() -> String {
-    "127.0.0.1:8080".to_owned()
-}
-fn default_max_body_bytes() -> u64 {
-    1024 * 1024
-}
-fn default_read_timeout_ms() -> u64 {
-    10_000
-}
-fn default_drain_timeout_ms() -> u64 {
-    10_000
-}
-fn default_idle_timeout_ms() -> u64 {
-    60_000
-}
-fn default_max_in_flight() -> u32 {
-    1024
-}
-fn default_max_connections() -> u32 {
-    10_000
-}
-fn default_max_header_bytes() -> u32 {
-    16 * 1024
-}
-fn default_max_headers() -> u32 {
-    100
-}
-
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen: default_listen(),
-            max_body_bytes: default_max_body_bytes(),
-            read_timeout_ms: default_read_timeout_ms(),
-            drain_timeout_ms: default_drain_timeout_ms(),
-            idle_timeout_ms: default_idle_timeout_ms(),
-            max_in_flight: default_max_in_flight(),
-            max_connections: default_max_connections(),
-            max_header_bytes: default_max_header_bytes(),
-            max_headers: default_max_headers(),
+            listen: "127.0.0.1:8080".to_owned(),
+            max_body_bytes: 1024 * 1024,
+            read_timeout_ms: 10_000,
+            drain_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_in_flight: 1024,
+            max_connections: 10_000,
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
             trusted_proxies: Vec::new(),
             tls: None,
         }
@@ -160,106 +122,64 @@ pub struct TlsConfig {
 
 /// `[topics]`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct TopicsConfig {
     /// The raw topic. Default `hookline.raw`.
-    #[serde(default = "default_raw_topic")]
     pub raw: String,
     /// Partitions of the raw topic when the ingress creates it. Default 12. The processors of one group scale
     /// up to this many. An existing topic is used as it is.
-    #[serde(default = "default_raw_partitions")]
     pub raw_partitions: i32,
-}
-
-fn default_raw_topic() -> String {
-    "hookline.raw".to_owned()
-}
-fn default_raw_partitions() -> i32 {
-    12
 }
 
 impl Default for TopicsConfig {
     fn default() -> Self {
-        TopicsConfig { raw: default_raw_topic(), raw_partitions: default_raw_partitions() }
+        TopicsConfig { raw: crate::DEFAULT_RAW_TOPIC.to_owned(), raw_partitions: crate::DEFAULT_RAW_PARTITIONS }
     }
 }
 
 /// `[producer]`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ProducerConfig {
     /// The longest a request waits for Kafka's acknowledgement before it is answered 503. Default 2000 ms:
     /// under the shortest provider deadline (Slack retries after 3 s; Shopify and Paddle after 5 s).
     /// A 503 does not mean the record was dropped: it may still be stored, and the sender's retry is then
     /// absorbed by deduplication.
-    #[serde(default = "default_ack_timeout_ms")]
     pub ack_timeout_ms: u64,
     /// How long librdkafka keeps trying to deliver a record (`message.timeout.ms`), at least `ack_timeout_ms`.
     /// Default 300000 ms (librdkafka's own default). A record whose request was already answered 503 may
     /// still be stored meanwhile, which is harmless: the sender's retry is deduplicated.
-    #[serde(default = "default_delivery_timeout_ms")]
     pub delivery_timeout_ms: u64,
     /// The acknowledgement latency the ingress holds under overload. When more than a tenth of the acks of
     /// 100 ms are slower, fewer requests are admitted at once and the rest get 503 at once; the bound grows
     /// back while acks are fast. Default 500 ms. Lower means faster 503s under load, higher more 202s.
-    #[serde(default = "default_target_ack_latency_ms")]
     pub target_ack_latency_ms: u64,
     /// `Retry-After` of 503 answers, in seconds. Default 5.
-    #[serde(default = "default_retry_after_secs")]
     pub retry_after_secs: u32,
     /// How long librdkafka waits to batch records; adds at most that to each ack. Default 1 ms: measured on
     /// Apache Kafka (`make bench`), 5 ms put the median 202 at 6.6 ms at light load against 2.4 ms, for about
     /// a quarter less CPU per webhook at 3,000/s; under heavy load batches fill while requests are in flight
     /// whatever this is.
-    #[serde(default = "default_linger_ms")]
     pub linger_ms: u32,
     /// `none`, `gzip`, `snappy`, `lz4` or `zstd`. Default `lz4`.
-    #[serde(default = "default_compression")]
     pub compression: String,
     /// Records waiting in librdkafka's queue before new requests are shed with 503. Default 100000.
-    #[serde(default = "default_max_queued_messages")]
     pub max_queued_messages: u32,
     /// Bytes waiting in librdkafka's queue before new requests are shed with 503, in KiB. Default 65536 (64 MiB).
-    #[serde(default = "default_max_queued_kbytes")]
     pub max_queued_kbytes: u32,
-}
-
-fn default_ack_timeout_ms() -> u64 {
-    2_000
-}
-fn default_delivery_timeout_ms() -> u64 {
-    300_000
-}
-fn default_target_ack_latency_ms() -> u64 {
-    500
-}
-fn default_retry_after_secs() -> u32 {
-    5
-}
-fn default_linger_ms() -> u32 {
-    1
-}
-fn default_compression() -> String {
-    "lz4".to_owned()
-}
-fn default_max_queued_messages() -> u32 {
-    100_000
-}
-fn default_max_queued_kbytes() -> u32 {
-    65_536
 }
 
 impl Default for ProducerConfig {
     fn default() -> Self {
         ProducerConfig {
-            ack_timeout_ms: default_ack_timeout_ms(),
-            delivery_timeout_ms: default_delivery_timeout_ms(),
-            target_ack_latency_ms: default_target_ack_latency_ms(),
-            retry_after_secs: default_retry_after_secs(),
-            linger_ms: default_linger_ms(),
-            compression: default_compression(),
-            max_queued_messages: default_max_queued_messages(),
-            max_queued_kbytes: default_max_queued_kbytes(),
+            ack_timeout_ms: 2_000,
+            delivery_timeout_ms: 300_000,
+            target_ack_latency_ms: 500,
+            retry_after_secs: 5,
+            linger_ms: 1,
+            compression: "lz4".to_owned(),
+            max_queued_messages: 100_000,
+            max_queued_kbytes: 65_536,
         }
     }
 }

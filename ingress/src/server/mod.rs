@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use hookline_config::ingress::{Settings, Source};
 use hookline_runtime::admin::{self, Readiness};
 use http::header::HeaderName;
 use http::{Request, Response, StatusCode};
@@ -30,7 +31,6 @@ use crate::limits::{AdaptiveLimit, Budget, TokenBucket};
 use crate::producer::RawProducer;
 use crate::quarantine::Quarantine;
 use crate::telemetry::{Metrics, SourceLabels, SourceMetrics};
-use hookline_config::ingress::{Settings, Source};
 
 pub use self::accept::serve;
 

@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hookline_config::ingress::ChallengeResponse;
+use hookline_providers::verify::{self, Handshake, VerifyError};
 use hookline_schemas::raw::RawMeta;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
@@ -21,8 +23,6 @@ use super::{App, Route};
 use crate::net::client_ip;
 use crate::quarantine::Rejection;
 use crate::telemetry::Outcome;
-use hookline_config::ingress::ChallengeResponse;
-use hookline_providers::verify::{self, Handshake, VerifyError};
 
 /// Request headers never kept on the raw record: credentials, and hop-by-hop headers that describe the
 /// connection rather than the webhook. A scheme's own signature headers are added per source.
@@ -306,9 +306,10 @@ pub(super) fn error(status: StatusCode, code: &str, message: &str) -> Response<F
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use hookline_config::ingress::{Challenge, ChallengeResponse};
+    use hookline_config::ingress::Challenge;
     use hookline_providers::verify::Secret;
+
+    use super::*;
 
     #[test]
     fn credentials_and_hop_by_hop_headers_are_not_kept() {

@@ -1,11 +1,11 @@
 //! Parsing a webhook body into the JSON an event carries as `data`.
 
+use hookline_config::processor::{Format, Provider};
 use hookline_schemas::dlq::{ErrorClass, Stage};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::Failure;
-use hookline_config::processor::{Format, Provider};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 

@@ -25,13 +25,13 @@ pub mod presets;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use hookline_config::processor::{FieldSelector, Format, Provider, Settings, SourceConfig, TimeFormat, TimeSelector};
 use hookline_schemas::dlq::{ErrorClass, Stage};
 use hookline_schemas::event::{rfc3339_millis, CloudEvent, SPEC_VERSION};
 use hookline_schemas::raw::RawMeta;
 use serde_json::Value;
 
 pub use glob::Glob;
-use hookline_config::processor::{FieldSelector, Format, Provider, Settings, SourceConfig, TimeFormat, TimeSelector};
 
 /// Why a record cannot become events. Permanent: the record goes to the DLQ.
 #[derive(Debug, Clone, PartialEq, Eq)]

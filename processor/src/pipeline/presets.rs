@@ -17,12 +17,12 @@
 //! A provider's type is part of its format, so a webhook without it goes to the DLQ (`missing_field`); a
 //! missing subject or time falls back to the ordering key and the time of receipt.
 
+use hookline_config::processor::Provider;
 use hookline_schemas::dlq::{ErrorClass, Stage};
 use hookline_schemas::raw::RawMeta;
 use serde_json::Value;
 
 use super::Failure;
-use hookline_config::processor::Provider;
 
 /// What a preset found.
 #[derive(Debug, Clone, PartialEq, Eq)]

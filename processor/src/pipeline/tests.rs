@@ -1,12 +1,12 @@
 //! The pipeline against webhook bodies as each provider documents them.
 
+use hookline_config::processor::Config;
 use hookline_schemas::dlq::{ErrorClass, Stage};
 use hookline_schemas::json_schema::Contract;
 use hookline_schemas::raw::{KeyOrigin, RawMeta};
 use serde_json::{json, Value};
 
 use super::*;
-use hookline_config::processor::Config;
 
 fn pipeline(toml: &str) -> Pipeline {
     let settings = hookline_runtime::config::from_str_with_env::<Config>(toml, Vec::new()).unwrap().validate().unwrap();

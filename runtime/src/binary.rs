@@ -1,0 +1,101 @@
+//! The `main` of both binaries, written once: read the log format, load and validate the config (a bad one
+//! stops the process with exit code 2 and names the field), answer `--check`, then bind the listener and
+//! serve until SIGTERM or Ctrl-C ([`crate::shutdown`]).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ConfigError;
+use crate::telemetry::{self, LogFormat};
+
+/// What a binary plugs into [`main`].
+#[derive(Debug)]
+pub struct Binary<'a, Load, Summary, Listen, Serve> {
+    /// The binary's name, the prefix of what it prints.
+    pub name: &'static str,
+    /// The config file.
+    pub config: &'a Path,
+    /// `--check`: validate the config and exit.
+    pub check: bool,
+    /// Loads and validates the config file.
+    pub load: Load,
+    /// One line about a valid config, printed by `--check` and logged at startup.
+    pub summary: Summary,
+    /// The config's listen address, and its field.
+    pub listen: Listen,
+    /// Serves on the bound listener until the token is cancelled.
+    pub serve: Serve,
+}
+
+/// Runs a binary; its exit code: 0 after a clean shutdown, 2 for a bad config, 1 for a failure while serving.
+pub fn main<S, E, Fut>(
+    binary: Binary<
+        '_,
+        impl FnOnce(&Path) -> Result<S, ConfigError>,
+        impl Fn(&S) -> String,
+        impl FnOnce(&S) -> (SocketAddr, &'static str),
+        impl FnOnce(S, TcpListener, CancellationToken) -> Fut,
+    >,
+) -> ExitCode
+where
+    E: std::error::Error,
+    Fut: Future<Output = Result<(), E>>,
+{
+    crate::malloc::keep_freed_memory();
+    let name = binary.name;
+    let format = match LogFormat::from_env() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match (binary.load)(binary.config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let summary = (binary.summary)(&settings);
+    if binary.check {
+        println!("{}: ok ({summary})", binary.config.display());
+        return ExitCode::SUCCESS;
+    }
+    telemetry::init(format);
+    let (addr, field) = (binary.listen)(&settings);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return failed(name, &e),
+    };
+    let result = runtime.block_on(async {
+        let listener = match TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                let message = format!("config field `{field}`: cannot listen on {addr}: {e}");
+                return Err(message);
+            }
+        };
+        let local = listener.local_addr().map_or_else(|_| addr.to_string(), |a| a.to_string());
+        tracing::info!(addr = %local, "{name} listening ({summary})");
+        (binary.serve)(settings, listener, crate::shutdown::on_signals()).await.map_err(|e| e.to_string())
+    });
+    // Blocking Kafka calls still running (bounded by their own timeouts) need not delay the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => failed(name, &message),
+    }
+}
+
+fn failed(name: &str, error: &dyn std::fmt::Display) -> ExitCode {
+    tracing::error!("{error}");
+    eprintln!("{name}: {error}");
+    ExitCode::FAILURE
+}
