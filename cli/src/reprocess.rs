@@ -224,23 +224,15 @@ pub fn read(
     Ok(read)
 }
 
-/// A command-line time: RFC 3339 (`2026-11-23T10:00:00Z`) or an age (`90s`, `15m`, `2h`, `7d`: that long
-/// ago), in ms since the Unix epoch.
+/// A command-line time: RFC 3339 (`2026-11-23T10:00:00Z`) or an age (`90s`, `15m`, `2h`, `7d`, `1h 30m`: that
+/// long ago, as `humantime` reads durations), in ms since the Unix epoch.
 pub fn parse_time(text: &str) -> Result<i64, String> {
-    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
-        return i64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|e| e.to_string());
+    if let Some(ms) = hookline_schemas::event::parse_rfc3339_millis(text) {
+        return Ok(ms);
     }
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: i64 = number.parse().map_err(|_| format!("`{text}` is neither an RFC 3339 time nor an age like 2h"))?;
-    let unit_ms = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("`{text}`: the unit of an age is s, m, h or d")),
-    };
-    Ok(hookline_runtime::now_ms() - n.saturating_mul(unit_ms))
+    let age = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is neither an RFC 3339 time nor an age like 2h ({e})"))?;
+    Ok(hookline_runtime::now_ms().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)))
 }
 
 /// A time for people, `2026-11-23T10:00:00.123Z`.
@@ -358,7 +350,10 @@ mod tests {
         let expected = hookline_runtime::now_ms() - 7_200_000;
         assert!((two_hours_ago - expected).abs() < 5_000, "{two_hours_ago} vs {expected}");
         assert!(parse_time("yesterday").unwrap_err().contains("RFC 3339"));
-        assert!(parse_time("3w").unwrap_err().contains("s, m, h or d"));
+        let ninety_minutes_ago = parse_time("1h 30m").unwrap();
+        assert!((ninety_minutes_ago - (hookline_runtime::now_ms() - 5_400_000)).abs() < 5_000);
+        assert!(parse_time("7d").unwrap() < two_hours_ago);
+        assert!(parse_time("3x").unwrap_err().contains("unknown time unit"), "{:?}", parse_time("3x"));
         assert_eq!(show_time(1_795_428_000_123), "2026-11-23T10:00:00.123Z");
     }
 

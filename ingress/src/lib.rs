@@ -1,21 +1,25 @@
 //! # hookline ingress
 //!
-//! A thin HTTP server in front of Kafka ([`server`]: connections, admission gates, the webhook handler). For
-//! each `POST /webhooks/{source}` it reads the body through a byte limit, verifies it against the source's
-//! config ([`hookline_providers::verify`]; the config is [`hookline_config::ingress`]), works out its dedup and
-//! ordering keys ([`hookline_providers::keys`]), stores the exact body bytes with their metadata as one raw
-//! record ([`producer`]) and answers 202 only once Kafka has acknowledged that record. When it cannot store, it answers 503 with `Retry-After`;
-//! it never answers 2xx for a webhook it did not store.
+//! A thin HTTP server in front of Kafka. For each `POST /webhooks/{source}` it reads the body through a byte
+//! limit, verifies it against the source's config ([`hookline_providers::verify`]; the config is
+//! [`hookline_config::ingress`]), works out its dedup and ordering keys ([`hookline_providers::keys`]),
+//! stores the exact body bytes with their metadata as one raw record and answers 202 only once Kafka has
+//! acknowledged that record. When it cannot store, it answers 503 with `Retry-After`; it never answers 2xx
+//! for a webhook it did not store.
+//!
+//! Inside: `server` (connections, admission gates, the webhook handler), `producer` (the raw record and its
+//! bounded wait), `quarantine` (refused requests, recorded redacted), `limits` (budgets, the adaptive limit,
+//! token buckets), `net` (client address, TLS), `telemetry` (every metric).
 //!
 //! [`run`] serves on a listener it is given until a cancellation token fires, so tests can run several
 //! ingresses in one process on port 0.
 
-pub mod limits;
-pub mod net;
-pub mod producer;
-pub mod quarantine;
-pub mod server;
-pub mod telemetry;
+mod limits;
+mod net;
+mod producer;
+mod quarantine;
+mod server;
+mod telemetry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use hookline_config::ingress::{Config, Settings};
-pub use server::App;
+use server::App;
 
 /// The ingress could not run.
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A token bucket: `rate` tokens per second, holding at most `burst`.
+///
+/// Written here rather than taken from `governor`: these few lines give a fractional rate (`0.5` a second),
+/// the exact wait for `Retry-After`, and tests at chosen instants, which governor's GCRA offers only through
+/// its own clock types.
 #[derive(Debug)]
 pub struct TokenBucket {
     rate: f64,
@@ -19,16 +23,6 @@ impl TokenBucket {
     /// A full bucket.
     pub fn new(rate: f64, burst: f64) -> Self {
         TokenBucket { rate, burst, state: Mutex::new((burst, Instant::now())) }
-    }
-
-    /// Tokens added per second.
-    pub fn rate(&self) -> f64 {
-        self.rate
-    }
-
-    /// Most tokens held at once (the burst allowed above the rate).
-    pub fn burst(&self) -> f64 {
-        self.burst
     }
 
     /// Takes one token, or says how long until one is available.
@@ -73,11 +67,6 @@ impl Budget {
             // The semaphore is never closed.
             Err(_) => std::future::pending().await,
         }
-    }
-
-    /// Permits in use.
-    pub fn in_use(&self, capacity: usize) -> usize {
-        capacity.saturating_sub(self.0.available_permits())
     }
 }
 
@@ -211,7 +200,6 @@ mod tests {
         let a = budget.try_acquire().unwrap();
         let _b = budget.try_acquire().unwrap();
         assert!(budget.try_acquire().is_none());
-        assert_eq!(budget.in_use(2), 2);
         drop(a);
         assert!(budget.try_acquire().is_some());
     }

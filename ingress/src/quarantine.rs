@@ -86,11 +86,6 @@ impl Quarantine {
         Ok(Some(Quarantine { producer: client.create()?, bucket: TokenBucket::new(rate, rate), config }))
     }
 
-    /// The topic.
-    pub fn topic(&self) -> &str {
-        &self.config.topic
-    }
-
     /// Records a rejection without waiting.
     pub fn record(&self, r: &Rejection<'_>, received_at_ms: i64) -> Recorded {
         if self.bucket.try_take().is_err() {

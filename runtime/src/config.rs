@@ -6,6 +6,10 @@
 //! TOML value when it parses as one (`8080`, `true`, `["a", "b"]`, `"quoted"`) and as a plain string
 //! otherwise. `KAFKA_BROKERS` sets `kafka.brokers` unless `HOOKLINE_KAFKA__BROKERS` is set. Variables without
 //! `__` (such as `HOOKLINE_LOG`) are not overrides.
+//!
+//! Written here rather than with a layered-config crate (`figment`, `config`): the overrides are merged into
+//! the parsed TOML tree in a few lines, and every error, from the file or from a variable, keeps naming the
+//! exact field or variable, which those crates' errors do not always do.
 
 use std::path::{Path, PathBuf};
 

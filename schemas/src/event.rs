@@ -58,24 +58,25 @@ pub struct CloudEvent {
     pub hooklineindex: Option<u32>,
 }
 
+/// RFC 3339 in UTC with exactly three fractional digits, the form of every time hookline writes.
+const RFC3339_MILLIS: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
 /// Formats milliseconds since the Unix epoch as RFC 3339 UTC with millisecond precision
 /// (`2026-11-27T09:00:00.123Z`).
 pub fn rfc3339_millis(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    match time::OffsetDateTime::from_unix_timestamp(secs) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        // Out of `time`'s range (year ±9999): clamp to the epoch rather than fail a whole record.
-        Err(_) => "1970-01-01T00:00:00.000Z".to_owned(),
-    }
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(RFC3339_MILLIS).ok())
+        // Out of `time`'s range (year ±9999): the epoch rather than failing a whole record.
+        .unwrap_or_else(|| "1970-01-01T00:00:00.000Z".to_owned())
+}
+
+/// Parses an RFC 3339 time (any offset, any fractional digits, surrounding white space ignored) to
+/// milliseconds since the Unix epoch.
+pub fn parse_rfc3339_millis(s: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000_000)).ok()
 }
 
 #[cfg(test)]
@@ -87,6 +88,13 @@ mod tests {
         assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339_millis(1_764_234_000_123), "2025-11-27T09:00:00.123Z");
         assert_eq!(rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339_millis(i64::MAX), "1970-01-01T00:00:00.000Z", "out of range");
+        for ms in [0, -1, 1_764_234_000_123, 253_402_300_799_999] {
+            assert_eq!(parse_rfc3339_millis(&rfc3339_millis(ms)), Some(ms), "{ms}");
+        }
+        assert_eq!(parse_rfc3339_millis(" 2024-04-12T10:18:49.621022Z"), Some(1_712_917_129_621));
+        assert_eq!(parse_rfc3339_millis("2026-11-27T10:00:00+01:00"), Some(1_795_770_000_000));
+        assert_eq!(parse_rfc3339_millis("yesterday"), None);
     }
 
     #[test]

@@ -12,12 +12,6 @@ use serde::Deserialize;
 use crate::dlq::DlqMeta;
 use crate::raw::RawMeta;
 
-/// Parses an RFC 3339 time to ms since the Unix epoch.
-fn parse_rfc3339_ms(s: &str) -> Option<i64> {
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
-}
-
 /// The raw record an output was derived from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
@@ -67,7 +61,7 @@ impl Origin {
             raw_partition: e.hooklinepartition,
             raw_offset,
             index: e.hooklineindex,
-            received_at_ms: e.hooklinereceivedat.as_deref().and_then(parse_rfc3339_ms),
+            received_at_ms: e.hooklinereceivedat.as_deref().and_then(crate::event::parse_rfc3339_millis),
         })
     }
 

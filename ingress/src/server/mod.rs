@@ -112,11 +112,6 @@ impl App {
         &self.producer
     }
 
-    /// The quarantine, if configured.
-    pub fn quarantine(&self) -> Option<&Quarantine> {
-        self.quarantine.as_ref()
-    }
-
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics

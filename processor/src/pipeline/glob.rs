@@ -1,6 +1,9 @@
 //! Event-type patterns: `*` matches any run of characters (dots and slashes included), everything else
 //! matches itself. `invoice.*` matches `invoice.paid`; `*.test` matches `charge.test`; `orders/*` matches
 //! `orders/create`.
+//!
+//! Written here rather than with `globset`: a shell glob also gives `?`, `[...]` and `{a,b}` a meaning, and an
+//! event type holding one of them would then stop matching itself.
 
 /// A compiled pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -396,7 +396,7 @@ fn configured_time(t: &TimeSelector, meta: &RawMeta, data: &Value) -> Result<Opt
         return Ok(None);
     };
     let parsed = match t.format {
-        TimeFormat::Rfc3339 => value.as_str().and_then(presets::parse_rfc3339),
+        TimeFormat::Rfc3339 => value.as_str().and_then(hookline_schemas::event::parse_rfc3339_millis),
         TimeFormat::UnixSeconds => presets::number(&value).and_then(|s| s.checked_mul(1000)),
         TimeFormat::UnixMillis => presets::number(&value),
     };
