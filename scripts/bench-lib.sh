@@ -58,7 +58,8 @@ broker_ticks() {
   if [ -n "$jvm" ]; then cpu_ticks "$jvm"; else echo 0; fi
 }
 
-# CPU ticks the local broker's JIT compiler threads have used so far (those alive now; 0 with KAFKA_BROKERS).
+# CPU ticks the local broker's JIT compiler threads have used so far (0 with KAFKA_BROKERS). The runner starts
+# the JVM with a fixed set of compiler threads, so none that worked has gone.
 broker_jit_ticks() {
   local jvm stat d t=0
   jvm=$( [ -n "$broker_pid" ] && pgrep -P "$broker_pid" java | head -1 || true)

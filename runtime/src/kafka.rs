@@ -18,41 +18,27 @@ use crate::config::ConfigError;
 
 /// The `[kafka]` section.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap brokers, comma-separated `host:port`. Default `127.0.0.1:9092`. The `KAFKA_BROKERS`
     /// environment variable overrides it.
-    #[serde(default = "default_brokers")]
     pub brokers: String,
     /// librdkafka properties passed through as they are: security (`security.protocol`, `sasl.*`, `ssl.*`),
     /// `client.id`, tuning. Properties hookline sets itself are refused at startup.
-    #[serde(default)]
     pub client: BTreeMap<String, String>,
     /// Replication factor of the topics hookline creates; `-1` lets the broker decide. Default `-1`.
-    #[serde(default = "default_replication")]
     pub replication_factor: i32,
     /// Deadline of each admin request (metadata, topic creation), in ms. Default 10000.
-    #[serde(default = "default_admin_timeout_ms")]
     pub admin_timeout_ms: u64,
-}
-
-fn default_brokers() -> String {
-    "127.0.0.1:9092".to_owned()
-}
-fn default_replication() -> i32 {
-    -1
-}
-fn default_admin_timeout_ms() -> u64 {
-    10_000
 }
 
 impl Default for KafkaConfig {
     fn default() -> Self {
         KafkaConfig {
-            brokers: default_brokers(),
+            brokers: "127.0.0.1:9092".to_owned(),
             client: BTreeMap::new(),
-            replication_factor: default_replication(),
-            admin_timeout_ms: default_admin_timeout_ms(),
+            replication_factor: -1,
+            admin_timeout_ms: 10_000,
         }
     }
 }

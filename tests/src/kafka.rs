@@ -274,6 +274,8 @@ group.initial.rebalance.delay.ms=0
             .arg(format!("-Xms{}m", self.options.heap_mb.min(256)))
             .args(["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35"])
             .args(["-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true"])
+            // Compiler threads that live as long as the JVM, so `make bench` can count the CPU spent compiling.
+            .arg("-XX:-UseDynamicNumberOfCompilerThreads")
             .arg(format!("-Dlog4j2.configurationFile={}", self.home.join("log4j2.properties").display()))
             .arg("-cp")
             .arg(format!("{}/*", self.home.join("libs").display()))
