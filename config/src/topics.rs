@@ -15,7 +15,7 @@ pub fn ingress_topics(s: &ingress::Settings) -> Vec<TopicSpec> {
 
 /// The state changelog's topic-level settings: compacted, so it keeps the latest record of every (source,
 /// dedup key), and drops a key some time after its tombstone (Kafka's `delete.retention.ms`, a day by default).
-pub fn state_topic_config() -> Vec<(String, String)> {
+fn state_topic_config() -> Vec<(String, String)> {
     vec![("cleanup.policy".into(), "compact".into())]
 }
 

@@ -28,7 +28,7 @@ impl Backoff {
 }
 
 /// `base` ± 25%.
-pub fn jittered(base: Duration) -> Duration {
+fn jittered(base: Duration) -> Duration {
     base.mul_f64(0.75 + fastrand::f64() * 0.5)
 }
 
