@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use clap::ValueEnum;
 use hookline_runtime::config::ConfigError;
 
-use crate::Failed;
+use crate::Error;
 
 /// `hookline config …`.
 #[derive(Debug, clap::Subcommand)]
@@ -53,23 +53,12 @@ pub enum Loaded {
 }
 
 /// `hookline config …`.
-pub fn run(cmd: &ConfigCommand) -> Result<(), Failed> {
+pub fn run(cmd: &ConfigCommand) -> Result<(), Error> {
     let ConfigCommand::Check(args) = cmd;
-    match load(&args.file, args.kind) {
-        Ok(loaded) => {
-            print!("{}", describe(&args.file, &loaded));
-            Ok(())
-        }
-        Err(e) => {
-            eprintln!("{}", invalid(&args.file, &e));
-            Err(Failed)
-        }
-    }
-}
-
-/// The line printed for an invalid config: `FILE: invalid: <error>`.
-pub fn invalid(path: &Path, e: &ConfigError) -> String {
-    format!("{}: invalid: {e}", path.display())
+    let loaded =
+        load(&args.file, args.kind).map_err(|source| Error::InvalidConfig { path: args.file.clone(), source })?;
+    print!("{}", describe(&args.file, &loaded));
+    Ok(())
 }
 
 /// Loads and validates `path` as the binary of `kind` does (detected when `None`, see [`detect`]).
@@ -173,7 +162,11 @@ fn describe_processor(path: &Path, s: &hookline_config::processor::Settings) -> 
     for (name, src) in &s.sources {
         let _ = writeln!(out);
         let _ = writeln!(out, "source {name}");
-        let _ = writeln!(out, "  provider:      {}", src.provider.as_str());
+        let _ = writeln!(
+            out,
+            "  provider:      {}",
+            src.provider.map_or(hookline_config::processor::GENERIC, |p| p.name())
+        );
         let _ = writeln!(out, "  dedup window:  {} s", s.window_of(name).as_secs());
     }
     let _ = writeln!(out);
@@ -345,16 +338,18 @@ routes:
     fn an_invalid_config_fails_naming_the_field_without_its_secret() {
         let f = write(&ingress_toml().replace("max_body_bytes = 4096", "max_body_bytes = 0"));
         let cmd = ConfigCommand::Check(CheckArgs { file: f.path().to_owned(), kind: None });
-        assert_eq!(run(&cmd), Err(Failed), "an invalid config exits 1");
-        let e = load(f.path(), None).unwrap_err();
-        let line = invalid(Path::new("ingress.toml"), &e);
-        assert!(line.starts_with("ingress.toml: invalid: config field `sources.shop.max_body_bytes`"), "{line}");
+        let line = match run(&cmd) {
+            Err(e @ Error::InvalidConfig { .. }) => e.to_string(),
+            other => panic!("an invalid config fails: {other:?}"),
+        };
+        let shown = format!("{}: invalid: config field `sources.shop.max_body_bytes`", f.path().display());
+        assert!(line.starts_with(&shown), "{line}");
         assert!(!line.contains("DISTINCTIVE"), "{line}");
         // The same file read as a processor config: refused on the first ingress-only field.
         let e = load(f.path(), Some(Kind::Processor)).unwrap_err().to_string();
         assert!(e.contains("sources.gh.verify") && !e.contains("DISTINCTIVE"), "{e}");
         // A missing file is a failure too (exit 1), not a usage error.
         let cmd = ConfigCommand::Check(CheckArgs { file: PathBuf::from("/nonexistent/hookline.toml"), kind: None });
-        assert_eq!(run(&cmd), Err(Failed));
+        assert!(matches!(run(&cmd), Err(Error::InvalidConfig { .. })));
     }
 }

@@ -14,7 +14,7 @@ use hookline_schemas::raw::{Reprocess, ReprocessKind};
 use hookline_schemas::view::{RecordView, ValueAs};
 
 use crate::reprocess::{marked, parse_time, processor_settings, read, show_time, Progress, Record, Start, Writer};
-use crate::Failed;
+use crate::Error;
 
 /// `hookline dlq …`.
 #[derive(Debug, clap::Subcommand)]
@@ -101,20 +101,16 @@ pub struct RedriveArgs {
 }
 
 /// `hookline dlq …`.
-pub fn run(cmd: &DlqCommand) -> Result<(), Failed> {
+pub fn run(cmd: &DlqCommand) -> Result<(), Error> {
     match cmd {
         DlqCommand::List(a) => list(a),
         DlqCommand::Show(a) => show(a),
         DlqCommand::Redrive(a) => redrive(a),
     }
-    .map_err(|e| {
-        eprintln!("hookline: {e}");
-        Failed
-    })
 }
 
 /// The processor settings of `target`, brokers overridden.
-fn settings(target: &Target) -> Result<hookline_config::processor::Settings, String> {
+fn settings(target: &Target) -> Result<hookline_config::processor::Settings, Error> {
     let mut settings = processor_settings(target.config.as_deref(), target.brokers.as_deref())?;
     if let Some(topic) = &target.topic {
         settings.topics.dlq.clone_from(topic);
@@ -201,7 +197,7 @@ fn line(record: &Record, meta: Option<&DlqMeta>) -> String {
 
 const HEADER: &str = "POSITION   FIRST FAILURE            SOURCE           CLASS            STAGE     DEDUP KEY                    REASON";
 
-fn view(record: &Record) -> Result<serde_json::Value, String> {
+fn view(record: &Record) -> serde_json::Value {
     let v = RecordView::new(
         &record.topic,
         record.partition,
@@ -212,10 +208,11 @@ fn view(record: &Record) -> Result<serde_json::Value, String> {
         record.value.as_deref(),
         ValueAs::Json,
     );
-    serde_json::to_value(v).map_err(|e| e.to_string())
+    // A view is strings, numbers and JSON values: it always serializes.
+    serde_json::to_value(v).unwrap_or_default()
 }
 
-fn list(args: &ListArgs) -> Result<(), String> {
+fn list(args: &ListArgs) -> Result<(), Error> {
     let settings = settings(&args.target)?;
     let select = Select::new(&args.filter, &[]);
     let mut counts: BTreeMap<(String, &'static str), usize> = BTreeMap::new();
@@ -232,7 +229,7 @@ fn list(args: &ListArgs) -> Result<(), String> {
         let key = meta.as_ref().map_or(("?".to_owned(), "?"), |m| (m.source.clone(), m.class.as_str()));
         *counts.entry(key).or_default() += 1;
         if args.json {
-            println!("{}", view(&record)?);
+            println!("{}", view(&record));
         } else {
             println!("{}", line(&record, meta.as_ref()));
         }
@@ -247,31 +244,31 @@ fn list(args: &ListArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn show(args: &ShowArgs) -> Result<(), String> {
+fn show(args: &ShowArgs) -> Result<(), Error> {
     let settings = settings(&args.target)?;
     let wanted = &args.records;
     let mut found: BTreeMap<(i32, i64), serde_json::Value> = BTreeMap::new();
     read(&settings.kafka, &settings.topics.dlq, Start::Beginning, None, |record| {
         if wanted.contains(&(record.partition, record.offset)) {
-            found.insert((record.partition, record.offset), view(&record)?);
+            found.insert((record.partition, record.offset), view(&record));
         }
         Ok(())
     })?;
     let mut missing = Vec::new();
     for w in wanted {
         match found.get(w) {
-            Some(v) => println!("{}", serde_json::to_string_pretty(v).map_err(|e| e.to_string())?),
+            Some(v) => println!("{v:#}"),
             None => missing.push(format!("{}:{}", w.0, w.1)),
         }
     }
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(format!("not on {}: {}", settings.topics.dlq, missing.join(", ")))
+        Err(Error::NotFound { topic: settings.topics.dlq, filtered: false, positions: missing })
     }
 }
 
-fn redrive(args: &RedriveArgs) -> Result<(), String> {
+fn redrive(args: &RedriveArgs) -> Result<(), Error> {
     let settings = settings(&args.target)?;
     let select = Select::new(&args.filter, &args.records);
     let mut matched: Vec<(i32, i64)> = Vec::new();
@@ -313,7 +310,7 @@ fn redrive(args: &RedriveArgs) -> Result<(), String> {
             ),
             Some(w) => {
                 w.write(&meta.raw_topic, meta.raw_partition, record.key.as_deref(), record.value.as_deref(), &headers)
-                    .map_err(|e| format!("redriving {}: {e} ({sent} sent before it)", record.position()))?;
+                    .map_err(|e| Error::kafka(format!("redriving {} ({sent} sent before it)", record.position()), e))?;
                 sent += 1;
                 progress.tick(|| format!("redriven {sent} of {selected} so far"));
             }
@@ -329,12 +326,12 @@ fn redrive(args: &RedriveArgs) -> Result<(), String> {
     let missing: Vec<String> =
         args.records.iter().filter(|r| !matched.contains(r)).map(|(p, o)| format!("{p}:{o}")).collect();
     if !missing.is_empty() {
-        return Err(format!("not on {dlq_topic} (or not matching the filters): {}", missing.join(", ")));
+        return Err(Error::NotFound { topic: dlq_topic, filtered: true, positions: missing });
     }
     if skipped.is_empty() {
         Ok(())
     } else {
-        Err(format!("{} selected records could not be redriven", skipped.len()))
+        Err(Error::NotRedriven(skipped.len()))
     }
 }
 

@@ -5,10 +5,11 @@
 //!
 //! Exit codes are part of the interface, for scripts: 0 success, 1 the operation failed (invalid config,
 //! cluster unreachable, topic missing), 2 usage error (clap's own). A subcommand reports a failure by
-//! printing it to stderr and returning [`Failed`]; [`run`] turns that into exit code 1.
+//! returning an [`Error`]; [`run`] prints it and turns it into exit code 1.
 
 pub mod config;
 pub mod dlq;
+mod error;
 pub mod replay;
 pub mod reprocess;
 pub mod send;
@@ -18,6 +19,8 @@ pub mod topics;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+pub use self::error::Error;
 
 /// hookline's command line.
 #[derive(Debug, Parser)]
@@ -54,17 +57,10 @@ pub enum Command {
     Replay(replay::ReplayArgs),
 }
 
-/// The operation failed; what went wrong has already been printed. Exit code 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Failed;
-
 /// Runs a parsed command line and returns its exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Tail(args) => tail::tail(&args).map_err(|e| {
-            eprintln!("hookline: {e:#}");
-            Failed
-        }),
+        Command::Tail(args) => tail::tail(&args),
         Command::Config(cmd) => config::run(&cmd),
         Command::Topics(cmd) => topics::run(&cmd),
         Command::Send(args) => send::run(&args),
@@ -73,7 +69,11 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failed) => ExitCode::FAILURE,
+        Err(Error::Reported) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("hookline: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

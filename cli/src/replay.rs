@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use hookline_schemas::raw::{RawMeta, Reprocess, ReprocessKind};
 
 use crate::reprocess::{marked, parse_time, processor_settings, read, show_time, Progress, Start, Writer};
-use crate::Failed;
+use crate::Error;
 
 /// `hookline replay`.
 #[derive(Debug, clap::Args)]
@@ -40,19 +40,12 @@ pub struct ReplayArgs {
 }
 
 /// `hookline replay`.
-pub fn run(args: &ReplayArgs) -> Result<(), Failed> {
-    replay(args).map_err(|e| {
-        eprintln!("hookline: {e}");
-        Failed
-    })
-}
-
-fn replay(args: &ReplayArgs) -> Result<(), String> {
+pub fn run(args: &ReplayArgs) -> Result<(), Error> {
     let settings = processor_settings(args.config.as_deref(), args.brokers.as_deref())?;
     let from = args.from;
     let to = args.to.unwrap_or_else(hookline_runtime::now_ms);
     if to < from {
-        return Err(format!("--to ({}) is before --from ({})", show_time(to), show_time(from)));
+        return Err(Error::Usage(format!("--to ({}) is before --from ({})", show_time(to), show_time(from))));
     }
     let now = hookline_runtime::now_ms();
     let run_id = format!("{}-{}", show_time(now), std::process::id());
@@ -86,8 +79,9 @@ fn replay(args: &ReplayArgs) -> Result<(), String> {
         let reprocess = Reprocess { kind: ReprocessKind::Replay, id: run_id.clone(), at_ms: now };
         let (_, headers) = marked(&record, reprocess)?;
         if let Some(w) = &writer {
-            w.write(&raw_topic, record.partition, record.key.as_deref(), record.value.as_deref(), &headers)
-                .map_err(|e| format!("replaying {}: {e} ({replayed} replayed before it)", record.position()))?;
+            w.write(&raw_topic, record.partition, record.key.as_deref(), record.value.as_deref(), &headers).map_err(
+                |e| Error::kafka(format!("replaying {} ({replayed} replayed before it)", record.position()), e),
+            )?;
         }
         replayed += 1;
         Ok(())

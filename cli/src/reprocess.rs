@@ -19,27 +19,35 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::config::{invalid, load, Kind, Loaded};
+use crate::config::{load, Kind, Loaded};
+use crate::Error;
 
 /// The processor config at `config` (or the processor's defaults), `HOOKLINE_*` overrides applied, brokers
 /// replaced by `brokers` if given: where the raw topic and the DLQ are.
 pub fn processor_settings(
     config: Option<&Path>,
     brokers: Option<&str>,
-) -> Result<hookline_config::processor::Settings, String> {
+) -> Result<hookline_config::processor::Settings, Error> {
     let mut settings = match config {
-        Some(path) => match load(path, Some(Kind::Processor)).map_err(|e| invalid(path, &e))? {
+        Some(path) => match load(path, Some(Kind::Processor))
+            .map_err(|source| Error::InvalidConfig { path: path.to_owned(), source })?
+        {
             Loaded::Processor(s) => s,
-            Loaded::Ingress(_) => return Err(format!("{}: not a processor config", path.display())),
+            Loaded::Ingress(_) => return Err(Error::WrongConfig { path: path.to_owned(), expected: "processor" }),
         },
-        None => hookline_runtime::config::from_str_with_env::<hookline_config::processor::Config>("", std::env::vars())
-            .and_then(hookline_config::processor::Config::validate)
-            .map_err(|e| format!("the default processor config: invalid: {e}"))?,
+        None => default_processor_settings()?,
     };
     if let Some(brokers) = brokers {
         brokers.clone_into(&mut settings.kafka.brokers);
     }
     Ok(settings)
+}
+
+/// The processor's default config with the environment's overrides (no `--config` given).
+pub fn default_processor_settings() -> Result<hookline_config::processor::Settings, Error> {
+    hookline_runtime::config::from_str_with_env::<hookline_config::processor::Config>("", std::env::vars())
+        .and_then(hookline_config::processor::Config::validate)
+        .map_err(Error::DefaultConfig)
 }
 
 /// How long reading may go without a record before the partitions not at their end are reported.
@@ -99,8 +107,8 @@ pub fn read(
     topic: &str,
     start: Start,
     until_ms: Option<i64>,
-    mut each: impl FnMut(Record) -> Result<(), String>,
-) -> Result<usize, String> {
+    mut each: impl FnMut(Record) -> Result<(), Error>,
+) -> Result<usize, Error> {
     let consumer: BaseConsumer = kafka
         .client_config()
         .set("group.id", format!("hookline-cli-{}", std::process::id()))
@@ -110,21 +118,21 @@ pub fn read(
         .set("fetch.wait.max.ms", "100")
         .set("log_level", "3")
         .create()
-        .map_err(|e| format!("cannot create a Kafka client: {e}"))?;
+        .map_err(|e| Error::kafka("cannot create a Kafka client", e))?;
     let metadata = consumer
         .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
-        .map_err(|e| format!("cannot reach Kafka at {}: {e}", kafka.brokers))?;
+        .map_err(|e| Error::kafka(format!("cannot reach Kafka at {}", kafka.brokers), e))?;
     let partitions: Vec<i32> =
         metadata.topics().first().map(|t| t.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default();
     if partitions.is_empty() {
-        return Err(format!("topic {topic} does not exist at {}", kafka.brokers));
+        return Err(Error::NoTopic { topic: topic.to_owned(), brokers: kafka.brokers.clone() });
     }
     // Where each partition ends now; records written later (by a redrive, for one) are not read.
     let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
     for &p in &partitions {
         let (_, high) = consumer
             .fetch_watermarks(topic, p, REQUEST_TIMEOUT)
-            .map_err(|e| format!("cannot read the watermarks of {topic}/{p}: {e}"))?;
+            .map_err(|e| Error::kafka(format!("cannot read the watermarks of {topic}/{p}"), e))?;
         ends.insert(p, high);
     }
     let mut tpl = TopicPartitionList::new();
@@ -133,12 +141,12 @@ pub fn read(
             Start::Beginning => Offset::Beginning,
             Start::At(ms) => Offset::Offset(ms),
         };
-        tpl.add_partition_offset(topic, p, offset).map_err(|e| e.to_string())?;
+        tpl.add_partition_offset(topic, p, offset).map_err(|e| Error::kafka(format!("reading {topic}"), e))?;
     }
     if let Start::At(_) = start {
         tpl = consumer
             .offsets_for_times(tpl, REQUEST_TIMEOUT)
-            .map_err(|e| format!("cannot look up offsets by time in {topic}: {e}"))?;
+            .map_err(|e| Error::kafka(format!("cannot look up offsets by time in {topic}"), e))?;
         // A time after the last record gives the end offset (or none): nothing to read there.
         for elem in tpl.elements() {
             if !matches!(elem.offset(), Offset::Offset(_)) {
@@ -154,10 +162,12 @@ pub fn read(
                 Offset::Offset(o) => Offset::Offset(o),
                 _ => Offset::Beginning,
             };
-            assigned.add_partition_offset(topic, elem.partition(), offset).map_err(|e| e.to_string())?;
+            assigned
+                .add_partition_offset(topic, elem.partition(), offset)
+                .map_err(|e| Error::kafka(format!("reading {topic}"), e))?;
         }
     }
-    consumer.assign(&assigned).map_err(|e| e.to_string())?;
+    consumer.assign(&assigned).map_err(|e| Error::kafka(format!("reading {topic}"), e))?;
     let mut read = 0usize;
     let mut quiet_since = Instant::now();
     while !open.is_empty() {
@@ -196,11 +206,11 @@ pub fn read(
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 open.remove(&p);
             }
-            Some(Err(e)) => return Err(format!("reading {topic}: {e}")),
+            Some(Err(e)) => return Err(Error::kafka(format!("reading {topic}"), e)),
             None => {
                 if quiet_since.elapsed() > QUIET_LIMIT {
                     // At its end already (the last offsets were transaction markers or compacted away), or stuck.
-                    let positions = consumer.position().map_err(|e| e.to_string())?;
+                    let positions = consumer.position().map_err(|e| Error::kafka(format!("reading {topic}"), e))?;
                     for elem in positions.elements() {
                         let end = open.get(&elem.partition()).copied();
                         if let (Some(end), Offset::Offset(at)) = (end, elem.offset()) {
@@ -211,11 +221,12 @@ pub fn read(
                     }
                     if !open.is_empty() {
                         let left: Vec<String> = open.keys().map(ToString::to_string).collect();
-                        return Err(format!(
-                            "no record from {topic} for {}s before the end of partitions {} (read {read} records)",
-                            QUIET_LIMIT.as_secs(),
-                            left.join(", ")
-                        ));
+                        return Err(Error::Stalled {
+                            topic: topic.to_owned(),
+                            secs: QUIET_LIMIT.as_secs(),
+                            partitions: left.join(", "),
+                            read,
+                        });
                     }
                 }
             }
@@ -242,9 +253,8 @@ pub fn show_time(ms: i64) -> String {
 
 /// The webhook of `record` (a raw record, or a DLQ record which keeps the raw headers) with its metadata
 /// marked as sent again: `hookline-dlq` and the old `hookline-meta` dropped, the marked `hookline-meta` last.
-pub fn marked(record: &Record, reprocess: Reprocess) -> Result<(RawMeta, HeaderList), String> {
-    let mut meta =
-        RawMeta::from_headers(record.header_pairs()).map_err(|e| format!("no hookline metadata to send back ({e})"))?;
+pub fn marked(record: &Record, reprocess: Reprocess) -> Result<(RawMeta, HeaderList), Error> {
+    let mut meta = RawMeta::from_headers(record.header_pairs())?;
     meta.reprocess = Some(reprocess);
     let mut headers: HeaderList =
         record.headers.iter().filter(|(k, _)| k != header::META && k != header::DLQ).cloned().collect();
@@ -267,7 +277,7 @@ impl std::fmt::Debug for Writer {
 
 impl Writer {
     /// An idempotent producer on `kafka` (acks=all).
-    pub fn new(kafka: &KafkaConfig) -> Result<Writer, String> {
+    pub fn new(kafka: &KafkaConfig) -> Result<Writer, Error> {
         let producer: FutureProducer = kafka
             .client_config()
             .set("enable.idempotence", "true")
@@ -275,11 +285,8 @@ impl Writer {
             .set("linger.ms", "5")
             .set("log_level", "3")
             .create()
-            .map_err(|e| format!("cannot create a Kafka producer: {e}"))?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the runtime: {e}"))?;
+            .map_err(|e| Error::kafka("cannot create a Kafka producer", e))?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Error::Runtime)?;
         Ok(Writer { producer, runtime })
     }
 
@@ -291,7 +298,7 @@ impl Writer {
         key: Option<&[u8]>,
         value: Option<&[u8]>,
         headers: &[(String, Vec<u8>)],
-    ) -> Result<(), String> {
+    ) -> Result<(), KafkaError> {
         let mut h = OwnedHeaders::new_with_capacity(headers.len());
         for (k, v) in headers {
             h = h.insert(Header { key: k, value: Some(v) });
@@ -303,10 +310,7 @@ impl Writer {
         if let Some(v) = value {
             record = record.payload(v);
         }
-        self.runtime
-            .block_on(self.producer.send(record, Duration::from_secs(30)))
-            .map(|_| ())
-            .map_err(|(e, _)| format!("Kafka did not store it: {e}"))
+        self.runtime.block_on(self.producer.send(record, Duration::from_secs(30))).map(|_| ()).map_err(|(e, _)| e)
     }
 }
 
@@ -402,6 +406,9 @@ mod tests {
         assert_eq!(RawMeta::from_headers(pairs).unwrap(), marked_meta);
 
         let no_meta = Record { headers: vec![], ..record };
-        assert!(marked(&no_meta, marked_meta.reprocess.clone().unwrap()).unwrap_err().contains("no hookline metadata"));
+        assert!(marked(&no_meta, marked_meta.reprocess.clone().unwrap())
+            .unwrap_err()
+            .to_string()
+            .contains("no hookline metadata"));
     }
 }

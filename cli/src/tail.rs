@@ -15,6 +15,8 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::Error;
+
 /// `hookline tail`.
 #[derive(Debug, clap::Args)]
 pub struct TailArgs {
@@ -54,7 +56,7 @@ pub enum ValueMode {
 }
 
 /// Prints the records of `args.topic` to stdout, one JSON object a line.
-pub fn tail(args: &TailArgs) -> anyhow::Result<()> {
+pub fn tail(args: &TailArgs) -> Result<(), Error> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &args.brokers)
         .set("group.id", format!("hookline-tail-{}", std::process::id()))
@@ -63,23 +65,26 @@ pub fn tail(args: &TailArgs) -> anyhow::Result<()> {
         .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", "100")
         .set("log_level", "3")
-        .create()?;
+        .create()
+        .map_err(|e| Error::kafka("cannot create a Kafka client", e))?;
     let metadata = consumer
         .fetch_metadata(Some(&args.topic), Duration::from_secs(10))
-        .map_err(|e| anyhow::anyhow!("cannot reach Kafka at {}: {e}", args.brokers))?;
+        .map_err(|e| Error::kafka(format!("cannot reach Kafka at {}", args.brokers), e))?;
     let partitions = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
     if partitions == 0 {
-        anyhow::bail!("topic {} does not exist at {}", args.topic, args.brokers);
+        return Err(Error::NoTopic { topic: args.topic.clone(), brokers: args.brokers.clone() });
     }
     let mut tpl = TopicPartitionList::new();
     let start = match args.from {
         From::Beginning => Offset::Beginning,
         From::End => Offset::End,
     };
+    let reading = |e| Error::kafka(format!("reading {}", args.topic), e);
     for p in 0..partitions {
-        tpl.add_partition_offset(&args.topic, i32::try_from(p)?, start)?;
+        let p = i32::try_from(p).unwrap_or(i32::MAX);
+        tpl.add_partition_offset(&args.topic, p, start).map_err(reading)?;
     }
-    consumer.assign(&tpl)?;
+    consumer.assign(&tpl).map_err(reading)?;
     let value_as = match args.value {
         ValueMode::Json => ValueAs::Json,
         ValueMode::Base64 => ValueAs::Base64,
@@ -111,7 +116,7 @@ pub fn tail(args: &TailArgs) -> anyhow::Result<()> {
                     value_as,
                 );
                 let mut out = stdout.lock();
-                serde_json::to_writer(&mut out, &view)?;
+                serde_json::to_writer(&mut out, &view).map_err(std::io::Error::from)?;
                 out.write_all(b"\n")?;
                 out.flush()?;
                 printed += 1;
@@ -121,7 +126,7 @@ pub fn tail(args: &TailArgs) -> anyhow::Result<()> {
                 at_end.insert(p);
             }
             Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition))) => {
-                anyhow::bail!("topic {} does not exist", args.topic);
+                return Err(Error::NoTopic { topic: args.topic.clone(), brokers: args.brokers.clone() });
             }
             Some(Err(e)) => eprintln!("hookline: {e}"),
             None => {

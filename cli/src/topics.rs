@@ -14,8 +14,9 @@ use hookline_runtime::kafka::{ensure_topics, KafkaConfig, TopicInfo};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::config::{invalid, load, Kind, Loaded};
-use crate::Failed;
+use crate::config::{load, Kind, Loaded};
+use crate::reprocess::default_processor_settings;
+use crate::Error;
 
 /// The processor's consumer group when the config names none.
 pub const DEFAULT_GROUP: &str = "hookline-processor";
@@ -60,7 +61,7 @@ pub struct DescribeArgs {
 }
 
 /// `hookline topics …`.
-pub fn run(cmd: &TopicsCommand) -> Result<(), Failed> {
+pub fn run(cmd: &TopicsCommand) -> Result<(), Error> {
     let args = match cmd {
         TopicsCommand::Create(a) => a,
         TopicsCommand::Describe(a) => &a.topics,
@@ -69,10 +70,7 @@ pub fn run(cmd: &TopicsCommand) -> Result<(), Failed> {
     if let Some(brokers) = &args.brokers {
         kafka_mut(&mut loaded).brokers.clone_from(brokers);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
-        eprintln!("hookline: cannot start the runtime: {e}");
-        Failed
-    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Error::Runtime)?;
     match cmd {
         TopicsCommand::Create(_) => runtime.block_on(create(&loaded)),
         TopicsCommand::Describe(d) => {
@@ -85,27 +83,19 @@ pub fn run(cmd: &TopicsCommand) -> Result<(), Failed> {
                 let group = group.clone();
                 let kafka = kafka(loaded).clone();
                 let (raw, names) = (raw_topic(loaded), topic_names(loaded));
-                tokio::task::spawn_blocking(move || describe(&kafka, &raw, &names, &group)).await.unwrap_or_else(|e| {
-                    eprintln!("hookline: {e}");
-                    Err(Failed)
-                })
+                tokio::task::spawn_blocking(move || describe(&kafka, &raw, &names, &group))
+                    .await
+                    .unwrap_or_else(|e| Err(Error::Runtime(std::io::Error::other(e))))
             })
         }
     }
 }
 
-fn load_config(args: &TopicsArgs) -> Result<Loaded, Failed> {
-    let result = match &args.config {
-        Some(path) => load(path, args.kind).map_err(|e| invalid(path, &e)),
-        None => hookline_runtime::config::from_str_with_env::<hookline_config::processor::Config>("", std::env::vars())
-            .and_then(hookline_config::processor::Config::validate)
-            .map(Loaded::Processor)
-            .map_err(|e| format!("the default processor config: invalid: {e}")),
-    };
-    result.map_err(|line| {
-        eprintln!("{line}");
-        Failed
-    })
+fn load_config(args: &TopicsArgs) -> Result<Loaded, Error> {
+    match &args.config {
+        Some(path) => load(path, args.kind).map_err(|source| Error::InvalidConfig { path: path.clone(), source }),
+        None => default_processor_settings().map(Loaded::Processor),
+    }
 }
 
 fn kafka(loaded: &Loaded) -> &KafkaConfig {
@@ -142,22 +132,16 @@ pub fn topic_names(loaded: &Loaded) -> Vec<String> {
     }
 }
 
-async fn create(loaded: &Loaded) -> Result<(), Failed> {
+async fn create(loaded: &Loaded) -> Result<(), Error> {
     let brokers = &kafka(loaded).brokers;
     let created = match loaded {
         Loaded::Ingress(s) => ensure_topics(&s.kafka, &hookline_config::topics::ingress_topics(s)).await,
         Loaded::Processor(s) => hookline_config::topics::ensure_processor_topics(s).await,
     };
-    let topics = created.map_err(|e| {
-        eprintln!("hookline: cannot create the topics at {brokers}: {e}");
-        Failed
-    })?;
+    let topics = created.map_err(|source| Error::Topics { brokers: brokers.clone(), source })?;
     print!("{}", format_created(&topics));
     if let Loaded::Processor(s) = loaded {
-        if let Err(e) = hookline_config::topics::check_partition_alignment(s, &topics) {
-            eprintln!("hookline: {e}");
-            return Err(Failed);
-        }
+        hookline_config::topics::check_partition_alignment(s, &topics)?;
     }
     Ok(())
 }
@@ -204,20 +188,16 @@ pub struct TopicState {
     pub partitions: Option<Vec<PartitionState>>,
 }
 
-fn describe(kafka: &KafkaConfig, raw: &str, names: &[String], group: &str) -> Result<(), Failed> {
-    let fail = |what: String| {
-        eprintln!("hookline: {what}");
-        Failed
-    };
+fn describe(kafka: &KafkaConfig, raw: &str, names: &[String], group: &str) -> Result<(), Error> {
     let consumer: BaseConsumer = kafka
         .client_config()
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("allow.auto.create.topics", "false")
         .create()
-        .map_err(|e| fail(format!("cannot create a Kafka client: {e}")))?;
+        .map_err(|e| Error::kafka("cannot create a Kafka client", e))?;
     let timeout = kafka.admin_timeout();
-    let unreachable = |e| fail(format!("cannot reach Kafka at {}: {e}", kafka.brokers));
+    let unreachable = |e| Error::kafka(format!("cannot reach Kafka at {}", kafka.brokers), e);
     let metadata = consumer.fetch_metadata(None, timeout).map_err(unreachable)?;
     let mut states = Vec::new();
     for name in names {
@@ -254,17 +234,11 @@ fn describe(kafka: &KafkaConfig, raw: &str, names: &[String], group: &str) -> Re
         states.push(TopicState { name: name.clone(), group: is_raw.then(|| group.to_owned()), partitions: Some(out) });
     }
     print!("{}", format_described(&states));
-    let missing: Vec<&str> = states.iter().filter(|s| s.partitions.is_none()).map(|s| s.name.as_str()).collect();
+    let missing: Vec<String> = states.iter().filter(|s| s.partitions.is_none()).map(|s| s.name.clone()).collect();
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(fail(format!(
-            "topic{} {} do{} not exist at {} (`hookline topics create` creates them)",
-            if missing.len() == 1 { "" } else { "s" },
-            missing.join(", "),
-            if missing.len() == 1 { "es" } else { "" },
-            kafka.brokers
-        )))
+        Err(Error::MissingTopics { topics: missing, brokers: kafka.brokers.clone() })
     }
 }
 

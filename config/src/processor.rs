@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use hookline_providers::Format;
+use hookline_providers::Provider;
 use hookline_runtime::config::{in_range, socket_addr, ConfigError};
 use hookline_runtime::kafka::KafkaConfig;
 use serde::Deserialize;
@@ -42,9 +44,6 @@ pub const RESERVED_PROPERTIES: &[&str] = &[
     "max.partition.fetch.bytes",
     "fetch.message.max.bytes",
 ];
-
-/// Stripe retries a webhook for up to three days: a shorter window would let its retries through.
-pub const STRIPE_MIN_WINDOW_SECS: u64 = 3 * 24 * 3600;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -201,11 +200,11 @@ impl Default for StateConfig {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
-    /// Provider presets for parsing and for the event's `type`, `subject` and `time`: `stripe`, `github`,
-    /// `shopify`, `slack`, `standard_webhooks`, `svix`, `twilio`, `hubspot`, `paddle`, `zoom`, `meta`, or
-    /// `generic` (default).
-    #[serde(default)]
-    pub provider: Provider,
+    /// The provider whose format and presets parse the body and give the event's `type`, `subject` and `time`:
+    /// a provider's name (`stripe`, `github`, `shopify`, `slack`, `standard_webhooks`, `svix`, `twilio`,
+    /// `hubspot`, `paddle`, `zoom`, `meta`), or `generic` (default: no preset).
+    #[serde(default, deserialize_with = "provider")]
+    pub provider: Option<&'static dyn Provider>,
     /// `json`, `form` (application/x-www-form-urlencoded, turned into a JSON object) or `auto` (by the
     /// request's content type). Default: the provider's (`form` for Twilio, `auto` for Slack, else `json`).
     pub format: Option<Format>,
@@ -233,68 +232,22 @@ fn yes() -> bool {
     true
 }
 
-/// A provider preset.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Provider {
-    /// No preset.
-    #[default]
-    Generic,
-    /// Stripe events.
-    Stripe,
-    /// GitHub webhooks.
-    Github,
-    /// Shopify webhooks.
-    Shopify,
-    /// Slack Events API, slash commands and interactions.
-    Slack,
-    /// Standard Webhooks.
-    StandardWebhooks,
-    /// Svix.
-    Svix,
-    /// Twilio status callbacks and incoming messages.
-    Twilio,
-    /// HubSpot webhooks (batches of events).
-    Hubspot,
-    /// Paddle Billing notifications.
-    Paddle,
-    /// Zoom events.
-    Zoom,
-    /// Meta (Facebook, Instagram, WhatsApp) webhooks.
-    Meta,
-}
-
-impl Provider {
-    /// Its config name (`provider = "standard_webhooks"`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Generic => "generic",
-            Provider::Stripe => "stripe",
-            Provider::Github => "github",
-            Provider::Shopify => "shopify",
-            Provider::Slack => "slack",
-            Provider::StandardWebhooks => "standard_webhooks",
-            Provider::Svix => "svix",
-            Provider::Twilio => "twilio",
-            Provider::Hubspot => "hubspot",
-            Provider::Paddle => "paddle",
-            Provider::Zoom => "zoom",
-            Provider::Meta => "meta",
-        }
+/// Reads `provider = "…"`: `generic` (no provider) or the name of one of [`hookline_providers::ALL`].
+fn provider<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'static dyn Provider>, D::Error> {
+    let name = String::deserialize(d)?;
+    if name == GENERIC {
+        return Ok(None);
     }
+    hookline_providers::find(&name).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "unknown provider `{name}`; one of {GENERIC}, {}",
+            hookline_providers::names()
+        ))
+    })
 }
 
-/// How a body is parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Format {
-    /// JSON; `data` is the body verbatim.
-    Json,
-    /// `application/x-www-form-urlencoded`; `data` is an object of its parameters.
-    Form,
-    /// By the request's `Content-Type`.
-    Auto,
-}
+/// The name of a source without a provider.
+pub const GENERIC: &str = "generic";
 
 /// `{ header = "..." }` or `{ json_pointer = "/..." }`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -527,11 +480,13 @@ impl SourceConfig {
         }
         let window = self.dedup_window_secs.unwrap_or(default_window);
         in_range(&field("dedup_window_secs"), window, 60, 90 * 24 * 3600)?;
-        if self.provider == Provider::Stripe && window < STRIPE_MIN_WINDOW_SECS {
-            return Err(ConfigError::field(
-                field("dedup_window_secs"),
-                "Stripe retries for up to 3 days: the window must be at least 259200 s",
-            ));
+        if let Some((min, why)) = self.provider.and_then(|p| p.min_dedup_window_secs()) {
+            if window < min {
+                return Err(ConfigError::field(
+                    field("dedup_window_secs"),
+                    format!("{why}: the window must be at least {min} s"),
+                ));
+            }
         }
         Ok(())
     }
@@ -633,7 +588,7 @@ mod tests {
     fn provider_names_read_back_as_configured() {
         for name in ["generic", "stripe", "github", "standard_webhooks", "hubspot", "meta"] {
             let s = parse(&format!("[sources.x]\nprovider = '{name}'\n")).unwrap();
-            assert_eq!(s.sources["x"].provider.as_str(), name);
+            assert_eq!(s.sources["x"].provider.map_or(GENERIC, |p| p.name()), name);
         }
     }
 

@@ -130,25 +130,38 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
 }
 
 /// A JSON string's text.
-fn as_str(v: &RawValue) -> Option<String> {
+pub fn as_str(v: &RawValue) -> Option<String> {
     v.get().starts_with('"').then(|| serde_json::from_str(v.get()).ok()).flatten()
 }
 
 /// A JSON non-negative integer.
-fn as_u64(v: &RawValue) -> Option<u64> {
+pub fn as_u64(v: &RawValue) -> Option<u64> {
     serde_json::from_str::<Value>(v.get()).ok()?.as_u64()
 }
 
-/// Provider-specific keys that are not a single header or pointer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Preset {
-    /// GitHub: `repository.full_name`, plus `#<number>` of the pull request or issue the event is about.
-    GitHubEntity,
-    /// Shopify: `admin_graphql_api_id` of the resource, else `{topic resource}:{id}` (`orders:820982911946154508`).
-    ShopifyResource,
-    /// HubSpot: `eventId` of the event, or of the first event of a batch.
-    HubSpotEvent,
+/// A provider's key that is not a single header or pointer: a function of the headers and the JSON body,
+/// written in the provider's module (GitHub's repository and pull request number, say).
+#[derive(Clone, Copy)]
+pub struct KeyFn {
+    /// How `hookline config check` shows it (`github entity`).
+    pub name: &'static str,
+    /// The key, if the request has one.
+    pub extract: fn(&HeaderMap, &RawValue) -> Option<String>,
 }
+
+impl std::fmt::Debug for KeyFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl PartialEq for KeyFn {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for KeyFn {}
 
 /// Where a key's text comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,7 +170,7 @@ enum Source {
     /// The first header if present, else the second (Svix ids under either name).
     HeaderOr(HeaderName, HeaderName),
     JsonPointer(String),
-    Preset(Preset),
+    Preset(KeyFn),
 }
 
 /// Where a key is read from, and whether the source configured it or the provider's scheme supplied it.
@@ -193,8 +206,8 @@ impl KeySelector {
         KeySelector { source: Source::JsonPointer(pointer.to_owned()), origin: KeyOrigin::Provider }
     }
 
-    /// A provider preset.
-    pub fn preset(preset: Preset) -> Self {
+    /// A provider's own key function.
+    pub fn preset(preset: KeyFn) -> Self {
         KeySelector { source: Source::Preset(preset), origin: KeyOrigin::Provider }
     }
 
@@ -210,7 +223,7 @@ impl KeySelector {
             Source::Header(name) => header_text(headers, name)?,
             Source::HeaderOr(first, second) => header_text(headers, first).or_else(|| header_text(headers, second))?,
             Source::JsonPointer(p) => scalar(pointer(json.get()?, p)?)?,
-            Source::Preset(preset) => preset_key(*preset, headers, json.get()?)?,
+            Source::Preset(preset) => (preset.extract)(headers, json.get()?)?,
         };
         if raw.is_empty() {
             return None;
@@ -231,9 +244,7 @@ impl std::fmt::Display for KeySelector {
             Source::Header(name) => write!(f, "header {name}"),
             Source::HeaderOr(first, second) => write!(f, "header {first} or {second}"),
             Source::JsonPointer(pointer) => write!(f, "json {pointer}"),
-            Source::Preset(Preset::GitHubEntity) => f.write_str("preset github entity"),
-            Source::Preset(Preset::ShopifyResource) => f.write_str("preset shopify resource"),
-            Source::Preset(Preset::HubSpotEvent) => f.write_str("preset hubspot event"),
+            Source::Preset(preset) => write!(f, "preset {}", preset.name),
         }
     }
 }
@@ -243,7 +254,7 @@ fn header_text(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 }
 
 /// A JSON string's text or a number's, else `None`.
-fn scalar(v: &RawValue) -> Option<String> {
+pub fn scalar(v: &RawValue) -> Option<String> {
     if !v.get().starts_with(|c: char| c == '"' || c == '-' || c.is_ascii_digit()) {
         return None; // objects, arrays, booleans, null: never parsed
     }
@@ -251,31 +262,6 @@ fn scalar(v: &RawValue) -> Option<String> {
         Value::String(s) => Some(s),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
-    }
-}
-
-fn preset_key(preset: Preset, headers: &HeaderMap, body: &RawValue) -> Option<String> {
-    match preset {
-        Preset::GitHubEntity => {
-            let repo = as_str(pointer(body, "/repository/full_name")?)?;
-            let number = ["/pull_request/number", "/issue/number", "/number"]
-                .iter()
-                .find_map(|p| pointer(body, p).and_then(as_u64));
-            Some(match number {
-                Some(n) => format!("{repo}#{n}"),
-                None => repo,
-            })
-        }
-        Preset::ShopifyResource => {
-            if let Some(gid) = pointer(body, "/admin_graphql_api_id").and_then(as_str) {
-                return Some(gid);
-            }
-            let topic = headers.get("x-shopify-topic").or_else(|| headers.get("shopify-topic"))?.to_str().ok()?;
-            let resource = topic.split('/').next().filter(|r| !r.is_empty())?;
-            Some(format!("{resource}:{}", scalar(pointer(body, "/id")?)?))
-        }
-        // A batch's first event, or the event itself.
-        Preset::HubSpotEvent => scalar(pointer(body, "/0/eventId").or_else(|| pointer(body, "/eventId"))?),
     }
 }
 
@@ -355,25 +341,22 @@ mod tests {
         assert_eq!(empty.dedup_origin, KeyOrigin::BodySha256, "empty strings are not keys");
     }
 
+    /// A provider key function: the id of a batch's last element.
+    const LAST: KeyFn = KeyFn {
+        name: "last element",
+        extract: |_, body| {
+            let n = serde_json::from_str::<Vec<&RawValue>>(body.get()).ok()?.len();
+            scalar(pointer(body, &format!("/{}/id", n.checked_sub(1)?))?)
+        },
+    };
+
     #[test]
-    fn provider_presets() {
-        let gh = KeySelector::preset(Preset::GitHubEntity);
-        let mut pr = LazyJson::new(br#"{"repository":{"full_name":"acme/api"},"pull_request":{"number":42}}"#);
-        assert_eq!(gh.extract(&HeaderMap::new(), &mut pr).as_deref(), Some("acme/api#42"));
-        let mut push = LazyJson::new(br#"{"repository":{"full_name":"acme/api"},"ref":"refs/heads/main"}"#);
-        assert_eq!(gh.extract(&HeaderMap::new(), &mut push).as_deref(), Some("acme/api"));
-        assert_eq!(gh.origin(), KeyOrigin::Provider);
-
-        let shop = KeySelector::preset(Preset::ShopifyResource);
-        let mut gid = LazyJson::new(br#"{"id":1,"admin_graphql_api_id":"gid://shopify/Order/1"}"#);
-        assert_eq!(shop.extract(&HeaderMap::new(), &mut gid).as_deref(), Some("gid://shopify/Order/1"));
-        let topic = headers(&[("x-shopify-topic", "orders/updated")]);
-        let mut plain = LazyJson::new(br#"{"id":820982911946154508}"#);
-        assert_eq!(shop.extract(&topic, &mut plain).as_deref(), Some("orders:820982911946154508"));
-
-        let hs = KeySelector::preset(Preset::HubSpotEvent);
-        let mut batch = LazyJson::new(br#"[{"eventId":100,"objectId":7},{"eventId":101}]"#);
-        assert_eq!(hs.extract(&HeaderMap::new(), &mut batch).as_deref(), Some("100"));
+    fn provider_keys() {
+        let last = KeySelector::preset(LAST);
+        let mut batch = LazyJson::new(br#"[{"id":1},{"id":2}]"#);
+        assert_eq!(last.extract(&HeaderMap::new(), &mut batch).as_deref(), Some("2"));
+        assert_eq!(last.origin(), KeyOrigin::Provider);
+        assert_eq!(last.extract(&HeaderMap::new(), &mut LazyJson::new(b"{}")), None);
 
         let svix =
             KeySelector::provider_header_or(HeaderName::from_static("svix-id"), HeaderName::from_static("webhook-id"));
@@ -402,9 +385,7 @@ mod tests {
                 .to_string(),
             "provider header svix-id or webhook-id"
         );
-        assert_eq!(KeySelector::preset(Preset::GitHubEntity).to_string(), "preset github entity");
-        assert_eq!(KeySelector::preset(Preset::ShopifyResource).to_string(), "preset shopify resource");
-        assert_eq!(KeySelector::preset(Preset::HubSpotEvent).to_string(), "preset hubspot event");
+        assert_eq!(KeySelector::preset(LAST).to_string(), "preset last element");
     }
 
     #[test]

@@ -68,7 +68,7 @@ fn config_check_describes_the_deploy_examples_and_names_the_field_of_a_broken_co
     let out = hookline(&["config", "check", broken.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "an invalid config exits 1");
     let err = stderr(&out);
-    assert!(err.starts_with(&format!("{}: invalid: ", broken.display())), "{err}");
+    assert!(err.starts_with(&format!("hookline: {}: invalid: ", broken.display())), "{err}");
     assert!(err.contains("sources.demo.ack_budget_ms"), "the field is named: {err}");
     assert!(stdout(&out).is_empty());
 

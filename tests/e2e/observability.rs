@@ -12,7 +12,6 @@ use hookline_e2e::observability::{
     dashboard_exprs, dashboards, deploy_dir, exported, missing, referenced_metrics, rules_file, sample_value,
     substitute_variables, Prometheus,
 };
-use hookline_e2e::sign::Provider;
 use hookline_e2e::{unique, Kafka};
 
 /// A pipeline with the quarantine on that has processed some webhooks, poison included, and refused a forged
@@ -26,7 +25,7 @@ async fn busy_cluster() -> Cluster {
     let driven = driver::drive(&c.base_url(), &load).await;
     assert!(driven.sent.iter().all(|s| s.accepted), "the load was not accepted: {:?}", driven.statuses);
     let forged = hookline_e2e::post(
-        &format!("{}/webhooks/{}", c.base_url(), Provider::Stripe.source()),
+        &format!("{}/webhooks/{}", c.base_url(), driver::SOURCES[0]),
         &[("stripe-signature", "t=1,v1=00".to_owned())],
         "{}",
     )
@@ -143,7 +142,7 @@ async fn a_real_prometheus_scrapes_the_pipeline_with_the_shipped_config_rules_an
     .await;
 
     // The DLQ alert fires for the source that sent poison, and only for it.
-    let standard = Provider::StandardWebhooks.source();
+    let standard = driver::STANDARD;
     let deadline = Instant::now() + Duration::from_secs(60);
     let firing = loop {
         let alerts = prometheus.api("alerts").await.unwrap();

@@ -15,59 +15,42 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hookline_providers::verify::github::HubSignature;
-use hookline_providers::verify::standard_webhooks::{decode_secret, StandardWebhooks};
-use hookline_providers::verify::stripe::Stripe;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::checker::{Expect, Sent};
-use crate::sign::Provider;
+use crate::sign::Signer;
 
 /// The body marker the processors of a poison run are told to panic on (`HOOKLINE_FAULT_PANIC_ON`).
 pub const PANIC_MARKER: &str = "chaos-panic-marker";
 
-/// The sources the driver sends as, in key order (key `k` belongs to `SOURCES[k % 3]`).
-pub const SOURCES: [Provider; 3] = [Provider::Stripe, Provider::GitHub, Provider::StandardWebhooks];
+/// The sources the driver sends as, in key order (key `k` belongs to `SOURCES[k % 3]`): a Stripe source, a
+/// GitHub source, and a Standard Webhooks source (the only one poison webhooks are sent to).
+pub const SOURCES: [&str; 3] = ["stripe", "github", "standard"];
+
+/// The Standard Webhooks source.
+pub const STANDARD: &str = SOURCES[2];
 
 /// The ingress `[sources.*]` TOML of the driver's sources (each provider's own scheme and keys; the Standard
 /// Webhooks source takes its ordering key from `X-Order-Key`, as a sender configured for it would), with the
 /// GitHub source rate limited to `github_per_second` if given.
 pub fn ingress_sources_toml(github_per_second: Option<u32>) -> String {
-    let mut out = String::new();
-    for p in SOURCES {
-        let (scheme, extra) = match p {
-            Provider::Stripe => ("stripe", ""),
-            Provider::GitHub => ("github", ""),
-            _ => ("standard_webhooks", "ordering_key = { header = \"x-order-key\" }\n"),
-        };
-        let limit = match (p, github_per_second) {
-            (Provider::GitHub, Some(n)) => format!("rate_limit = {{ per_second = {n}, burst = {n} }}\n"),
-            _ => String::new(),
-        };
-        out.push_str(&format!(
-            "[sources.{name}]\n{extra}{limit}[sources.{name}.verify]\nscheme = \"{scheme}\"\nsecrets = [{{ value = \"{secret}\" }}]\n",
-            name = p.source(),
-            secret = p.secret(),
-        ));
-    }
-    out
+    let limit = github_per_second.map(|n| format!("rate_limit = {{ per_second = {n}, burst = {n} }}\n"));
+    format!(
+        "[sources.stripe.verify]\nscheme = \"stripe\"\nsecrets = [{{ value = \"whsec_chaos_stripe\" }}]\n\
+         [sources.github]\n{}[sources.github.verify]\nscheme = \"github\"\nsecrets = [{{ value = \"chaos-github\" }}]\n\
+         [sources.standard]\nordering_key = {{ header = \"x-order-key\" }}\n[sources.standard.verify]\n\
+         scheme = \"standard_webhooks\"\nsecrets = [{{ value = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\" }}]\n",
+        limit.unwrap_or_default()
+    )
 }
 
 /// The processor `[sources.*]` TOML of the driver's sources (provider presets).
 pub fn processor_sources_toml() -> String {
-    SOURCES
-        .iter()
-        .map(|p| {
-            let preset = match p {
-                Provider::Stripe => "stripe",
-                Provider::GitHub => "github",
-                _ => "standard_webhooks",
-            };
-            format!("[sources.{}]\nprovider = \"{preset}\"\n", p.source())
-        })
-        .collect()
+    "[sources.stripe]\nprovider = \"stripe\"\n[sources.github]\nprovider = \"github\"\n\
+     [sources.standard]\nprovider = \"standard_webhooks\"\n"
+        .to_owned()
 }
 
 /// What to send.
@@ -166,7 +149,7 @@ pub struct Response {
 /// One webhook, ready to be signed and sent.
 #[derive(Debug, Clone)]
 struct Webhook {
-    provider: Provider,
+    source: &'static str,
     dedup_key: String,
     ordering_key: String,
     seq: u64,
@@ -185,10 +168,10 @@ fn webhook(load: &Load, i: usize, poison: Option<Poison>) -> Webhook {
     let k = i % load.keys;
     let seq = (i / load.keys) as u64;
     let run = &load.run;
-    let provider = SOURCES[k % SOURCES.len()];
+    let source = SOURCES[k % SOURCES.len()];
     let ordering_key = format!("{run}-k{k}");
-    let (dedup_key, body) = match provider {
-        Provider::Stripe => {
+    let (dedup_key, body) = match source {
+        "stripe" => {
             let id = format!("evt_{run}_{i}");
             // The moment it was scheduled, in the run's own clock.
             #[allow(clippy::cast_possible_truncation)]
@@ -198,7 +181,7 @@ fn webhook(load: &Load, i: usize, poison: Option<Poison>) -> Webhook {
             );
             (id, body)
         }
-        Provider::GitHub => {
+        "github" => {
             let body = format!(
                 r#"{{"action":"synchronize","number":{k},"pull_request":{{"number":{k},"seq":{seq}}},"repository":{{"full_name":"acme/{run}"}}}}"#
             );
@@ -217,28 +200,20 @@ fn webhook(load: &Load, i: usize, poison: Option<Poison>) -> Webhook {
         }
     };
     let expect = if poison.is_some() { Expect::Dlq } else { Expect::Event };
-    Webhook { provider, dedup_key, ordering_key, seq, body: Bytes::from(body), expect }
+    Webhook { source, dedup_key, ordering_key, seq, body: Bytes::from(body), expect }
 }
 
 /// The request the provider sends for `w` now.
-fn request(base: &str, w: &Webhook) -> http::Request<Full<Bytes>> {
+fn request(signer: &Signer, base: &str, w: &Webhook) -> http::Request<Full<Bytes>> {
     let now = crate::now_ms() / 1000;
-    let secret = w.provider.secret();
-    let url = format!("{base}/webhooks/{}", w.provider.source());
-    let req = http::Request::post(url).header("content-type", "application/json");
-    let req = match w.provider {
-        Provider::Stripe => req.header("stripe-signature", Stripe::sign(secret.as_bytes(), &w.body, now)),
-        Provider::GitHub => req
-            .header("x-hub-signature-256", HubSignature::sign(secret.as_bytes(), &w.body))
-            .header("x-github-delivery", &w.dedup_key)
-            .header("x-github-event", "pull_request"),
-        _ => {
-            let key = decode_secret(secret).unwrap_or_default();
-            req.header("webhook-id", &w.dedup_key)
-                .header("webhook-timestamp", now.to_string())
-                .header("webhook-signature", StandardWebhooks::sign(&key, &w.dedup_key, now, &w.body))
-                .header("x-order-key", &w.ordering_key)
-        }
+    let mut req = http::Request::post(format!("{base}/webhooks/{}", w.source));
+    for (name, value) in signer.sign(w.source, &w.body, "application/json", &w.dedup_key, now) {
+        req = req.header(name, value);
+    }
+    req = match w.source {
+        "github" => req.header("x-github-delivery", &w.dedup_key).header("x-github-event", "pull_request"),
+        "standard" => req.header("x-order-key", &w.ordering_key),
+        _ => req,
     };
     req.body(Full::new(w.body.clone())).unwrap_or_default()
 }
@@ -256,6 +231,7 @@ struct Tally {
 
 struct Sender {
     base: String,
+    signer: Signer,
     started: Instant,
     client: HttpClient,
     patience: Duration,
@@ -275,7 +251,7 @@ impl Sender {
         let mut t = self.tally.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         t.requests += 1;
         *t.statuses.entry(status.to_owned()).or_default() += 1;
-        let webhook = format!("{}/{}", w.provider.source(), w.dedup_key);
+        let webhook = format!("{}/{}", w.source, w.dedup_key);
         t.responses.push(Response { webhook, status: status.to_owned(), at_ms });
     }
 
@@ -285,8 +261,11 @@ impl Sender {
         let started = Instant::now();
         let mut backoff = Duration::from_millis(100);
         loop {
-            let answer =
-                tokio::time::timeout(Duration::from_secs(15), self.client.request(request(&self.base, w))).await;
+            let answer = tokio::time::timeout(
+                Duration::from_secs(15),
+                self.client.request(request(&self.signer, &self.base, w)),
+            )
+            .await;
             let wait = match answer {
                 Ok(Ok(resp)) => {
                     let status = resp.status().as_u16();
@@ -303,7 +282,7 @@ impl Sender {
                         400..=499 => {
                             let mut t = self.tally.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                             let why = String::from_utf8_lossy(&text[..text.len().min(200)]).into_owned();
-                            t.refused.push(format!("{}/{}: {status} {why}", w.provider.source(), w.dedup_key));
+                            t.refused.push(format!("{}/{}: {status} {why}", w.source, w.dedup_key));
                             return Delivery::Refused;
                         }
                         _ => backoff,
@@ -330,6 +309,7 @@ pub async fn drive(base: &str, load: &Load) -> Driven {
     let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build_http();
     let sender = Arc::new(Sender {
         base: base.trim_end_matches('/').to_owned(),
+        signer: Signer::new(&ingress_sources_toml(None), base),
         started: Instant::now(),
         client,
         patience: load.patience,
@@ -339,7 +319,7 @@ pub async fn drive(base: &str, load: &Load) -> Driven {
     // Decide every webhook's fate up front, so a seed is a reproducible run.
     let plans: Vec<(Option<Poison>, usize, Vec<Duration>)> = (0..load.webhooks)
         .map(|i| {
-            let standard = SOURCES[(i % load.keys) % SOURCES.len()] == Provider::StandardWebhooks;
+            let standard = SOURCES[(i % load.keys) % SOURCES.len()] == STANDARD;
             let poison = (standard && rng.f64() < load.poison)
                 .then(|| [Poison::InvalidJson, Poison::MissingType, Poison::Panic][rng.usize(..3)]);
             let delay = |rng: &mut fastrand::Rng| {
@@ -388,7 +368,7 @@ pub async fn drive(base: &str, load: &Load) -> Driven {
                     }
                 }
                 sent.push(Sent {
-                    source: w.provider.source().to_owned(),
+                    source: w.source.to_owned(),
                     dedup_key: w.dedup_key.clone(),
                     ordering_key: w.ordering_key.clone(),
                     seq: w.seq,

@@ -1,234 +1,110 @@
-//! Requests signed as each provider signs them, at the current time, for end-to-end tests.
+//! Webhooks as each provider sends them, signed at a chosen time, for end-to-end tests.
 //!
-//! The signers are the verify modules' own `sign` functions; their unit tests check them against vectors made
-//! by the providers' official libraries, so a request signed here is a request the provider would send.
+//! [`all_sources_toml`] configures one test source per provider of [`hookline_providers::ALL`], named after
+//! it and verified with its sample settings, and one per scheme for any sender: `acme` (generic HMAC), `partner`
+//! (bearer token) and `legacy` (basic auth). A [`Signer`] reads such a config as the ingress does and signs with
+//! the source's own verifier ([`Verifier::sign_request`], the schemes' `sign` functions, which the providers'
+//! unit tests check against vectors of their official libraries): a request signed here is one the provider
+//! would send. Bodies are the providers' samples ([`hookline_providers::Provider::sample`]), which know the
+//! keys the ingress should find in them.
 
-use base64::Engine as _;
-use hookline_providers::verify::github::HubSignature;
-use hookline_providers::verify::hubspot::HubSpot;
-use hookline_providers::verify::paddle::Paddle;
-use hookline_providers::verify::shopify::Shopify;
-use hookline_providers::verify::slack::Slack;
-use hookline_providers::verify::standard_webhooks::{decode_secret, StandardWebhooks};
-use hookline_providers::verify::stripe::Stripe;
-use hookline_providers::verify::twilio::Twilio;
-use hookline_providers::verify::Algorithm;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-/// A provider and the secret a test source uses for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Provider {
-    /// Stripe.
-    Stripe,
-    /// Standard Webhooks.
-    StandardWebhooks,
-    /// Svix.
-    Svix,
-    /// GitHub.
-    GitHub,
-    /// Meta.
-    Meta,
-    /// Shopify.
-    Shopify,
-    /// Slack.
-    Slack,
-    /// Zoom.
-    Zoom,
-    /// Twilio.
-    Twilio,
-    /// HubSpot.
-    HubSpot,
-    /// Paddle.
-    Paddle,
-    /// Generic HMAC (`X-Acme-Signature: v1=<base64 HMAC-SHA512 of "{id}.{timestamp}.{body}">`).
-    Acme,
-    /// Bearer token.
-    Bearer,
-    /// Basic auth.
-    Basic,
+use hookline_config::ingress::{Config, Source};
+use hookline_providers::sample::{self, Run, Webhook};
+use hookline_providers::verify::{Outgoing, Verifier};
+
+/// The test sources for the schemes of any sender: name and `[verify]` lines.
+const GENERIC_SOURCES: [(&str, &str); 3] = [
+    (
+        "acme",
+        "scheme = \"hmac\"\nheader = \"X-Acme-Signature\"\nalgorithm = \"sha512\"\nencoding = \"base64\"\nprefix = \"v1=\"\ntemplate = \"{id}.{timestamp}.{body}\"\ntimestamp_header = \"X-Acme-Timestamp\"\nid_header = \"X-Acme-Id\"\nsecrets = [{ value = \"e2e-acme-secret\" }]",
+    ),
+    ("partner", "scheme = \"bearer\"\nsecrets = [{ value = \"e2e-bearer-token\" }]"),
+    ("legacy", "scheme = \"basic\"\nsecrets = [{ value = \"hooks:s3cret-password\" }]"),
+];
+
+/// The names of every test source of [`all_sources_toml`]: the providers', then `acme`, `partner`, `legacy`.
+pub fn all_sources() -> Vec<&'static str> {
+    hookline_providers::ALL.iter().map(|p| p.name()).chain(GENERIC_SOURCES.iter().map(|(name, _)| *name)).collect()
 }
 
-impl Provider {
-    /// Every provider.
-    pub const ALL: [Provider; 14] = [
-        Provider::Stripe,
-        Provider::StandardWebhooks,
-        Provider::Svix,
-        Provider::GitHub,
-        Provider::Meta,
-        Provider::Shopify,
-        Provider::Slack,
-        Provider::Zoom,
-        Provider::Twilio,
-        Provider::HubSpot,
-        Provider::Paddle,
-        Provider::Acme,
-        Provider::Bearer,
-        Provider::Basic,
-    ];
+/// The `[sources.*]` TOML of every test source, for an ingress whose public base URL is `base`.
+pub fn all_sources_toml(base: &str) -> String {
+    let mut out = String::new();
+    for p in hookline_providers::ALL {
+        let name = p.name();
+        let settings = p.sample_settings(&format!("{base}/webhooks/{name}"));
+        out.push_str(&format!("[sources.{name}.verify]\nscheme = \"{name}\"\n{settings}\n"));
+    }
+    for (name, settings) in GENERIC_SOURCES {
+        out.push_str(&format!("[sources.{name}.verify]\n{settings}\n"));
+    }
+    out
+}
 
-    /// The test source's name.
-    pub fn source(self) -> &'static str {
-        match self {
-            Provider::Stripe => "stripe",
-            Provider::StandardWebhooks => "standard",
-            Provider::Svix => "svix",
-            Provider::GitHub => "github",
-            Provider::Meta => "meta",
-            Provider::Shopify => "shopify",
-            Provider::Slack => "slack",
-            Provider::Zoom => "zoom",
-            Provider::Twilio => "twilio",
-            Provider::HubSpot => "hubspot",
-            Provider::Paddle => "paddle",
-            Provider::Acme => "acme",
-            Provider::Bearer => "partner",
-            Provider::Basic => "legacy",
+/// The secret values (`value = "…"`) written in a config's TOML, to check that none is ever printed.
+pub fn secrets_in(toml: &str) -> Vec<String> {
+    toml.split("value = \"").skip(1).filter_map(|rest| rest.split('"').next()).map(str::to_owned).collect()
+}
+
+/// Signs requests as the sources of an ingress config's `[sources.*]` TOML.
+#[derive(Debug)]
+pub struct Signer {
+    sources: BTreeMap<String, Arc<Source>>,
+    base: String,
+    run: Run,
+}
+
+impl Signer {
+    /// The sources of `sources_toml`, for an ingress whose public base URL is `base`.
+    pub fn new(sources_toml: &str, base: &str) -> Signer {
+        let config: Config = hookline_runtime::config::from_str_with_env(sources_toml, Vec::new())
+            .unwrap_or_else(|e| panic!("test sources: {e}"));
+        let settings = config.validate().unwrap_or_else(|e| panic!("test sources: {e}"));
+        Signer { sources: settings.sources, base: base.to_owned(), run: Run::new(crate::now_ms() / 1000) }
+    }
+
+    fn verifier(&self, source: &str) -> &Verifier {
+        &self.sources.get(source).unwrap_or_else(|| panic!("no test source {source}")).verifier
+    }
+
+    /// Webhook number `n` of `source`, as its provider sends one (a generic body for a source without one).
+    pub fn webhook(&self, source: &str, n: u64) -> Webhook {
+        let mut rng = fastrand::Rng::with_seed(n);
+        match hookline_providers::find(self.verifier(source).scheme_name()) {
+            Some(p) => p.sample(p.default_event(), &self.run, n, &mut rng),
+            None => sample::generic(sample::GENERIC_EVENT, &self.run, n, &mut rng),
         }
     }
 
-    /// The secret of the test source.
-    pub fn secret(self) -> &'static str {
-        match self {
-            Provider::StandardWebhooks | Provider::Svix => "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-            Provider::Basic => "hooks:s3cret-password",
-            Provider::Stripe => "whsec_e2e_stripe",
-            _ => "e2e-secret",
-        }
+    /// The headers `source`'s sender sends with `w` when it signs at `now` (seconds): the webhook's own, its
+    /// content type and the credentials.
+    pub fn headers(&self, source: &str, w: &Webhook, now: i64) -> Vec<(String, String)> {
+        let mut headers = self.sign(source, &w.body, w.content_type, &w.id, now);
+        headers.extend(w.headers.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        headers
     }
 
-    /// The `[sources.*]` TOML of every provider's test source, for an ingress whose public base URL is `base`.
-    pub fn all_sources_toml(base: &str) -> String {
-        let mut out = String::new();
-        for p in Provider::ALL {
-            let name = p.source();
-            let secret = p.secret();
-            let extra = match p {
-                Provider::Stripe => "scheme = \"stripe\"".to_owned(),
-                Provider::StandardWebhooks => "scheme = \"standard_webhooks\"".to_owned(),
-                Provider::Svix => "scheme = \"svix\"".to_owned(),
-                Provider::GitHub => "scheme = \"github\"".to_owned(),
-                Provider::Meta => "scheme = \"meta\"\nverify_token = { value = \"meta-verify-token\" }".to_owned(),
-                Provider::Shopify => "scheme = \"shopify\"".to_owned(),
-                Provider::Slack => "scheme = \"slack\"".to_owned(),
-                Provider::Zoom => "scheme = \"zoom\"".to_owned(),
-                Provider::Twilio => format!("scheme = \"twilio\"\npublic_url = \"{base}/webhooks/twilio\""),
-                Provider::HubSpot => format!("scheme = \"hubspot\"\npublic_url = \"{base}/webhooks/hubspot\""),
-                Provider::Paddle => "scheme = \"paddle\"".to_owned(),
-                Provider::Acme => "scheme = \"hmac\"\nheader = \"X-Acme-Signature\"\nalgorithm = \"sha512\"\nencoding = \"base64\"\nprefix = \"v1=\"\ntemplate = \"{id}.{timestamp}.{body}\"\ntimestamp_header = \"X-Acme-Timestamp\"\nid_header = \"X-Acme-Id\"".to_owned(),
-                Provider::Bearer => "scheme = \"bearer\"".to_owned(),
-                Provider::Basic => "scheme = \"basic\"".to_owned(),
-            };
-            out.push_str(&format!("[sources.{name}.verify]\n{extra}\nsecrets = [{{ value = \"{secret}\" }}]\n"));
-        }
-        out
+    /// The content type and credential headers for any body sent to `source` at `now`; `id` is the
+    /// webhook id of schemes that send one (Standard Webhooks, a generic `{id}`).
+    pub fn sign(&self, source: &str, body: &[u8], content_type: &str, id: &str, now: i64) -> Vec<(String, String)> {
+        let url = format!("{}/webhooks/{source}", self.base);
+        let out = Outgoing { method: &http::Method::POST, url: &url, content_type, body, timestamp_secs: now, id };
+        let signed = self.verifier(source).sign_request(&out).unwrap_or_else(|e| panic!("{source}: {e}"));
+        std::iter::once(("content-type".to_owned(), content_type.to_owned()))
+            .chain(signed.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned())))
+            .collect()
     }
 
-    /// A realistic body for this provider's webhook number `n`.
-    pub fn body(self, n: u32) -> String {
-        match self {
-            Provider::Stripe => format!(
-                r#"{{"id":"evt_e2e_{n}","object":"event","type":"invoice.paid","data":{{"object":{{"id":"in_{n}"}}}}}}"#
-            ),
-            Provider::GitHub => format!(
-                r#"{{"action":"opened","number":{n},"pull_request":{{"number":{n}}},"repository":{{"full_name":"acme/api"}}}}"#
-            ),
-            Provider::Shopify => {
-                format!(r#"{{"id":{n},"admin_graphql_api_id":"gid://shopify/Order/{n}","total_price":"10.00"}}"#)
-            }
-            Provider::Slack => {
-                format!(r#"{{"type":"event_callback","event_id":"Ev{n}","event":{{"type":"app_mention"}}}}"#)
-            }
-            Provider::Twilio => format!("MessageSid=SM{n}&MessageStatus=delivered&Body=H%C3%A9llo+world"),
-            Provider::HubSpot => format!(r#"[{{"eventId":{n},"subscriptionType":"contact.creation","objectId":7}}]"#),
-            Provider::Paddle => format!(
-                r#"{{"notification_id":"ntf_{n}","event_type":"transaction.completed","data":{{"id":"txn_{n}"}}}}"#
-            ),
-            _ => format!(r#"{{"id":"{n}","type":"thing.happened","n":{n}}}"#),
-        }
+    /// Whether `source`'s ordering key is its provider's entity (else it is the dedup key).
+    pub fn orders_by_entity(&self, source: &str) -> bool {
+        self.sources[source].ordering_key.is_some()
     }
 
-    /// The headers the provider sends with `body` at `now` (seconds), for webhook number `n`.
-    pub fn headers(self, body: &str, now: i64, n: u32, base: &str) -> Vec<(String, String)> {
-        let s = self.secret().as_bytes();
-        let b = body.as_bytes();
-        let ts = now.to_string();
-        let h = |k: &str, v: String| (k.to_owned(), v);
-        let json = h("content-type", "application/json".into());
-        match self {
-            Provider::Stripe => vec![json, h("stripe-signature", Stripe::sign(s, b, now))],
-            Provider::StandardWebhooks | Provider::Svix => {
-                let prefix = if self == Provider::Svix { "svix" } else { "webhook" };
-                let key = decode_secret(self.secret()).unwrap_or_default();
-                let id = format!("msg_e2e_{n}");
-                let sig = StandardWebhooks::sign(&key, &id, now, b);
-                vec![
-                    json,
-                    h(&format!("{prefix}-id"), id),
-                    h(&format!("{prefix}-timestamp"), ts),
-                    h(&format!("{prefix}-signature"), sig),
-                ]
-            }
-            Provider::GitHub | Provider::Meta => vec![
-                json,
-                h("x-hub-signature-256", HubSignature::sign(s, b)),
-                h("x-github-delivery", format!("d-{n}")),
-                h("x-github-event", "pull_request".into()),
-            ],
-            Provider::Shopify => vec![
-                json,
-                h("x-shopify-hmac-sha256", Shopify::sign(s, b)),
-                h("x-shopify-topic", "orders/create".into()),
-                h("x-shopify-webhook-id", format!("wh-{n}")),
-            ],
-            Provider::Slack => {
-                vec![json, h("x-slack-signature", Slack::sign(s, &ts, b)), h("x-slack-request-timestamp", ts)]
-            }
-            Provider::Zoom => vec![json, h("x-zm-signature", Slack::sign(s, &ts, b)), h("x-zm-request-timestamp", ts)],
-            Provider::Twilio => {
-                let params: Vec<(String, String)> =
-                    form_urlencoded::parse(b).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-                let sig = Twilio::sign(Algorithm::Sha1, s, &format!("{base}/webhooks/twilio"), &params);
-                vec![
-                    h("content-type", "application/x-www-form-urlencoded".into()),
-                    h("x-twilio-signature", sig),
-                    h("i-twilio-idempotency-token", format!("idem-{n}")),
-                ]
-            }
-            Provider::HubSpot => {
-                let ms = (now * 1000).to_string();
-                let sig = HubSpot::sign(s, "POST", &format!("{base}/webhooks/hubspot"), b, &ms);
-                vec![json, h("x-hubspot-signature-v3", sig), h("x-hubspot-request-timestamp", ms)]
-            }
-            Provider::Paddle => vec![json, h("paddle-signature", Paddle::sign(s, now, b))],
-            Provider::Acme => {
-                let id = format!("acme-{n}");
-                let mac = Algorithm::Sha512.mac(s, &[id.as_bytes(), b".", ts.as_bytes(), b".", b]);
-                let sig = format!("v1={}", base64::engine::general_purpose::STANDARD.encode(mac));
-                vec![json, h("x-acme-signature", sig), h("x-acme-timestamp", ts), h("x-acme-id", id)]
-            }
-            Provider::Bearer => vec![json, h("authorization", format!("Bearer {}", self.secret()))],
-            Provider::Basic => vec![
-                json,
-                h(
-                    "authorization",
-                    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(self.secret())),
-                ),
-            ],
-        }
-    }
-
-    /// The dedup key the ingress should find for webhook number `n` (`None`: the body hash).
-    pub fn expected_dedup_key(self, n: u32) -> Option<String> {
-        match self {
-            Provider::Stripe => Some(format!("evt_e2e_{n}")),
-            Provider::StandardWebhooks | Provider::Svix => Some(format!("msg_e2e_{n}")),
-            Provider::GitHub => Some(format!("d-{n}")),
-            Provider::Shopify => Some(format!("wh-{n}")),
-            Provider::Slack => Some(format!("Ev{n}")),
-            Provider::Twilio => Some(format!("idem-{n}")),
-            Provider::HubSpot => Some(n.to_string()),
-            Provider::Paddle => Some(format!("ntf_{n}")),
-            Provider::Meta | Provider::Zoom | Provider::Acme | Provider::Bearer | Provider::Basic => None,
-        }
+    /// Whether `source`'s credentials cover the body (not for bearer and basic).
+    pub fn signs_body(&self, source: &str) -> bool {
+        !matches!(self.verifier(source).scheme_name(), "bearer" | "basic")
     }
 }

@@ -6,7 +6,6 @@
 //! request this sends is one the ingress accepts unless something is really wrong. Secrets and signatures are
 //! never printed.
 
-pub mod payload;
 pub mod plan;
 
 use std::collections::BTreeMap;
@@ -17,15 +16,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hookline_config::ingress::Source;
 use hookline_providers::keys::LazyJson;
+use hookline_providers::sample::{self, Run, Webhook};
 use hookline_providers::verify::Outgoing;
 use http::{HeaderMap, HeaderValue, Method};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
-use self::payload::{Provider, Run, Webhook};
 use self::plan::{Delivery, Plan, Shares};
-use crate::Failed;
+use crate::Error;
 
 /// Attempts per delivery, the first included, when the ingress answers 429 or 503.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -177,38 +176,28 @@ fn now_secs() -> i64 {
 }
 
 /// Runs `hookline send`.
-pub fn run(args: &SendArgs) -> Result<(), Failed> {
+pub fn run(args: &SendArgs) -> Result<(), Error> {
     let settings = hookline_config::ingress::Config::load(&args.config)
         .and_then(hookline_config::ingress::Config::validate)
-        .map_err(|e| {
-            eprintln!("hookline send: {}: {e}", args.config.display());
-            Failed
-        })?;
+        .map_err(|source| Error::InvalidConfig { path: args.config.clone(), source })?;
     let Some(source) = settings.sources.get(&args.source).cloned() else {
-        let known: Vec<&str> = settings.sources.keys().map(String::as_str).collect();
-        eprintln!(
-            "hookline send: {} has no source `{}` (configured: {})",
-            args.config.display(),
-            args.source,
-            known.join(", ")
-        );
-        return Err(Failed);
+        return Err(Error::UnknownSource {
+            path: args.config.clone(),
+            name: args.source.clone(),
+            configured: settings.sources.keys().cloned().collect(),
+        });
     };
     let base = args.url.trim_end_matches('/');
     if !base.starts_with("http://") || url_host(base).is_none() {
-        eprintln!("hookline send: --url `{}` is not an http:// URL (https is not supported)", args.url);
-        return Err(Failed);
+        return Err(Error::Usage(format!("--url `{}` is not an http:// URL (https is not supported)", args.url)));
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
-        eprintln!("hookline send: cannot start the runtime: {e}");
-        Failed
-    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Error::Runtime)?;
     let report = runtime.block_on(send(args, source, format!("{base}/webhooks/{}", args.source)));
     println!("{}", report.text);
     if report.ok {
         Ok(())
     } else {
-        Err(Failed)
+        Err(Error::Reported)
     }
 }
 
@@ -224,14 +213,21 @@ struct Report {
 }
 
 async fn send(args: &SendArgs, source: Arc<Source>, url: String) -> Report {
-    let provider = Provider::from_scheme(source.verifier.scheme_name());
-    let event = args.event.clone().unwrap_or_else(|| provider.default_event().to_owned());
+    let provider = hookline_providers::find(source.verifier.scheme_name());
+    let event =
+        args.event.clone().unwrap_or_else(|| provider.map_or(sample::GENERIC_EVENT, |p| p.default_event()).to_owned());
     let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
     let mut rng = fastrand::Rng::with_seed(seed);
     let run = Run::new(now_secs());
     let count = usize::try_from(args.count).unwrap_or(usize::MAX);
-    let webhooks: Vec<Arc<Webhook>> =
-        (0..args.count).map(|n| Arc::new(payload::build(provider, &event, &run, n, &mut rng))).collect();
+    let webhooks: Vec<Arc<Webhook>> = (0..args.count)
+        .map(|n| {
+            Arc::new(match provider {
+                Some(p) => p.sample(&event, &run, n, &mut rng),
+                None => sample::generic(&event, &run, n, &mut rng),
+            })
+        })
+        .collect();
     let entities: Vec<String> = webhooks.iter().map(|w| ordering_key(&source, w)).collect();
     let mut stale_share = args.stale_timestamps;
     let mut notes = Vec::new();

@@ -16,9 +16,9 @@ use http::HeaderName;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use self::verify::{resolve_secret, scheme};
-pub use self::verify::{SecretConfig, VerifyConfig};
+pub use self::verify::VerifyConfig;
 use hookline_providers::keys::KeySelector;
+pub use hookline_providers::settings::SecretSource;
 use hookline_providers::verify::{Secret, Verifier};
 
 /// The librdkafka properties the ingress sets itself; `kafka.client` may not override them.
@@ -265,7 +265,7 @@ pub struct ChallengeConfig {
     /// A query parameter that must carry the verify token below.
     pub token_param: Option<String>,
     /// The verify token (required with `token_param`).
-    pub token: Option<SecretConfig>,
+    pub token: Option<SecretSource>,
 }
 
 /// How a generic GET challenge is answered.
@@ -474,19 +474,22 @@ impl SourceConfig {
         let max_body = self.max_body_bytes.unwrap_or(default_max_body);
         in_range(&field("max_body_bytes"), max_body, 1, 64 * 1024 * 1024)?;
         let verifier =
-            match (self.verify, self.allow_unverified) {
-                (VerifyConfig::None, true) => Verifier::Unverified,
-                (VerifyConfig::None, false) => return Err(ConfigError::field(
+            match (self.verify.is_none(), self.allow_unverified) {
+                (true, true) => {
+                    verify::none(&self.verify, &field("verify"))?;
+                    Verifier::Unverified
+                }
+                (true, false) => return Err(ConfigError::field(
                     field("allow_unverified"),
                     "scheme \"none\" accepts requests without any signature; set allow_unverified = true to confirm",
                 )),
-                (_, true) => {
+                (false, true) => {
                     return Err(ConfigError::field(
                         field("allow_unverified"),
                         "only applies to scheme \"none\"; remove it from a verified source",
                     ))
                 }
-                (other, false) => Verifier::Scheme(scheme(other, &field("verify"))?),
+                (false, false) => Verifier::Scheme(verify::scheme(self.verify, &field("verify"))?),
             };
         let dedup_key = match self.dedup_key {
             Some(k) => Some(k.validate(&field("dedup_key"))?),
@@ -526,7 +529,10 @@ impl SourceConfig {
                 }
                 let token = match (c.token_param, c.token) {
                     (None, None) => None,
-                    (Some(p), Some(t)) => Some((p, resolve_secret(&field("challenge.token"), t, 0)?)),
+                    (Some(p), Some(t)) => Some((
+                        p,
+                        t.resolve(&field("challenge.token"), 0).map_err(|e| ConfigError::field(e.field, e.message))?,
+                    )),
                     _ => {
                         return Err(ConfigError::field(
                             field("challenge"),
@@ -595,7 +601,7 @@ fn cidrs(field: &str, list: &[String]) -> Result<Vec<IpNet>, ConfigError> {
         .collect()
 }
 
-pub(crate) fn header_name(field: &str, value: &str) -> Result<HeaderName, ConfigError> {
+fn header_name(field: &str, value: &str) -> Result<HeaderName, ConfigError> {
     HeaderName::from_bytes(value.as_bytes())
         .map_err(|_| ConfigError::field(field, format!("`{value}` is not a valid HTTP header name")))
 }

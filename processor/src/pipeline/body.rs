@@ -1,6 +1,6 @@
 //! Parsing a webhook body into the JSON an event carries as `data`.
 
-use hookline_config::processor::{Format, Provider};
+use hookline_providers::{BodyShape, Format};
 use hookline_schemas::dlq::{ErrorClass, Stage};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -11,13 +11,8 @@ const FORM: &str = "application/x-www-form-urlencoded";
 
 /// Parses `body` as the source's format says: JSON is kept verbatim (number precision and member order
 /// included); a form becomes an object of its fields (a field given twice becomes an array of its values).
-pub(super) fn parse(
-    body: &[u8],
-    format: Format,
-    provider: Provider,
-    content_type: Option<&str>,
-) -> Result<Box<RawValue>, Failure> {
-    let is_form = match format {
+pub(super) fn parse(body: &[u8], shape: &BodyShape, content_type: Option<&str>) -> Result<Box<RawValue>, Failure> {
+    let is_form = match shape.format {
         Format::Json => false,
         Format::Form => true,
         Format::Auto => {
@@ -29,10 +24,8 @@ pub(super) fn parse(
     }
     let fields = form(body)?;
     // A Slack interaction (button, modal, shortcut) is a form whose one `payload` field holds the JSON.
-    if provider == Provider::Slack {
-        if let Some(Value::String(payload)) = fields.get("payload") {
-            return json(payload.as_bytes());
-        }
+    if let Some(Value::String(payload)) = shape.json_in_form_field.and_then(|f| fields.get(f)) {
+        return json(payload.as_bytes());
     }
     serde_json::value::to_raw_value(&Value::Object(fields))
         .map_err(|e| Failure::new(ErrorClass::InvalidForm, Stage::Parse, format!("cannot encode the form: {e}")))
@@ -96,41 +89,44 @@ pub(super) fn split(parsed: Box<RawValue>) -> Result<Elements, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hookline_providers::{slack::Slack, twilio::Twilio, Provider};
+
+    fn shape(format: Format) -> BodyShape {
+        BodyShape { format, ..BodyShape::JSON }
+    }
 
     #[test]
     fn json_is_kept_verbatim() {
         let body = br#"{"amount":12345678901234567890.5,"z":1,"a":2}"#;
-        let v = parse(body, Format::Json, Provider::Generic, Some(FORM)).unwrap();
+        let v = parse(body, &shape(Format::Json), Some(FORM)).unwrap();
         assert_eq!(v.get().as_bytes(), body, "format json ignores the content type");
-        let f = parse(b"{nope", Format::Json, Provider::Generic, None).unwrap_err();
+        let f = parse(b"{nope", &shape(Format::Json), None).unwrap_err();
         assert_eq!((f.class, f.stage), (ErrorClass::InvalidJson, Stage::Parse));
     }
 
     #[test]
     fn forms_become_objects_and_repeated_fields_arrays() {
         let body = b"MessageSid=SM1&MessageStatus=delivered&To=%2B15551234567&Media=a&Media=b&Media=c&Empty=";
-        let v = parse(body, Format::Form, Provider::Twilio, None).unwrap();
+        let v = parse(body, &Twilio.body(), None).unwrap();
         let v: Value = serde_json::from_str(v.get()).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"MessageSid":"SM1","MessageStatus":"delivered","To":"+15551234567","Media":["a","b","c"],"Empty":""})
         );
-        let f = parse(b"a=%FF", Format::Form, Provider::Twilio, None).unwrap_err();
+        let f = parse(b"a=%FF", &Twilio.body(), None).unwrap_err();
         assert_eq!(f.class, ErrorClass::InvalidForm);
-        let f = parse(b"\xff=1", Format::Form, Provider::Twilio, None).unwrap_err();
+        let f = parse(b"\xff=1", &Twilio.body(), None).unwrap_err();
         assert_eq!(f.class, ErrorClass::InvalidForm);
     }
 
     #[test]
     fn auto_follows_the_content_type_and_slack_payloads_are_unwrapped() {
         let body = b"payload=%7B%22type%22%3A%22block_actions%22%7D";
-        let v = parse(body, Format::Auto, Provider::Slack, Some("application/x-www-form-urlencoded; charset=utf-8"))
-            .unwrap();
+        let v = parse(body, &Slack.body(), Some("application/x-www-form-urlencoded; charset=utf-8")).unwrap();
         assert_eq!(v.get(), r#"{"type":"block_actions"}"#);
-        let v =
-            parse(br#"{"type":"event_callback"}"#, Format::Auto, Provider::Slack, Some("application/json")).unwrap();
+        let v = parse(br#"{"type":"event_callback"}"#, &Slack.body(), Some("application/json")).unwrap();
         assert_eq!(v.get(), r#"{"type":"event_callback"}"#);
-        let f = parse(b"payload=%7Bnot", Format::Auto, Provider::Slack, Some(FORM)).unwrap_err();
+        let f = parse(b"payload=%7Bnot", &Slack.body(), Some(FORM)).unwrap_err();
         assert_eq!(f.class, ErrorClass::InvalidJson);
     }
 

@@ -8,7 +8,8 @@
 //!   (Twilio, Slack slash commands; a Slack interaction's `payload` field is parsed as the JSON it holds);
 //! - **split**: a batch webhook (HubSpot posts a JSON array of events) becomes one event per element;
 //! - **normalize**: a CloudEvents 1.0 event whose `type`, `subject` and `time` come from the source's provider
-//!   preset ([`presets`]) or its configured fields, with the `hookline*` attributes naming the raw record;
+//!   ([`hookline_providers::Provider::preset`]) or its configured fields, with the `hookline*` attributes
+//!   naming the raw record;
 //! - **filter**: event types outside the source's allow list, or on its deny list, are dropped and counted;
 //! - **route**: the event goes to the topic of every matching `[[routes]]` rule, or to `topics.events`;
 //! - **validate**: the event against the published event schema (the attributes the webhook decides are
@@ -20,12 +21,13 @@
 
 mod body;
 mod glob;
-pub mod presets;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hookline_config::processor::{FieldSelector, Format, Provider, Settings, SourceConfig, TimeFormat, TimeSelector};
+use hookline_config::processor::{FieldSelector, Settings, SourceConfig, TimeFormat, TimeSelector};
+use hookline_providers::preset::{kind, number, text, Preset};
+use hookline_providers::{BodyShape, Provider};
 use hookline_schemas::dlq::{ErrorClass, Stage};
 use hookline_schemas::event::{rfc3339_millis, CloudEvent, SPEC_VERSION};
 use hookline_schemas::raw::RawMeta;
@@ -99,8 +101,8 @@ struct Route {
 /// A compiled source pipeline.
 #[derive(Debug, Clone)]
 struct SourcePipeline {
-    provider: Provider,
-    format: Format,
+    provider: Option<&'static dyn Provider>,
+    body: BodyShape,
     event_type: Option<FieldSelector>,
     subject: Option<FieldSelector>,
     time: Option<TimeSelector>,
@@ -116,11 +118,10 @@ impl SourcePipeline {
         let filter = config.filter.clone().unwrap_or_default();
         SourcePipeline {
             provider,
-            format: config.format.unwrap_or(match provider {
-                Provider::Twilio => Format::Form,
-                Provider::Slack => Format::Auto,
-                _ => Format::Json,
-            }),
+            body: {
+                let shape = provider.map_or(BodyShape::JSON, |p| p.body());
+                BodyShape { format: config.format.unwrap_or(shape.format), ..shape }
+            },
             event_type: config.event_type.clone(),
             subject: config.subject.clone(),
             time: config.time.clone(),
@@ -194,9 +195,8 @@ impl Pipeline {
     fn events(&self, input: &Input<'_>) -> Result<Vec<EventOut>, Failure> {
         let meta = input.meta;
         let source = self.sources.get(&meta.source).unwrap_or(&self.generic);
-        let parsed = body::parse(input.body, source.format, source.provider, meta.content_type.as_deref())?;
-        let elements: body::Elements =
-            if source.provider == Provider::Hubspot { body::split(parsed)? } else { vec![(None, parsed)] };
+        let parsed = body::parse(input.body, &source.body, meta.content_type.as_deref())?;
+        let elements: body::Elements = if source.body.batch { body::split(parsed)? } else { vec![(None, parsed)] };
         let ordering_key = input.key.and_then(|k| std::str::from_utf8(k).ok()).filter(|k| !k.is_empty());
         let received = rfc3339_millis(meta.received_at_ms);
         let mut out = Vec::new();
@@ -332,13 +332,15 @@ impl Fields {
     /// failure; a configured subject or time that is absent falls back (to the ordering key, to the time of
     /// receipt), but a time that is present and unreadable is a failure.
     fn of(source: &SourcePipeline, meta: &RawMeta, data: &Value) -> Result<Fields, Failure> {
-        let preset = presets::fields(source.provider, meta, data);
+        let preset = source.provider.map_or(Preset::NONE, |p| p.preset(meta, data));
         let ty = match &source.event_type {
             Some(selector) => required_str("event type", selector, meta, data)?,
-            None => match preset.ty? {
-                Some(t) => t,
-                None => format!("{}.webhook", meta.source),
-            },
+            None => {
+                match preset.ty.map_err(|reason| Failure::new(ErrorClass::MissingField, Stage::Normalize, reason))? {
+                    Some(t) => t,
+                    None => format!("{}.webhook", meta.source),
+                }
+            }
         };
         let subject = match &source.subject {
             Some(selector) => optional_str("subject", selector, meta, data)?.or(preset.subject),
@@ -367,7 +369,7 @@ fn required_str(what: &str, selector: &FieldSelector, meta: &RawMeta, data: &Val
             Failure::new(
                 ErrorClass::InvalidField,
                 Stage::Normalize,
-                format!("{what} {name} is {}, not a non-empty string", presets::kind(&v)),
+                format!("{what} {name} is {}, not a non-empty string", kind(&v)),
             )
         }),
     }
@@ -376,11 +378,11 @@ fn required_str(what: &str, selector: &FieldSelector, meta: &RawMeta, data: &Val
 fn optional_str(what: &str, selector: &FieldSelector, meta: &RawMeta, data: &Value) -> Result<Option<String>, Failure> {
     match selected(selector, meta, data) {
         (_, None) | (_, Some(Value::Null)) => Ok(None),
-        (name, Some(v)) => presets::text(&v).map(Some).ok_or_else(|| {
+        (name, Some(v)) => text(&v).map(Some).ok_or_else(|| {
             Failure::new(
                 ErrorClass::InvalidField,
                 Stage::Normalize,
-                format!("{what} {name} is {}, not a non-empty string or a number", presets::kind(&v)),
+                format!("{what} {name} is {}, not a non-empty string or a number", kind(&v)),
             )
         }),
     }
@@ -397,8 +399,8 @@ fn configured_time(t: &TimeSelector, meta: &RawMeta, data: &Value) -> Result<Opt
     };
     let parsed = match t.format {
         TimeFormat::Rfc3339 => value.as_str().and_then(hookline_schemas::event::parse_rfc3339_millis),
-        TimeFormat::UnixSeconds => presets::number(&value).and_then(|s| s.checked_mul(1000)),
-        TimeFormat::UnixMillis => presets::number(&value),
+        TimeFormat::UnixSeconds => number(&value).and_then(|s| s.checked_mul(1000)),
+        TimeFormat::UnixMillis => number(&value),
     };
     parsed.map(Some).ok_or_else(|| {
         Failure::new(

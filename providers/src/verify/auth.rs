@@ -5,8 +5,40 @@
 
 use super::common::single_header;
 use super::{Outgoing, Request, Scheme, Secret, VerifyError};
+use crate::settings::{self, header_name, SecretSource, SecretsOnly, SettingError, Settings};
 use base64::Engine as _;
 use http::HeaderName;
+
+/// `[verify]` of a `bearer` source.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BearerSettings {
+    /// Live tokens.
+    secrets: Vec<SecretSource>,
+    /// A header other than `Authorization` carrying the bare token.
+    header: Option<String>,
+}
+
+/// The scheme of a `bearer` source: `secrets` (tokens) and `header` (default `Authorization`, as
+/// `Bearer <token>`; another header carries the bare token).
+pub fn bearer(settings: Settings) -> Result<Box<dyn Scheme>, SettingError> {
+    let s: BearerSettings = settings.read()?;
+    Ok(Box::new(Credentials {
+        kind: Kind::Bearer,
+        header: s.header.map(|h| header_name("header", &h)).transpose()?.unwrap_or(http::header::AUTHORIZATION),
+        secrets: settings::secrets(s.secrets)?,
+    }))
+}
+
+/// The scheme of a `basic` source: `secrets` are `user:password`.
+pub fn basic(settings: Settings) -> Result<Box<dyn Scheme>, SettingError> {
+    let s: SecretsOnly = settings.read()?;
+    let secrets = settings::secrets(s.secrets)?;
+    if let Some(i) = secrets.iter().position(|s| !s.expose().contains(&b':')) {
+        return Err(SettingError::new(format!("secrets[{i}]"), "basic auth secrets are `user:password`"));
+    }
+    Ok(Box::new(Credentials { kind: Kind::Basic, header: http::header::AUTHORIZATION, secrets }))
+}
 
 /// Which credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,18 +9,18 @@ use http::Method;
 
 use super::auth::{Credentials, Kind};
 use super::common::Algorithm;
-use super::github::{HubSignature, Provider};
 use super::hmac::{parse_template, HmacScheme, TimestampUnit};
-use super::hubspot::HubSpot;
-use super::paddle::Paddle;
-use super::shopify::Shopify;
-use super::slack::Slack;
-use super::standard_webhooks::{decode_secret, Flavor, StandardWebhooks};
-use super::stripe::Stripe;
 use super::test_support::{request_to, TestRequest};
-use super::twilio::Twilio;
-use super::zoom::Zoom;
 use super::{Encoding, Scheme, Secret, VerifyError, MAX_SIGNATURE_HEADER_BYTES};
+use crate::github::HubSignature;
+use crate::hubspot::Endpoint as HubSpot;
+use crate::paddle::Endpoint as Paddle;
+use crate::shopify::Endpoint as Shopify;
+use crate::slack::Endpoint as Slack;
+use crate::standard_webhooks::{decode_secret, Endpoint as StandardWebhooks, Flavor};
+use crate::stripe::Endpoint as Stripe;
+use crate::twilio::Endpoint as Twilio;
+use crate::zoom::Endpoint as Zoom;
 
 const NOW: i64 = 1_764_234_000;
 const URL: &str = "https://hooks.example.com/webhooks/x";
@@ -102,10 +102,12 @@ fn cases() -> Vec<Case> {
             name: "github",
             build: |s| {
                 Box::new(HubSignature {
-                    provider: Provider::GitHub,
+                    name: "github",
                     secrets: secrets(s),
                     allow_sha1: false,
                     verify_token: None,
+                    dedup_key: None,
+                    ordering_key: None,
                 })
             },
             sign: |s, b, _| h(&[("x-hub-signature-256", HubSignature::sign(s.as_bytes(), b.as_bytes()))]),
@@ -117,10 +119,12 @@ fn cases() -> Vec<Case> {
             name: "meta",
             build: |s| {
                 Box::new(HubSignature {
-                    provider: Provider::Meta,
+                    name: "meta",
                     secrets: secrets(s),
                     allow_sha1: false,
                     verify_token: None,
+                    dedup_key: None,
+                    ordering_key: None,
                 })
             },
             sign: |s, b, _| h(&[("x-hub-signature-256", HubSignature::sign(s.as_bytes(), b.as_bytes()))]),

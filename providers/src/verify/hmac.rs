@@ -16,9 +16,11 @@
 //! ```
 
 use http::HeaderName;
+use serde::Deserialize;
 
 use super::common::{check_window, matching_secret, single_header, timestamp_header, Algorithm, Encoding};
 use super::{Outgoing, Request, Scheme, Secret, VerifyError, MAX_SIGNATURES};
+use crate::settings::{self, header_name, SecretSource, SettingError, Settings};
 
 /// One piece of a signed-content template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +111,63 @@ pub struct HmacScheme {
     pub tolerance_secs: u64,
     /// Live secrets.
     pub secrets: Vec<Secret>,
+}
+
+/// `[verify]` of an `hmac` source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HmacSettings {
+    /// The signature header.
+    header: String,
+    /// `sha1`, `sha256` (default) or `sha512`.
+    #[serde(default)]
+    algorithm: Algorithm,
+    /// `hex` (default) or `base64`.
+    #[serde(default)]
+    encoding: Encoding,
+    /// Text before the signature in the header, such as `sha256=`. Default none.
+    #[serde(default)]
+    prefix: String,
+    /// What is signed: `{body}` (default), `{timestamp}.{body}`, `{id}.{timestamp}.{body}`…
+    template: Option<String>,
+    /// The header `{timestamp}` comes from; when set, its window is enforced.
+    timestamp_header: Option<String>,
+    /// `seconds` (default) or `milliseconds`.
+    #[serde(default)]
+    timestamp_unit: TimestampUnit,
+    /// The header `{id}` comes from.
+    id_header: Option<String>,
+    /// Allowed clock distance of the timestamp, seconds. Default 300.
+    tolerance_secs: Option<u64>,
+    /// Live secrets.
+    secrets: Vec<SecretSource>,
+}
+
+/// The scheme of an `hmac` source: any HMAC sender, described by its settings.
+pub fn verifier(settings: Settings) -> Result<Box<dyn Scheme>, SettingError> {
+    let s: HmacSettings = settings.read()?;
+    let template =
+        parse_template(s.template.as_deref().unwrap_or("{body}")).map_err(|e| SettingError::new("template", e))?;
+    let timestamp_header = s.timestamp_header.map(|h| header_name("timestamp_header", &h)).transpose()?;
+    let id_header = s.id_header.map(|h| header_name("id_header", &h)).transpose()?;
+    if template.contains(&Segment::Timestamp) && timestamp_header.is_none() {
+        return Err(SettingError::new("timestamp_header", "the template uses {timestamp}: name its header"));
+    }
+    if template.contains(&Segment::Id) && id_header.is_none() {
+        return Err(SettingError::new("id_header", "the template uses {id}: name its header"));
+    }
+    Ok(Box::new(HmacScheme {
+        header: header_name("header", &s.header)?,
+        algorithm: s.algorithm,
+        encoding: s.encoding,
+        prefix: s.prefix,
+        template,
+        timestamp_header,
+        timestamp_unit: s.timestamp_unit,
+        id_header,
+        tolerance_secs: settings::tolerance(s.tolerance_secs, 300)?,
+        secrets: settings::secrets(s.secrets)?,
+    }))
 }
 
 impl HmacScheme {

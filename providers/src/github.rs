@@ -1,4 +1,4 @@
-//! GitHub, and Meta (Facebook, Instagram, WhatsApp), which signs the same way.
+//! GitHub, and the `X-Hub-Signature-256` scheme it shares with Meta ([`crate::meta`]).
 //!
 //! `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>` under the webhook secret (GitHub) or the app
 //! secret (Meta). GitHub's legacy `X-Hub-Signature: sha1=…` is checked only when the source sets
@@ -13,11 +13,16 @@
 //! Default keys (GitHub): dedup = `X-GitHub-Delivery`; ordering = the repository, plus the pull request or
 //! issue number when the event is about one.
 
+use hookline_schemas::raw::RawMeta;
 use http::{HeaderName, Method};
+use serde_json::{json, Value};
 
-use super::common::{matching_secret, optional_header, Algorithm};
-use super::{Handshake, Outgoing, Request, Scheme, Secret, VerifyError};
-use crate::keys::{KeySelector, Preset};
+use crate::keys::{as_str, as_u64, pointer, KeyFn, KeySelector};
+use crate::preset::{at, header_text, required, Preset};
+use crate::sample::{self, header, Run, Webhook, PER_ENTITY};
+use crate::settings::{self, SecretSource, SettingError, Settings};
+use crate::verify::common::{matching_secret, optional_header, Algorithm};
+use crate::verify::{Handshake, Outgoing, Request, Scheme, Secret, VerifyError};
 
 /// The SHA-256 signature header.
 pub const HEADER_SHA256: HeaderName = HeaderName::from_static("x-hub-signature-256");
@@ -26,26 +31,21 @@ pub const HEADER_SHA1: HeaderName = HeaderName::from_static("x-hub-signature");
 /// GitHub's delivery id.
 pub const DELIVERY: HeaderName = HeaderName::from_static("x-github-delivery");
 
-/// Whose webhooks these are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Provider {
-    /// GitHub.
-    GitHub,
-    /// Meta.
-    Meta,
-}
-
 /// A configured GitHub or Meta endpoint.
 #[derive(Debug)]
 pub struct HubSignature {
-    /// Whose.
-    pub provider: Provider,
+    /// The scheme's name, `github` or `meta`.
+    pub name: &'static str,
     /// Webhook or app secrets.
     pub secrets: Vec<Secret>,
     /// Accept GitHub's legacy SHA-1 header when no SHA-256 header is sent.
     pub allow_sha1: bool,
     /// Meta's `hub.verify_token`, for the GET subscription check.
     pub verify_token: Option<Secret>,
+    /// The provider's dedup key.
+    pub dedup_key: Option<KeySelector>,
+    /// The provider's ordering key.
+    pub ordering_key: Option<KeySelector>,
 }
 
 impl HubSignature {
@@ -61,10 +61,7 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<std::borrow::Cow<'a, st
 
 impl Scheme for HubSignature {
     fn name(&self) -> &'static str {
-        match self.provider {
-            Provider::GitHub => "github",
-            Provider::Meta => "meta",
-        }
+        self.name
     }
 
     fn sign(&self, secret: &[u8], out: &Outgoing<'_>) -> Vec<(HeaderName, String)> {
@@ -95,11 +92,11 @@ impl Scheme for HubSignature {
     }
 
     fn default_dedup_key(&self) -> Option<KeySelector> {
-        (self.provider == Provider::GitHub).then(|| KeySelector::provider_header(DELIVERY))
+        self.dedup_key.clone()
     }
 
     fn default_ordering_key(&self) -> Option<KeySelector> {
-        (self.provider == Provider::GitHub).then_some(KeySelector::preset(Preset::GitHubEntity))
+        self.ordering_key.clone()
     }
 
     fn get_challenge(&self, req: &Request<'_>) -> Option<Result<Handshake, VerifyError>> {
@@ -112,7 +109,7 @@ impl Scheme for HubSignature {
             return Some(Err(VerifyError::MissingSignature("hub.mode".into())));
         }
         let given = query_param(query, "hub.verify_token").unwrap_or_default();
-        if !super::ct_eq_digest(given.as_bytes(), token.expose()) {
+        if !crate::verify::ct_eq_digest(given.as_bytes(), token.expose()) {
             return Some(Err(VerifyError::Mismatch));
         }
         let challenge = query_param(query, "hub.challenge").unwrap_or_default();
@@ -123,13 +120,160 @@ impl Scheme for HubSignature {
     }
 }
 
+/// The ordering key: `repository.full_name`, plus `#<number>` of the pull request or issue the event is about.
+const ENTITY: KeyFn = KeyFn {
+    name: "github entity",
+    extract: |_, body| {
+        let repo = as_str(pointer(body, "/repository/full_name")?)?;
+        let number =
+            ["/pull_request/number", "/issue/number", "/number"].iter().find_map(|p| pointer(body, p).and_then(as_u64));
+        Some(match number {
+            Some(n) => format!("{repo}#{n}"),
+            None => repo,
+        })
+    },
+};
+
+/// GitHub.
+#[derive(Debug)]
+pub struct GitHub;
+
+/// `[verify]` of a GitHub source.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GitHubSettings {
+    /// Live webhook secrets.
+    secrets: Vec<SecretSource>,
+    /// Accept the legacy SHA-1 `X-Hub-Signature` when no SHA-256 header is sent. Default false.
+    #[serde(default)]
+    allow_sha1: bool,
+}
+
+impl crate::Provider for GitHub {
+    fn name(&self) -> &'static str {
+        "github"
+    }
+
+    /// `secrets` and `allow_sha1` (default false).
+    fn verifier(&self, settings: Settings) -> Result<Box<dyn Scheme>, SettingError> {
+        let s: GitHubSettings = settings.read()?;
+        Ok(Box::new(HubSignature {
+            name: "github",
+            secrets: settings::secrets(s.secrets)?,
+            allow_sha1: s.allow_sha1,
+            verify_token: None,
+            dedup_key: Some(KeySelector::provider_header(DELIVERY)),
+            ordering_key: Some(KeySelector::preset(ENTITY)),
+        }))
+    }
+
+    /// Type from the `X-GitHub-Event` header, then `.{action}` when the body has one; subject
+    /// `repository.full_name` (or the organization); time of receipt.
+    fn preset(&self, meta: &RawMeta, data: &Value) -> Preset {
+        let event = required(
+            meta.http_header("x-github-event").and_then(header_text),
+            "a GitHub webhook has an `X-GitHub-Event` header",
+        );
+        Preset {
+            ty: event.map(|event| {
+                Some(match at(data, "/action") {
+                    Some(action) => format!("{event}.{action}"),
+                    None => event,
+                })
+            }),
+            subject: at(data, "/repository/full_name").or_else(|| at(data, "/organization/login")),
+            time_ms: None,
+        }
+    }
+
+    fn default_event(&self) -> &'static str {
+        "push"
+    }
+
+    /// `pull_request.closed` is event `pull_request` with `"action": "closed"`.
+    fn sample(&self, event: &str, _run: &Run, n: u64, _rng: &mut fastrand::Rng) -> Webhook {
+        let (name, action) = match event.split_once('.') {
+            Some((name, action)) => (name, Some(action)),
+            None => (event, None),
+        };
+        let group = n / PER_ENTITY;
+        let number = group + 1;
+        let repo_name = if name == "push" { format!("widgets-{group}") } else { "widgets".to_owned() };
+        let repository = json!({ "id": 4_200_000 + group, "name": repo_name, "full_name": format!("acme/{repo_name}"),
+                                 "private": false, "owner": { "login": "acme", "id": 1 } });
+        let sender = json!({ "login": "octocat", "id": 583_231, "type": "User" });
+        let sha = |k: u64| format!("{:040x}", u128::from(k) * 0x9e37_79b9 + u128::from(n));
+        let (body, entity) = match name {
+            "push" => (
+                json!({ "ref": "refs/heads/main", "before": sha(1), "after": sha(2), "created": false,
+                        "deleted": false, "forced": false,
+                        "commits": [{ "id": sha(2), "message": "Sandbox commit", "distinct": true }],
+                        "repository": repository, "pusher": { "name": "octocat" }, "sender": sender }),
+                format!("acme/{repo_name}"),
+            ),
+            "pull_request" => (
+                json!({ "action": action.unwrap_or("opened"), "number": number,
+                        "pull_request": { "id": 1_000_000 + number, "number": number, "state": "open",
+                                          "title": "Sandbox change", "user": sender.clone() },
+                        "repository": repository, "sender": sender }),
+                format!("acme/widgets#{number}"),
+            ),
+            "issues" => (
+                json!({ "action": action.unwrap_or("opened"), "issue": { "id": 2_000_000 + number,
+                        "number": number, "title": "Sandbox issue", "state": "open", "user": sender.clone() },
+                        "repository": repository, "sender": sender }),
+                format!("acme/widgets#{number}"),
+            ),
+            "ping" => (
+                json!({ "zen": "Keep it logically awesome.", "hook_id": 12_345_678,
+                        "hook": { "type": "Repository", "id": 12_345_678, "events": ["*"], "active": true },
+                        "repository": repository, "sender": sender }),
+                format!("acme/{repo_name}"),
+            ),
+            _ => {
+                let mut body = json!({ "repository": repository, "sender": sender });
+                if let Some(action) = action {
+                    body["action"] = json!(action);
+                }
+                (body, format!("acme/{repo_name}"))
+            }
+        };
+        let delivery = sample::uuid();
+        Webhook {
+            n,
+            id: delivery.clone(),
+            body: sample::json(&body),
+            content_type: "application/json",
+            headers: vec![
+                header("x-github-event", name.to_owned()),
+                header("x-github-delivery", delivery.clone()),
+                header("x-github-hook-id", "12345678".to_owned()),
+                header("user-agent", "GitHub-Hookshot/hookline-send".to_owned()),
+            ],
+            entity,
+            dedup_key: Some(delivery),
+        }
+    }
+
+    fn sample_settings(&self, _url: &str) -> String {
+        "secrets = [{ value = \"sandbox-webhook-secret\" }]".to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::verify::test_support::{request, request_to, secrets, Vector};
 
     fn github(list: &[&str], allow_sha1: bool) -> HubSignature {
-        HubSignature { provider: Provider::GitHub, secrets: secrets(list), allow_sha1, verify_token: None }
+        HubSignature {
+            name: "github",
+            secrets: secrets(list),
+            allow_sha1,
+            verify_token: None,
+            dedup_key: None,
+            ordering_key: None,
+        }
     }
 
     #[test]
@@ -189,10 +333,12 @@ mod tests {
     #[test]
     fn meta_answers_its_subscription_check_only_with_the_right_token() {
         let meta = HubSignature {
-            provider: Provider::Meta,
+            name: "meta",
             secrets: secrets(&["app-secret"]),
             allow_sha1: false,
             verify_token: Some(Secret::new("t".into(), b"my-token".to_vec())),
+            dedup_key: None,
+            ordering_key: None,
         };
         let get =
             |q: &str| meta.get_challenge(&request_to(Method::GET, &format!("/webhooks/meta?{q}"), &[], b"", 0).req());
@@ -209,5 +355,16 @@ mod tests {
         );
         let sig = HubSignature::sign(b"app-secret", b"{}");
         assert_eq!(meta.verify(&request(&[("x-hub-signature-256", &sig)], b"{}", 0).req()), Ok(0));
+    }
+
+    #[test]
+    fn ordering_key_is_the_repository_and_the_number() {
+        use crate::keys::LazyJson;
+        let gh = KeySelector::preset(ENTITY);
+        let mut pr = LazyJson::new(br#"{"repository":{"full_name":"acme/api"},"pull_request":{"number":42}}"#);
+        assert_eq!(gh.extract(&http::HeaderMap::new(), &mut pr).as_deref(), Some("acme/api#42"));
+        let mut push = LazyJson::new(br#"{"repository":{"full_name":"acme/api"},"ref":"refs/heads/main"}"#);
+        assert_eq!(gh.extract(&http::HeaderMap::new(), &mut push).as_deref(), Some("acme/api"));
+        assert_eq!(gh.to_string(), "preset github entity");
     }
 }

@@ -11,11 +11,17 @@
 //! of the (first) event in the body.
 
 use base64::Engine as _;
+use hookline_schemas::raw::RawMeta;
 use http::HeaderName;
+use serde_json::{json, Value};
 
-use super::common::{check_window, matching_secret, single_header, timestamp_header, with_query, Algorithm};
-use super::{Outgoing, Request, Scheme, Secret, VerifyError};
-use crate::keys::{KeySelector, Preset};
+use crate::keys::{pointer, scalar, KeyFn, KeySelector};
+use crate::preset::{at, number, required, Preset};
+use crate::sample::{self, Run, Webhook, PER_ENTITY};
+use crate::settings::{self, SecretSource, SettingError, Settings};
+use crate::verify::common::check_public_url;
+use crate::verify::common::{check_window, matching_secret, single_header, timestamp_header, with_query, Algorithm};
+use crate::verify::{Outgoing, Request, Scheme, Secret, VerifyError};
 
 /// The signature header.
 pub const HEADER: HeaderName = HeaderName::from_static("x-hubspot-signature-v3");
@@ -26,7 +32,7 @@ pub const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
 /// A configured HubSpot app endpoint.
 #[derive(Debug)]
-pub struct HubSpot {
+pub struct Endpoint {
     /// Client secrets.
     pub secrets: Vec<Secret>,
     /// The URL configured at HubSpot, without query, as written.
@@ -70,7 +76,7 @@ pub fn decode_uri(uri: &str) -> String {
     out
 }
 
-impl HubSpot {
+impl Endpoint {
     /// The `X-HubSpot-Signature-v3` value.
     pub fn sign(secret: &[u8], method: &str, uri: &str, body: &[u8], timestamp: &str) -> String {
         let mac = Algorithm::Sha256.mac(secret, &[method.as_bytes(), uri.as_bytes(), body, timestamp.as_bytes()]);
@@ -78,14 +84,14 @@ impl HubSpot {
     }
 }
 
-impl Scheme for HubSpot {
+impl Scheme for Endpoint {
     fn name(&self) -> &'static str {
         "hubspot"
     }
 
     fn sign(&self, secret: &[u8], out: &Outgoing<'_>) -> Vec<(HeaderName, String)> {
         let ms = out.timestamp_secs.saturating_mul(1000).to_string();
-        let sig = HubSpot::sign(secret, out.method.as_str(), &decode_uri(out.url), out.body, &ms);
+        let sig = Endpoint::sign(secret, out.method.as_str(), &decode_uri(out.url), out.body, &ms);
         vec![(HEADER, sig), (TIMESTAMP, ms)]
     }
 
@@ -117,7 +123,96 @@ impl Scheme for HubSpot {
     }
 
     fn default_dedup_key(&self) -> Option<KeySelector> {
-        Some(KeySelector::preset(Preset::HubSpotEvent))
+        Some(KeySelector::preset(EVENT))
+    }
+}
+
+/// The dedup key: `eventId` of the event, or of the first event of a batch.
+const EVENT: KeyFn = KeyFn {
+    name: "hubspot event",
+    extract: |_, body| scalar(pointer(body, "/0/eventId").or_else(|| pointer(body, "/eventId"))?),
+};
+
+/// HubSpot: webhooks of an app's subscriptions, sent in batches.
+#[derive(Debug)]
+pub struct HubSpot;
+
+/// `[verify]` of a HubSpot source.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HubSpotSettings {
+    /// Live client secrets.
+    secrets: Vec<SecretSource>,
+    /// The URL configured at HubSpot, without query.
+    public_url: String,
+    /// Default 300.
+    tolerance_secs: Option<u64>,
+}
+
+impl crate::Provider for HubSpot {
+    fn name(&self) -> &'static str {
+        "hubspot"
+    }
+
+    /// `secrets` (client secrets), `public_url` (as configured at HubSpot, without query) and
+    /// `tolerance_secs` (default 300).
+    fn verifier(&self, settings: Settings) -> Result<Box<dyn Scheme>, SettingError> {
+        let s: HubSpotSettings = settings.read()?;
+        check_public_url(&s.public_url).map_err(|e| SettingError::new("public_url", e))?;
+        Ok(Box::new(Endpoint {
+            secrets: settings::secrets(s.secrets)?,
+            public_url: s.public_url,
+            tolerance_secs: settings::tolerance(s.tolerance_secs, DEFAULT_TOLERANCE_SECS)?,
+        }))
+    }
+
+    /// A JSON array of events, each its own event.
+    fn body(&self) -> crate::BodyShape {
+        crate::BodyShape { batch: true, ..crate::BodyShape::JSON }
+    }
+
+    /// Each element's `subscriptionType`; subject `objectId`; time `occurredAt` (Unix ms).
+    fn preset(&self, _meta: &RawMeta, data: &Value) -> Preset {
+        Preset {
+            ty: required(at(data, "/subscriptionType"), "a HubSpot event has a `subscriptionType`").map(Some),
+            subject: at(data, "/objectId"),
+            time_ms: data.pointer("/occurredAt").and_then(number),
+        }
+    }
+
+    fn default_event(&self) -> &'static str {
+        "contact.creation"
+    }
+
+    fn sample(&self, event: &str, run: &Run, n: u64, _rng: &mut fastrand::Rng) -> Webhook {
+        // HubSpot event ids are numbers; unique per run through the run's clock and the webhook number.
+        let event_id = (run.now as u64 % 1_000_000_000) * 1_000_000 + n % 1_000_000;
+        let object_id = 5_000 + n / PER_ENTITY;
+        let body = json!([{
+            "eventId": event_id,
+            "subscriptionId": 2_000_001,
+            "portalId": 62_515,
+            "appId": 1_160_452,
+            "occurredAt": run.now * 1000,
+            "subscriptionType": event,
+            "attemptNumber": 0,
+            "objectId": object_id,
+            "changeSource": "CRM",
+            "changeFlag": "NEW",
+        }]);
+        Webhook {
+            n,
+            id: event_id.to_string(),
+            body: sample::json(&body),
+            content_type: "application/json",
+            headers: Vec::new(),
+            entity: object_id.to_string(),
+            dedup_key: Some(event_id.to_string()),
+        }
+    }
+
+    fn sample_settings(&self, url: &str) -> String {
+        format!("public_url = \"{url}\"\nsecrets = [{{ value = \"sandbox-client-secret\" }}]")
     }
 }
 
@@ -127,8 +222,8 @@ mod tests {
     use crate::verify::test_support::{request_to, secrets, Vector};
     use http::Method;
 
-    fn hubspot(secret: &str, url: &str) -> HubSpot {
-        HubSpot { secrets: secrets(&[secret]), public_url: url.to_owned(), tolerance_secs: DEFAULT_TOLERANCE_SECS }
+    fn hubspot(secret: &str, url: &str) -> Endpoint {
+        Endpoint { secrets: secrets(&[secret]), public_url: url.to_owned(), tolerance_secs: DEFAULT_TOLERANCE_SECS }
     }
 
     #[test]
@@ -141,9 +236,9 @@ mod tests {
                 Some(q) => format!("/webhooks/hubspot?{q}"),
                 None => "/webhooks/hubspot".to_owned(),
             };
-            let h = HubSpot { secrets: secrets(&[&v.secret]), public_url: base.to_string(), tolerance_secs: 300 };
+            let h = Endpoint { secrets: secrets(&[&v.secret]), public_url: base.to_string(), tolerance_secs: 300 };
             let method = v.method.as_deref().unwrap_or("POST");
-            let signed = HubSpot::sign(
+            let signed = Endpoint::sign(
                 v.secret.as_bytes(),
                 method,
                 v.url.as_deref().unwrap(),
@@ -160,7 +255,7 @@ mod tests {
         let h = hubspot("client-secret", "https://hooks.example.com/webhooks/hubspot");
         let body = br#"[{"eventId":1,"subscriptionType":"contact.creation"}]"#;
         let sig =
-            HubSpot::sign(b"client-secret", "POST", "https://hooks.example.com/webhooks/hubspot", body, "1000000");
+            Endpoint::sign(b"client-secret", "POST", "https://hooks.example.com/webhooks/hubspot", body, "1000000");
         let headers = [("x-hubspot-signature-v3", sig.as_str()), ("x-hubspot-request-timestamp", "1000000")];
         let check =
             |method: Method, uri: &str, body: &[u8], now| h.verify(&request_to(method, uri, &headers, body, now).req());
@@ -176,5 +271,13 @@ mod tests {
     fn the_uri_is_decoded_as_hubspot_does() {
         assert_eq!(decode_uri("https://x.com/a%3Ab%2Fc?d=%40e%2a%20"), "https://x.com/a:b/c?d=@e*%20");
         assert_eq!(decode_uri("https://x.com/%E2%82%AC"), "https://x.com/%E2%82%AC");
+    }
+
+    #[test]
+    fn dedup_key_is_the_first_event_id() {
+        use crate::keys::LazyJson;
+        let mut batch = LazyJson::new(br#"[{"eventId":100,"objectId":7},{"eventId":101}]"#);
+        assert_eq!(KeySelector::preset(EVENT).extract(&http::HeaderMap::new(), &mut batch).as_deref(), Some("100"));
+        assert_eq!(KeySelector::preset(EVENT).to_string(), "preset hubspot event");
     }
 }

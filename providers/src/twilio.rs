@@ -12,12 +12,17 @@
 //! `I-Twilio-Idempotency-Token`.
 
 use base64::Engine as _;
+use hookline_schemas::raw::RawMeta;
 use http::HeaderName;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::common::{check_public_url, ct_eq, matching_secret, single_header, with_query, Algorithm};
-use super::{Outgoing, Request, Scheme, Secret, VerifyError};
 use crate::keys::KeySelector;
+use crate::preset::{at, Preset};
+use crate::sample::{self, header, Run, Webhook, PER_ENTITY};
+use crate::settings::{self, SecretSource, SettingError, Settings};
+use crate::verify::common::{check_public_url, ct_eq, matching_secret, single_header, with_query, Algorithm};
+use crate::verify::{Outgoing, Request, Scheme, Secret, VerifyError};
 
 /// The signature header.
 pub const HEADER: HeaderName = HeaderName::from_static("x-twilio-signature");
@@ -26,7 +31,7 @@ pub const IDEMPOTENCY: HeaderName = HeaderName::from_static("i-twilio-idempotenc
 
 /// A configured Twilio endpoint.
 #[derive(Debug)]
-pub struct Twilio {
+pub struct Endpoint {
     /// Auth tokens (or SharedKey secrets).
     pub secrets: Vec<Secret>,
     /// HMAC-SHA1 (auth token) or HMAC-SHA256 (SharedKey).
@@ -35,10 +40,10 @@ pub struct Twilio {
     bases: Vec<String>,
 }
 
-impl Twilio {
+impl Endpoint {
     /// A Twilio endpoint whose URL, as configured at Twilio, is `public_url` (absolute, without query).
-    pub fn new(secrets: Vec<Secret>, algorithm: Algorithm, public_url: &str) -> Result<Twilio, String> {
-        Ok(Twilio { secrets, algorithm, bases: url_variants(public_url)? })
+    pub fn new(secrets: Vec<Secret>, algorithm: Algorithm, public_url: &str) -> Result<Endpoint, String> {
+        Ok(Endpoint { secrets, algorithm, bases: url_variants(public_url)? })
     }
 
     /// The signature Twilio sends for a request to `url` with these form parameters.
@@ -82,7 +87,7 @@ fn is_form(req: &Request<'_>) -> bool {
         .is_some_and(|ct| ct.trim().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
 }
 
-impl Scheme for Twilio {
+impl Scheme for Endpoint {
     fn name(&self) -> &'static str {
         "twilio"
     }
@@ -96,7 +101,7 @@ impl Scheme for Twilio {
         } else {
             Vec::new()
         };
-        vec![(HEADER, Twilio::sign(self.algorithm, secret, out.url, &params))]
+        vec![(HEADER, Endpoint::sign(self.algorithm, secret, out.url, &params))]
     }
 
     fn verify(&self, req: &Request<'_>) -> Result<usize, VerifyError> {
@@ -144,14 +149,105 @@ impl Scheme for Twilio {
     }
 }
 
+/// Twilio: status callbacks and incoming messages.
+#[derive(Debug)]
+pub struct Twilio;
+
+/// `[verify]` of a Twilio source.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TwilioSettings {
+    /// Live auth tokens (or SharedKey secrets with `algorithm = "sha256"`).
+    secrets: Vec<SecretSource>,
+    /// The URL configured at Twilio, without query: `https://hooks.example.com/webhooks/twilio`.
+    public_url: String,
+    /// `sha1` (default, auth token) or `sha256` (SharedKey).
+    #[serde(default = "sha1")]
+    algorithm: Algorithm,
+}
+
+fn sha1() -> Algorithm {
+    Algorithm::Sha1
+}
+
+impl crate::Provider for Twilio {
+    fn name(&self) -> &'static str {
+        "twilio"
+    }
+
+    /// `secrets`, `public_url` (as configured at Twilio, without query) and `algorithm` (`sha1`, default, or
+    /// `sha256` for SharedKey).
+    fn verifier(&self, settings: Settings) -> Result<Box<dyn Scheme>, SettingError> {
+        let s: TwilioSettings = settings.read()?;
+        if s.algorithm == Algorithm::Sha512 {
+            return Err(SettingError::new("algorithm", "Twilio signs with sha1 or sha256"));
+        }
+        let secrets = settings::secrets(s.secrets)?;
+        Ok(Box::new(
+            Endpoint::new(secrets, s.algorithm, &s.public_url).map_err(|e| SettingError::new("public_url", e))?,
+        ))
+    }
+
+    /// A form body.
+    fn body(&self) -> crate::BodyShape {
+        crate::BodyShape { format: crate::Format::Form, ..crate::BodyShape::JSON }
+    }
+
+    /// Type `message.{MessageStatus or SmsStatus}` or `call.{CallStatus}`; subject `MessageSid`, else
+    /// `CallSid`; time of receipt.
+    fn preset(&self, _meta: &RawMeta, data: &Value) -> Preset {
+        let status = |field: &str| at(data, field).map(|s| s.to_ascii_lowercase());
+        Preset {
+            ty: Ok(status("/MessageStatus")
+                .or_else(|| status("/SmsStatus"))
+                .map(|s| format!("message.{s}"))
+                .or_else(|| status("/CallStatus").map(|s| format!("call.{s}")))),
+            subject: at(data, "/MessageSid").or_else(|| at(data, "/SmsSid")).or_else(|| at(data, "/CallSid")),
+            time_ms: None,
+        }
+    }
+
+    fn default_event(&self) -> &'static str {
+        "delivered"
+    }
+
+    fn sample(&self, event: &str, run: &Run, n: u64, _rng: &mut fastrand::Rng) -> Webhook {
+        let sid = format!("SM{}{n:016}", run.id);
+        let to = format!("+1555{:07}", (n / PER_ENTITY) % 10_000_000);
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("AccountSid", "AC00000000000000000000000000sandbox")
+            .append_pair("ApiVersion", "2010-04-01")
+            .append_pair("From", "+15005550006")
+            .append_pair("To", &to)
+            .append_pair("MessageSid", &sid)
+            .append_pair("MessageStatus", event)
+            .append_pair("SmsStatus", event)
+            .finish();
+        let token = format!("{sid}-{}", sample::uuid());
+        Webhook {
+            n,
+            id: sid,
+            body: bytes::Bytes::from(body),
+            content_type: "application/x-www-form-urlencoded",
+            headers: vec![header("i-twilio-idempotency-token", token.clone())],
+            entity: to,
+            dedup_key: Some(token),
+        }
+    }
+
+    fn sample_settings(&self, url: &str) -> String {
+        format!("public_url = \"{url}\"\nsecrets = [{{ value = \"sandbox-auth-token\" }}]")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::verify::test_support::{request_to, secrets, Vector};
     use http::Method;
 
-    fn twilio(secret: &str, url: &str) -> Twilio {
-        Twilio::new(secrets(&[secret]), Algorithm::Sha1, url).unwrap()
+    fn twilio(secret: &str, url: &str) -> Endpoint {
+        Endpoint::new(secrets(&[secret]), Algorithm::Sha1, url).unwrap()
     }
 
     const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
@@ -177,13 +273,13 @@ mod tests {
                 Some(q) => format!("/webhooks/twilio?{q}"),
                 None => "/webhooks/twilio".to_owned(),
             };
-            let t = Twilio::new(secrets(&[&v.secret]), Algorithm::Sha1, base.as_str()).unwrap();
+            let t = Endpoint::new(secrets(&[&v.secret]), Algorithm::Sha1, base.as_str()).unwrap();
             let params: Vec<(String, String)> = if v.headers["content-type"].contains("form") {
                 form_urlencoded::parse(v.body.as_bytes()).map(|(k, val)| (k.into_owned(), val.into_owned())).collect()
             } else {
                 Vec::new()
             };
-            let signed = Twilio::sign(Algorithm::Sha1, v.secret.as_bytes(), v.url.as_deref().unwrap(), &params);
+            let signed = Endpoint::sign(Algorithm::Sha1, v.secret.as_bytes(), v.url.as_deref().unwrap(), &params);
             assert_eq!(&signed, &v.headers["x-twilio-signature"], "{}", v.name);
             assert_eq!(t.verify(&v.request_to(&path_and_query).req()), Ok(0), "{}", v.name);
         }
@@ -195,7 +291,7 @@ mod tests {
         let body = br#"{"event":"x"}"#;
         let digest = hex::encode(Sha256::digest(body));
         let url = format!("https://hooks.example.com/twilio?bodySHA256={digest}");
-        let sig = Twilio::sign(Algorithm::Sha1, b"token", &url, &[]);
+        let sig = Endpoint::sign(Algorithm::Sha1, b"token", &url, &[]);
         let uri = format!("/webhooks/t?bodySHA256={digest}");
         let h = [("content-type", "application/json"), ("x-twilio-signature", sig.as_str())];
         assert_eq!(t.verify(&request_to(Method::POST, &uri, &h, body, 0).req()), Ok(0));
@@ -210,7 +306,7 @@ mod tests {
         let t = twilio("token", "https://hooks.example.com/twilio");
         let params = vec![("B".to_owned(), "2".to_owned()), ("A".to_owned(), "1".to_owned())];
         let body = b"B=2&A=1";
-        let with_port = Twilio::sign(Algorithm::Sha1, b"token", "https://hooks.example.com:443/twilio", &params);
+        let with_port = Endpoint::sign(Algorithm::Sha1, b"token", "https://hooks.example.com:443/twilio", &params);
         let h = [FORM, ("x-twilio-signature", with_port.as_str())];
         assert_eq!(t.verify(&request_to(Method::POST, "/x", &h, body, 0).req()), Ok(0), "default port accepted");
         assert_eq!(t.verify(&request_to(Method::POST, "/x", &h, b"B=2&A=9", 0).req()), Err(VerifyError::Mismatch));

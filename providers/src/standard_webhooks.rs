@@ -11,11 +11,16 @@
 //! and `svix.json`. Default dedup key: the message id header.
 
 use base64::Engine as _;
+use hookline_schemas::raw::RawMeta;
 use http::HeaderName;
+use serde_json::{json, Value};
 
-use super::common::{check_window, matching_secret, single_header, timestamp_header, Algorithm};
-use super::{Outgoing, Request, Scheme, Secret, VerifyError, MAX_SIGNATURES};
 use crate::keys::KeySelector;
+use crate::preset::{at, required, rfc3339, Preset};
+use crate::sample::{self, split_type, Run, Webhook, PER_ENTITY};
+use crate::settings::{self, SettingError, Settings};
+use crate::verify::common::{check_window, matching_secret, single_header, timestamp_header, Algorithm};
+use crate::verify::{Outgoing, Request, Scheme, Secret, VerifyError, MAX_SIGNATURES};
 
 /// The specification's default tolerance.
 pub const DEFAULT_TOLERANCE_SECS: u64 = 300;
@@ -31,12 +36,12 @@ pub enum Flavor {
     Svix,
 }
 
-static STANDARD: [HeaderName; 3] = [
+static STANDARD_HEADERS: [HeaderName; 3] = [
     HeaderName::from_static("webhook-id"),
     HeaderName::from_static("webhook-timestamp"),
     HeaderName::from_static("webhook-signature"),
 ];
-static SVIX: [HeaderName; 3] = [
+static SVIX_HEADERS: [HeaderName; 3] = [
     HeaderName::from_static("svix-id"),
     HeaderName::from_static("svix-timestamp"),
     HeaderName::from_static("svix-signature"),
@@ -56,7 +61,7 @@ pub fn decode_secret(text: &str) -> Result<Vec<u8>, String> {
 
 /// A configured Standard Webhooks or Svix endpoint.
 #[derive(Debug)]
-pub struct StandardWebhooks {
+pub struct Endpoint {
     /// Header names.
     pub flavor: Flavor,
     /// Secrets, already base64-decoded.
@@ -65,7 +70,7 @@ pub struct StandardWebhooks {
     pub tolerance_secs: u64,
 }
 
-impl StandardWebhooks {
+impl Endpoint {
     /// The `webhook-signature` value for a message (for tests and the CLI).
     pub fn sign(decoded_secret: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
         let mac =
@@ -76,14 +81,18 @@ impl StandardWebhooks {
     /// The (id, timestamp, signature) header names present on a request.
     fn names(&self, req: &Request<'_>) -> &'static [HeaderName; 3] {
         match self.flavor {
-            Flavor::Standard => &STANDARD,
-            Flavor::Svix if req.headers.contains_key(&SVIX[0]) || !req.headers.contains_key(&STANDARD[0]) => &SVIX,
-            Flavor::Svix => &STANDARD,
+            Flavor::Standard => &STANDARD_HEADERS,
+            Flavor::Svix
+                if req.headers.contains_key(&SVIX_HEADERS[0]) || !req.headers.contains_key(&STANDARD_HEADERS[0]) =>
+            {
+                &SVIX_HEADERS
+            }
+            Flavor::Svix => &STANDARD_HEADERS,
         }
     }
 }
 
-impl Scheme for StandardWebhooks {
+impl Scheme for Endpoint {
     fn name(&self) -> &'static str {
         match self.flavor {
             Flavor::Standard => "standard_webhooks",
@@ -93,13 +102,13 @@ impl Scheme for StandardWebhooks {
 
     fn sign(&self, secret: &[u8], out: &Outgoing<'_>) -> Vec<(HeaderName, String)> {
         let [id, timestamp, signature] = match self.flavor {
-            Flavor::Standard => &STANDARD,
-            Flavor::Svix => &SVIX,
+            Flavor::Standard => &STANDARD_HEADERS,
+            Flavor::Svix => &SVIX_HEADERS,
         };
         vec![
             (id.clone(), out.id.to_owned()),
             (timestamp.clone(), out.timestamp_secs.to_string()),
-            (signature.clone(), StandardWebhooks::sign(secret, out.id, out.timestamp_secs, out.body)),
+            (signature.clone(), Endpoint::sign(secret, out.id, out.timestamp_secs, out.body)),
         ]
     }
 
@@ -143,14 +152,85 @@ impl Scheme for StandardWebhooks {
     }
 
     fn credential_headers(&self) -> Vec<HeaderName> {
-        vec![STANDARD[2].clone(), SVIX[2].clone()]
+        vec![STANDARD_HEADERS[2].clone(), SVIX_HEADERS[2].clone()]
     }
 
     fn default_dedup_key(&self) -> Option<KeySelector> {
         Some(match self.flavor {
-            Flavor::Standard => KeySelector::provider_header(STANDARD[0].clone()),
-            Flavor::Svix => KeySelector::provider_header_or(SVIX[0].clone(), STANDARD[0].clone()),
+            Flavor::Standard => KeySelector::provider_header(STANDARD_HEADERS[0].clone()),
+            Flavor::Svix => KeySelector::provider_header_or(SVIX_HEADERS[0].clone(), STANDARD_HEADERS[0].clone()),
         })
+    }
+}
+
+/// Standard Webhooks, or Svix: one provider type, two flavors of header names.
+#[derive(Debug)]
+pub struct StandardWebhooks(Flavor);
+
+/// Standard Webhooks (`webhook-*` headers).
+pub const STANDARD_WEBHOOKS: StandardWebhooks = StandardWebhooks(Flavor::Standard);
+/// Svix (`svix-*` headers, or `webhook-*`).
+pub const SVIX: StandardWebhooks = StandardWebhooks(Flavor::Svix);
+
+impl crate::Provider for StandardWebhooks {
+    fn name(&self) -> &'static str {
+        match self.0 {
+            Flavor::Standard => "standard_webhooks",
+            Flavor::Svix => "svix",
+        }
+    }
+
+    /// `secrets` (`whsec_<base64>`) and `tolerance_secs` (default 300).
+    fn verifier(&self, settings: Settings) -> Result<Box<dyn Scheme>, SettingError> {
+        let (secrets, tolerance_secs) = settings::timestamped(settings, DEFAULT_TOLERANCE_SECS)?;
+        let decoded = secrets
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let at = format!("secrets[{i}]");
+                let text = std::str::from_utf8(s.expose()).map_err(|_| SettingError::new(&at, "is not text"))?;
+                let bytes = decode_secret(text).map_err(|e| SettingError::new(&at, e))?;
+                Ok(Secret::new(s.id().to_owned(), bytes))
+            })
+            .collect::<Result<Vec<_>, SettingError>>()?;
+        Ok(Box::new(Endpoint { flavor: self.0, secrets: decoded, tolerance_secs }))
+    }
+
+    /// Type `type`; subject: the ordering key; time `timestamp` (RFC 3339).
+    fn preset(&self, _meta: &RawMeta, data: &Value) -> Preset {
+        Preset {
+            ty: required(at(data, "/type"), "a Standard Webhooks payload has a `type`").map(Some),
+            subject: None,
+            time_ms: data.pointer("/timestamp").and_then(rfc3339),
+        }
+    }
+
+    fn default_event(&self) -> &'static str {
+        "invoice.paid"
+    }
+
+    /// `{type, timestamp, data}`.
+    fn sample(&self, event: &str, run: &Run, n: u64, rng: &mut fastrand::Rng) -> Webhook {
+        let id = format!("msg_{}{n:06}", run.id);
+        let entity = format!("{}_{}{:06}", split_type(event).0, run.id, n / PER_ENTITY);
+        let body = json!({
+            "type": event,
+            "timestamp": sample::rfc3339(run.now),
+            "data": { "id": entity, "amount": rng.u64(100..100_000), "currency": "usd" },
+        });
+        Webhook {
+            n,
+            dedup_key: Some(id.clone()),
+            id,
+            body: sample::json(&body),
+            content_type: "application/json",
+            headers: Vec::new(),
+            entity,
+        }
+    }
+
+    fn sample_settings(&self, _url: &str) -> String {
+        "secrets = [{ value = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\" }]".to_owned()
     }
 }
 
@@ -159,8 +239,8 @@ mod tests {
     use super::*;
     use crate::verify::test_support::{request, Vector};
 
-    fn scheme(flavor: Flavor, secrets: &[&str]) -> StandardWebhooks {
-        StandardWebhooks {
+    fn scheme(flavor: Flavor, secrets: &[&str]) -> Endpoint {
+        Endpoint {
             flavor,
             secrets: secrets
                 .iter()
@@ -181,7 +261,7 @@ mod tests {
                 if !sent.contains(' ') {
                     let id = &v.headers[&format!("{prefix}-id")];
                     let key = decode_secret(&v.secret).unwrap();
-                    assert_eq!(&StandardWebhooks::sign(&key, id, v.now, v.body.as_bytes()), sent, "{}", v.name);
+                    assert_eq!(&Endpoint::sign(&key, id, v.now, v.body.as_bytes()), sent, "{}", v.name);
                 }
                 assert_eq!(s.verify(&request(&v.headers(), v.body.as_bytes(), v.now).req()), Ok(0), "{}", v.name);
             }
@@ -204,8 +284,8 @@ mod tests {
     #[test]
     fn several_signatures_rotation_and_tampering() {
         let s = scheme(Flavor::Standard, &["whsec_b2xk", "whsec_bmV3"]);
-        let sig_new = StandardWebhooks::sign(b"new", "msg_1", 1000, b"{}");
-        let sig_old = StandardWebhooks::sign(b"old", "msg_1", 1000, b"{}");
+        let sig_new = Endpoint::sign(b"new", "msg_1", 1000, b"{}");
+        let sig_old = Endpoint::sign(b"old", "msg_1", 1000, b"{}");
         let both = format!("v1a,ignored {sig_old} {sig_new}");
         let h = |sig: &str| {
             vec![
@@ -231,7 +311,7 @@ mod tests {
     #[test]
     fn svix_reads_svix_headers_and_falls_back_to_standard_names() {
         let s = scheme(Flavor::Svix, &["whsec_a2V5"]);
-        let sig = StandardWebhooks::sign(b"key", "msg_9", 1000, b"{}");
+        let sig = Endpoint::sign(b"key", "msg_9", 1000, b"{}");
         let svix = [("svix-id", "msg_9"), ("svix-timestamp", "1000"), ("svix-signature", sig.as_str())];
         assert_eq!(s.verify(&request(&svix, b"{}", 1000).req()), Ok(0));
         let std = [("webhook-id", "msg_9"), ("webhook-timestamp", "1000"), ("webhook-signature", sig.as_str())];

@@ -6,12 +6,17 @@
 //!
 //! Reference: <https://developers.zoom.us/docs/api/webhooks/#verify-webhook-events>.
 
+use hookline_schemas::raw::RawMeta;
 use http::HeaderName;
+use serde_json::{json, Value};
 
-use super::common::Algorithm;
-use super::slack::verify_v0;
-use super::slack::Slack;
-use super::{Handshake, Outgoing, Request, Scheme, Secret, VerifyError};
+use crate::preset::{at, number, required, Preset};
+use crate::sample::{self, Run, Webhook, PER_ENTITY};
+use crate::settings::{self, SettingError, Settings};
+use crate::slack::verify_v0;
+use crate::slack::Endpoint as Slack;
+use crate::verify::common::Algorithm;
+use crate::verify::{Handshake, Outgoing, Request, Scheme, Secret, VerifyError};
 
 /// The signature header.
 pub const HEADER: HeaderName = HeaderName::from_static("x-zm-signature");
@@ -20,14 +25,14 @@ pub const TIMESTAMP: HeaderName = HeaderName::from_static("x-zm-request-timestam
 
 /// A configured Zoom app endpoint.
 #[derive(Debug)]
-pub struct Zoom {
+pub struct Endpoint {
     /// Secret tokens.
     pub secrets: Vec<Secret>,
     /// Tolerance in seconds.
     pub tolerance_secs: u64,
 }
 
-impl Scheme for Zoom {
+impl Scheme for Endpoint {
     fn name(&self) -> &'static str {
         "zoom"
     }
@@ -66,13 +71,68 @@ impl Scheme for Zoom {
     }
 }
 
+/// Zoom.
+#[derive(Debug)]
+pub struct Zoom;
+
+impl crate::Provider for Zoom {
+    fn name(&self) -> &'static str {
+        "zoom"
+    }
+
+    /// `secrets` (secret tokens) and `tolerance_secs` (default 300).
+    fn verifier(&self, settings: Settings) -> Result<Box<dyn Scheme>, SettingError> {
+        let (secrets, tolerance_secs) = settings::timestamped(settings, 300)?;
+        Ok(Box::new(Endpoint { secrets, tolerance_secs }))
+    }
+
+    /// Type `event`; subject `payload.object.id`; time `event_ts` (Unix ms).
+    fn preset(&self, _meta: &RawMeta, data: &Value) -> Preset {
+        Preset {
+            ty: required(at(data, "/event"), "a Zoom event has an `event`").map(Some),
+            subject: at(data, "/payload/object/id"),
+            time_ms: data.pointer("/event_ts").and_then(number),
+        }
+    }
+
+    fn default_event(&self) -> &'static str {
+        "meeting.started"
+    }
+
+    fn sample(&self, event: &str, run: &Run, n: u64, _rng: &mut fastrand::Rng) -> Webhook {
+        let id = format!("{}{n:06}", run.id);
+        let meeting = 80_000_000_000 + n / PER_ENTITY;
+        let body = json!({
+            "event": event,
+            "event_ts": run.now * 1000,
+            "payload": {
+                "account_id": "hooklineSandbox",
+                "object": { "id": meeting, "uuid": id, "topic": "Sandbox meeting", "host_id": "h0st" },
+            },
+        });
+        Webhook {
+            n,
+            id,
+            body: sample::json(&body),
+            content_type: "application/json",
+            headers: Vec::new(),
+            entity: meeting.to_string(),
+            dedup_key: None,
+        }
+    }
+
+    fn sample_settings(&self, _url: &str) -> String {
+        "secrets = [{ value = \"sandbox-secret-token\" }]".to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::verify::test_support::{request, secrets};
 
-    fn zoom() -> Zoom {
-        Zoom { secrets: secrets(&["secret-token"]), tolerance_secs: 300 }
+    fn zoom() -> Endpoint {
+        Endpoint { secrets: secrets(&["secret-token"]), tolerance_secs: 300 }
     }
 
     #[test]
