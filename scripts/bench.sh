@@ -44,13 +44,15 @@ start_baseline() { # topic
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$server_port") 2>/dev/null && break; sleep 0.1; done
 }
 
-# Starts hookline's ingress on a raw topic of its own (Kafka client id $client_id, if set); sets $server_pid
-# and $server_port.
+# Starts hookline's ingress on a raw topic of its own (Kafka client id $client_id, if set); sets $server_pid,
+# $server_port (webhooks) and $admin_port (/metrics, /readyz).
 start_hookline() { # raw topic
   server_port=$(free_port)
+  admin_port=$(free_port)
   cat >"$work/ingress.toml" <<TOML
 [server]
 listen = "127.0.0.1:$server_port"
+admin_listen = "127.0.0.1:$admin_port"
 [kafka]
 brokers = "$brokers"
 [kafka.client]
@@ -75,7 +77,7 @@ TOML
   HOOKLINE_LOG=warn "$bin/hookline-ingress" --config "$work/ingress.toml" >>"$work/ingress.log" 2>&1 &
   server_pid=$!
   pids+=("$server_pid")
-  wait_http "http://127.0.0.1:$server_port/readyz"
+  wait_http "http://127.0.0.1:$admin_port/readyz"
 }
 
 stop_server() {
@@ -148,7 +150,7 @@ sample_rss "$server_pid" "$work/rss_peak_kb"
 sampler=$!
 surge=$("$bin/bench-loadgen" open --url "$(url "$server_port")" --secret "$secret" \
   --duration-secs "$surge_secs" --rate "$rate" --timeout-ms 1000 --accepted-out "$work/accepted.txt")
-metrics=$(curl -fsS "http://127.0.0.1:$server_port/metrics" | grep -E '^hookline_ingress_(requests_total|admission_limit)' || true)
+metrics=$(curl -fsS "http://127.0.0.1:$admin_port/metrics" | grep -E '^hookline_ingress_(requests_total|admission_limit)' || true)
 stop_server
 kill "$sampler" 2>/dev/null || true
 rss_kb=$(cat "$work/rss_peak_kb" 2>/dev/null || echo 0)

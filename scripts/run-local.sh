@@ -3,8 +3,9 @@
 # from deploy/, on loopback. Prints how to send a signed demo webhook and watch the events. Ctrl-C stops all.
 #
 # Environment: KAFKA_BROKERS (use that cluster, start no broker), HOOKLINE_RUN_DIR (state, default
-# .hookline-run), HOOKLINE_BROKER_PORT / HOOKLINE_INGRESS_PORT / HOOKLINE_ADMIN_PORT (defaults 9092 / 8080 /
-# 9091; a busy port is replaced by a free one).
+# .hookline-run), HOOKLINE_BROKER_PORT / HOOKLINE_INGRESS_PORT / HOOKLINE_INGRESS_ADMIN_PORT /
+# HOOKLINE_ADMIN_PORT (the processor's; defaults 9092 / 8080 / 9190 / 9091; a busy port is replaced by a free
+# one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin_dir=${HOOKLINE_BIN_DIR:?set by the Makefile}
@@ -82,16 +83,18 @@ HOOKLINE_KAFKA__BROKERS=$brokers HOOKLINE_SERVER__LISTEN="127.0.0.1:$admin_port"
   setsid "$bin_dir/hookline-processor" --config deploy/processor.example.toml >"$run_dir/logs/processor.log" 2>&1 &
 pids+=($!)
 ingress_port=$(pick_port "${HOOKLINE_INGRESS_PORT:-8080}")
+ingress_admin_port=$(pick_port "${HOOKLINE_INGRESS_ADMIN_PORT:-9190}")
 HOOKLINE_KAFKA__BROKERS=$brokers HOOKLINE_SERVER__LISTEN="127.0.0.1:$ingress_port" \
+  HOOKLINE_SERVER__ADMIN_LISTEN="127.0.0.1:$ingress_admin_port" \
   setsid "$bin_dir/hookline-ingress" --config deploy/ingress.example.toml >"$run_dir/logs/ingress.log" 2>&1 &
 pids+=($!)
 
-wait_for "http://127.0.0.1:$ingress_port/readyz" ingress "${pids[-1]}"
+wait_for "http://127.0.0.1:$ingress_admin_port/readyz" ingress "${pids[-1]}"
 wait_for "http://127.0.0.1:$admin_port/readyz" processor "${pids[-2]}"
 
 cat <<EOF
 processor: http://127.0.0.1:$admin_port/metrics (state in $run_dir/processor)
-ingress:   http://127.0.0.1:$ingress_port/webhooks/demo
+ingress:   http://127.0.0.1:$ingress_port/webhooks/demo (metrics: http://127.0.0.1:$ingress_admin_port/metrics)
 logs:      $run_dir/logs/
 
 Send a signed demo webhook (HMAC-SHA256 of the body with the demo secret, as a provider would):

@@ -11,8 +11,8 @@
 //! bounded wait), `quarantine` (refused requests, recorded redacted), `limits` (budgets, the adaptive limit,
 //! token buckets), `net` (client address, TLS), `telemetry` (every metric).
 //!
-//! [`run`] serves on a listener it is given until a cancellation token fires, so tests can run several
-//! ingresses in one process on port 0.
+//! [`run`] serves on the listeners it is given (webhooks, and the admin endpoints apart from them) until a
+//! cancellation token fires, so tests can run several ingresses in one process on port 0.
 
 mod limits;
 mod net;
@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookline_config::topics::ingress_topics;
-use hookline_runtime::admin::Readiness;
+use hookline_runtime::admin::{self, Readiness};
 use hookline_runtime::backoff::{self, Backoff};
 use hookline_runtime::kafka::ensure_topics;
 use tokio::net::TcpListener;
@@ -45,17 +45,37 @@ pub enum Error {
 /// Readiness checks of the ingress.
 const CHECK_KAFKA: &str = "kafka";
 const CHECK_TOPICS: &str = "topics";
+/// Fails once shutdown begins: the webhook port accepts no new connection while in-flight requests drain, and
+/// a load balancer polling `/readyz` on the admin address must stop sending.
+const CHECK_ACCEPTING: &str = "accepting";
 
-/// Serves webhooks on `listener` until `shutdown` is cancelled, then drains in-flight requests and flushes the
-/// producer. The raw topic is created in the background if missing; until it exists, webhooks get 503.
-pub async fn run(settings: Settings, listener: TcpListener, shutdown: CancellationToken) -> Result<(), Error> {
-    let readiness = Arc::new(Readiness::new(&[CHECK_KAFKA, CHECK_TOPICS]));
-    let app = Arc::new(App::new(settings, readiness.clone()).map_err(Error::Producer)?);
+/// Serves webhooks on `webhooks` and `/metrics`, `/livez`, `/readyz` on `admin` until `shutdown` is
+/// cancelled, then drains in-flight requests and flushes the producer; the admin endpoints answer until the
+/// end. The raw topic is created in the background if missing; until it exists, webhooks get 503.
+pub async fn run(
+    settings: Settings,
+    webhooks: TcpListener,
+    admin: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let readiness = Arc::new(Readiness::new(&[CHECK_KAFKA, CHECK_TOPICS, CHECK_ACCEPTING]));
+    let app = Arc::new(App::new(settings).map_err(Error::Producer)?);
+    let admin_stop = CancellationToken::new();
+    let admin_task = tokio::spawn(admin::serve(admin, app.registry(), readiness.clone(), admin_stop.clone()));
     let background = shutdown.child_token();
     let topics = tokio::spawn(ensure_topics_loop(app.clone(), readiness.clone(), background.clone()));
-    let probe = tokio::spawn(probe_kafka(app.clone(), readiness, background.clone()));
+    let probe = tokio::spawn(probe_kafka(app.clone(), readiness.clone(), background.clone()));
+    readiness.pass(CHECK_ACCEPTING);
+    let draining = tokio::spawn({
+        let (readiness, shutdown) = (readiness, shutdown.clone());
+        async move {
+            shutdown.cancelled().await;
+            readiness.fail(CHECK_ACCEPTING, "shutting down: no new connections, draining in-flight requests");
+        }
+    });
 
-    server::serve(app.clone(), listener, shutdown).await;
+    server::serve(app.clone(), webhooks, shutdown).await;
+    let _ = draining.await;
 
     background.cancel();
     let _ = tokio::join!(topics, probe);
@@ -69,6 +89,8 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
         }
         Err(e) => tracing::warn!(error = %e, "producer flush task failed"),
     }
+    admin_stop.cancel();
+    let _ = admin_task.await;
     Ok(())
 }
 

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use hookline_ingress::{Config, Settings};
 use hookline_runtime::binary::{self, Binary};
+use tokio::net::TcpListener;
 
 /// hookline's webhook ingress: verifies webhooks and stores them in Kafka before answering 202.
 #[derive(Debug, Parser)]
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
         check: args.check,
         load: |path: &Path| Config::load(path).and_then(Config::validate),
         summary: |s: &Settings| format!("{} sources", s.sources.len()),
-        listen: |s: &Settings| (s.listen, "server.listen"),
-        serve: hookline_ingress::run,
+        listen: |s: &Settings| [(s.listen, "server.listen"), (s.admin_listen, "server.admin_listen")],
+        serve: |s, [webhooks, admin]: [TcpListener; 2], stop| hookline_ingress::run(s, webhooks, admin, stop),
     })
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use hookline_processor::{Config, Settings};
 use hookline_runtime::binary::{self, Binary};
+use tokio::net::TcpListener;
 
 /// hookline's processor: deduplicates raw webhooks and publishes them as ordered CloudEvents.
 #[derive(Debug, Parser)]
@@ -34,7 +35,7 @@ fn main() -> ExitCode {
         check: args.check,
         load: |path: &Path| Config::load(path).and_then(Config::validate),
         summary: |s: &Settings| format!("group {}", s.consumer.group_id),
-        listen: |s: &Settings| (s.listen, "server.listen"),
-        serve: hookline_processor::run,
+        listen: |s: &Settings| [(s.listen, "server.listen")],
+        serve: |s, [admin]: [TcpListener; 1], stop| hookline_processor::run(s, admin, stop),
     })
 }

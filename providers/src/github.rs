@@ -21,7 +21,7 @@ use crate::keys::{as_str, as_u64, pointer, KeyFn, KeySelector};
 use crate::preset::{at, header_text, required, Preset};
 use crate::sample::{self, header, Run, Webhook, PER_ENTITY};
 use crate::settings::{self, SecretSource, SettingError, Settings};
-use crate::verify::common::{matching_secret, optional_header, Algorithm};
+use crate::verify::common::{lower_hex, matching_secret, optional_header, Algorithm};
 use crate::verify::{Handshake, Outgoing, Request, Scheme, Secret, VerifyError};
 
 /// The SHA-256 signature header.
@@ -69,6 +69,10 @@ impl Scheme for HubSignature {
     }
 
     fn verify(&self, req: &Request<'_>) -> Result<usize, VerifyError> {
+        // Neither provider sends an empty body, and `@octokit/webhooks-methods` refuses one.
+        if req.body.is_empty() {
+            return Err(VerifyError::EmptyBody);
+        }
         let (name, prefix, algorithm) = match optional_header(req.headers, &HEADER_SHA256)? {
             Some(v) => (&HEADER_SHA256, v.strip_prefix("sha256="), Algorithm::Sha256),
             None => match (self.allow_sha1, optional_header(req.headers, &HEADER_SHA1)?) {
@@ -77,8 +81,7 @@ impl Scheme for HubSignature {
             },
         };
         let sig = prefix
-            .and_then(|hex_sig| hex::decode(hex_sig).ok())
-            .filter(|s| s.len() == algorithm.mac_len())
+            .and_then(|hex_sig| lower_hex(hex_sig, algorithm.mac_len()))
             .ok_or_else(|| VerifyError::MalformedSignature(name.to_string()))?;
         matching_secret(&self.secrets, &[sig], |key| algorithm.mac(key, &[req.body]))
     }

@@ -107,7 +107,13 @@ impl Scheme for Endpoint {
             .ok()
             .filter(|s| s.len() == 32)
             .ok_or_else(|| VerifyError::MalformedSignature(HEADER.to_string()))?;
-        check_window(ts_ms / 1000, req.now_secs, self.tolerance_secs)?;
+        // HubSpot's library takes a request younger than the tolerance: one exactly `tolerance_secs` old is
+        // refused (`check_window` takes that one). Ahead of the clock, the usual window applies.
+        let ts = ts_ms.div_euclid(1000);
+        if req.now_secs.saturating_sub(ts) >= i64::try_from(self.tolerance_secs).unwrap_or(i64::MAX) {
+            return Err(VerifyError::StaleTimestamp(self.tolerance_secs));
+        }
+        check_window(ts, req.now_secs, self.tolerance_secs)?;
         let uri = decode_uri(&with_query(&self.public_url, req.uri.query()));
         matching_secret(&self.secrets, &[sig], |key| {
             Algorithm::Sha256.mac(key, &[req.method.as_str().as_bytes(), uri.as_bytes(), req.body, text.as_bytes()])
@@ -264,6 +270,9 @@ mod tests {
         assert_eq!(check(Method::PUT, "/webhooks/hubspot", body, 1000), Err(VerifyError::Mismatch));
         assert_eq!(check(Method::POST, "/webhooks/hubspot?x=1", body, 1000), Err(VerifyError::Mismatch));
         assert_eq!(check(Method::POST, "/webhooks/hubspot", body, 1301), Err(VerifyError::StaleTimestamp(300)));
+        // As hubspot-api-client's `Signature.is_valid`: younger than 300 s passes, exactly 300 s old does not.
+        assert_eq!(check(Method::POST, "/webhooks/hubspot", body, 1299), Ok(0));
+        assert_eq!(check(Method::POST, "/webhooks/hubspot", body, 1300), Err(VerifyError::StaleTimestamp(300)));
         assert_eq!(check(Method::POST, "/webhooks/hubspot", body, 699), Err(VerifyError::FutureTimestamp(300)));
     }
 

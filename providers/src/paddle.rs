@@ -14,7 +14,7 @@ use crate::keys::KeySelector;
 use crate::preset::{at, required, rfc3339, Preset};
 use crate::sample::{self, split_type, Run, Webhook, PER_ENTITY};
 use crate::settings::{self, SettingError, Settings};
-use crate::verify::common::{check_window, matching_secret, parse_timestamp, single_header, Algorithm};
+use crate::verify::common::{check_window, lower_hex, matching_secret, parse_timestamp, single_header, Algorithm};
 use crate::verify::{Outgoing, Request, Scheme, Secret, VerifyError, MAX_SIGNATURES};
 
 /// The signature header.
@@ -67,7 +67,7 @@ impl Scheme for Endpoint {
                     ));
                 }
                 "h1" => {
-                    candidates.push(hex::decode(val).ok().filter(|s| s.len() == 32).ok_or_else(malformed)?);
+                    candidates.push(lower_hex(val, 32).ok_or_else(malformed)?);
                     if candidates.len() > MAX_SIGNATURES {
                         return Err(malformed());
                     }

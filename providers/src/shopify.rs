@@ -2,6 +2,11 @@
 //! same under `Shopify-Hmac-Sha256` for Shopify's newer event webhooks (headers without `X-`). Shopify does
 //! not sign a timestamp; replays are caught by deduplication on the webhook id.
 //!
+//! As `@shopify/shopify-api`'s `webhooks.validate` does: an empty body is refused before anything else; a
+//! non-empty `Shopify-Hmac-Sha256` header makes the request an event webhook, checked under that header and
+//! required to carry the event headers; once the signature matches, the headers Shopify always sends (topic,
+//! shop domain, API version, webhook id; and the event id for event webhooks) must be present.
+//!
 //! Reference: <https://shopify.dev/docs/apps/build/webhooks/subscribe/https#step-5-verify-the-webhook>; vectors
 //! checked by `@shopify/shopify-api`'s `webhooks.validate`.
 //! Default keys: dedup = `X-Shopify-Webhook-Id`; ordering = the resource the webhook is about
@@ -29,6 +34,22 @@ pub const WEBHOOK_ID: HeaderName = HeaderName::from_static("x-shopify-webhook-id
 /// The delivery id of event webhooks.
 pub const EVENTS_WEBHOOK_ID: HeaderName = HeaderName::from_static("shopify-webhook-id");
 
+/// The headers every webhook carries besides its signature, as `@shopify/shopify-api` requires them.
+const REQUIRED: [HeaderName; 4] = [
+    HeaderName::from_static("x-shopify-topic"),
+    HeaderName::from_static("x-shopify-shop-domain"),
+    HeaderName::from_static("x-shopify-api-version"),
+    WEBHOOK_ID,
+];
+/// The same for event webhooks, which also carry their event id.
+const EVENTS_REQUIRED: [HeaderName; 5] = [
+    HeaderName::from_static("shopify-topic"),
+    HeaderName::from_static("shopify-shop-domain"),
+    HeaderName::from_static("shopify-api-version"),
+    EVENTS_WEBHOOK_ID,
+    HeaderName::from_static("shopify-event-id"),
+];
+
 /// A configured Shopify app endpoint.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -53,18 +74,22 @@ impl Scheme for Endpoint {
     }
 
     fn verify(&self, req: &Request<'_>) -> Result<usize, VerifyError> {
-        let name = if req.headers.contains_key(&HEADER) || !req.headers.contains_key(&EVENTS_HEADER) {
-            &HEADER
-        } else {
-            &EVENTS_HEADER
-        };
+        if req.body.is_empty() {
+            return Err(VerifyError::EmptyBody);
+        }
+        let events = req.headers.get(&EVENTS_HEADER).is_some_and(|v| !v.is_empty());
+        let (name, required) = if events { (&EVENTS_HEADER, &EVENTS_REQUIRED[..]) } else { (&HEADER, &REQUIRED[..]) };
         let value = single_header(req.headers, name)?;
         let sig = base64::engine::general_purpose::STANDARD
             .decode(value)
             .ok()
             .filter(|s| s.len() == 32)
             .ok_or_else(|| VerifyError::MalformedSignature(name.to_string()))?;
-        matching_secret(&self.secrets, &[sig], |key| Algorithm::Sha256.mac(key, &[req.body]))
+        let matched = matching_secret(&self.secrets, &[sig], |key| Algorithm::Sha256.mac(key, &[req.body]))?;
+        if let Some(missing) = required.iter().find(|h| req.headers.get(*h).is_none_or(|v| v.is_empty())) {
+            return Err(VerifyError::MissingHeader(missing.to_string()));
+        }
+        Ok(matched)
     }
 
     fn secrets(&self) -> &[Secret] {
@@ -199,19 +224,64 @@ mod tests {
         }
     }
 
+    /// The headers Shopify sends with a webhook signed `sig`, under `prefix` (`x-shopify` or `shopify`).
+    fn sent<'a>(prefix: &str, sig: &'a str) -> Vec<(String, &'a str)> {
+        let mut h = vec![(format!("{prefix}-hmac-sha256"), sig)];
+        for (name, value) in
+            [("topic", "orders/create"), ("shop-domain", "s.myshopify.com"), ("api-version", "2025-10")]
+        {
+            h.push((format!("{prefix}-{name}"), value));
+        }
+        h.push((format!("{prefix}-webhook-id"), "wh-1"));
+        h.push((format!("{prefix}-event-id"), "ev-1"));
+        h
+    }
+
+    fn check(s: &Endpoint, headers: &[(String, &str)], body: &[u8]) -> Result<usize, VerifyError> {
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        s.verify(&request(&pairs, body, 0).req())
+    }
+
     #[test]
     fn rotation_tampering_and_malformed_headers() {
         let s = Endpoint { secrets: secrets(&["old", "new"]) };
         let body = br#"{"id":820982911946154508}"#;
         let sig = Endpoint::sign(b"old", body);
-        assert_eq!(s.verify(&request(&[("x-shopify-hmac-sha256", &sig)], body, 0).req()), Ok(0));
-        assert_eq!(s.verify(&request(&[("x-shopify-hmac-sha256", &sig)], b"{}", 0).req()), Err(VerifyError::Mismatch));
+        assert_eq!(check(&s, &sent("x-shopify", &sig), body), Ok(0));
+        assert_eq!(check(&s, &sent("x-shopify", &sig), b"{}"), Err(VerifyError::Mismatch));
         let hex = hex::encode(Algorithm::Sha256.mac(b"old", &[body]));
         for bad in [hex.as_str(), "###", "AAAA"] {
-            let r = s.verify(&request(&[("x-shopify-hmac-sha256", bad)], body, 0).req());
+            let r = check(&s, &sent("x-shopify", bad), body);
             assert!(matches!(r, Err(VerifyError::MalformedSignature(_))), "{bad}: {r:?}");
         }
         assert!(matches!(s.verify(&request(&[], body, 0).req()), Err(VerifyError::MissingSignature(_))));
+    }
+
+    /// What `@shopify/shopify-api`'s `webhooks.validate` refuses beyond the MAC.
+    #[test]
+    fn empty_bodies_and_missing_shopify_headers_are_refused_as_shopifys_library_does() {
+        let s = Endpoint { secrets: secrets(&["k"]) };
+        let empty = Endpoint::sign(b"k", b"");
+        assert_eq!(check(&s, &sent("x-shopify", &empty), b""), Err(VerifyError::EmptyBody));
+        let body = b"{}";
+        let sig = Endpoint::sign(b"k", body);
+        for missing in ["x-shopify-topic", "x-shopify-shop-domain", "x-shopify-api-version", "x-shopify-webhook-id"] {
+            let headers: Vec<(String, &str)> =
+                sent("x-shopify", &sig).into_iter().filter(|(k, _)| k != missing).collect();
+            assert_eq!(check(&s, &headers, body), Err(VerifyError::MissingHeader(missing.into())), "{missing}");
+        }
+        // The legacy webhooks do not need an event id; event webhooks do.
+        let legacy: Vec<(String, &str)> =
+            sent("x-shopify", &sig).into_iter().filter(|(k, _)| k != "x-shopify-event-id").collect();
+        assert_eq!(check(&s, &legacy, body), Ok(0));
+        assert_eq!(check(&s, &sent("shopify", &sig), body), Ok(0));
+        let events: Vec<(String, &str)> =
+            sent("shopify", &sig).into_iter().filter(|(k, _)| k != "shopify-event-id").collect();
+        assert_eq!(check(&s, &events, body), Err(VerifyError::MissingHeader("shopify-event-id".into())));
+        // A wrong signature is a mismatch before any header is looked for.
+        let mut forged = sent("x-shopify", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+        forged.retain(|(k, _)| k != "x-shopify-topic");
+        assert_eq!(check(&s, &forged, body), Err(VerifyError::Mismatch));
     }
 
     #[test]

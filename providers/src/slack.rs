@@ -16,7 +16,7 @@ use crate::keys::KeySelector;
 use crate::preset::{at, required, seconds, Preset};
 use crate::sample::{self, Run, Webhook, PER_ENTITY};
 use crate::settings::{self, SettingError, Settings};
-use crate::verify::common::{check_window, matching_secret, single_header, timestamp_header, Algorithm};
+use crate::verify::common::{check_window, lower_hex, matching_secret, single_header, timestamp_header, Algorithm};
 use crate::verify::{Handshake, Outgoing, Request, Scheme, Secret, VerifyError};
 
 /// The signature header.
@@ -54,8 +54,7 @@ pub(crate) fn verify_v0(
     let value = single_header(req.headers, signature)?;
     let sig = value
         .strip_prefix("v0=")
-        .and_then(|h| hex::decode(h).ok())
-        .filter(|s| s.len() == 32)
+        .and_then(|h| lower_hex(h, 32))
         .ok_or_else(|| VerifyError::MalformedSignature(signature.to_string()))?;
     check_window(ts, req.now_secs, tolerance_secs)?;
     matching_secret(secrets, &[sig], |key| Algorithm::Sha256.mac(key, &[b"v0:", text.as_bytes(), b":", req.body]))

@@ -15,7 +15,7 @@ use crate::keys::KeySelector;
 use crate::preset::{at, required, seconds, Preset};
 use crate::sample::{self, split_type, Run, Webhook, PER_ENTITY};
 use crate::settings::{self, SettingError, Settings};
-use crate::verify::common::{check_window, matching_secret, parse_timestamp, single_header, Algorithm};
+use crate::verify::common::{check_window, lower_hex, matching_secret, parse_timestamp, single_header, Algorithm};
 use crate::verify::{Outgoing, Request, Scheme, Secret, VerifyError, MAX_SIGNATURES};
 
 /// The header.
@@ -69,8 +69,9 @@ impl Scheme for Endpoint {
                         Some(parse_timestamp(val, 12).ok_or_else(|| VerifyError::MalformedTimestamp("t".into()))?);
                 }
                 "v1" => {
-                    // An entry that is not 32 bytes of hex cannot match; it does not void the others.
-                    if let Some(sig) = hex::decode(val).ok().filter(|s| s.len() == 32) {
+                    // An entry that is not 32 bytes of lower-case hex cannot match (Stripe's libraries compare
+                    // lower-case hex text); it does not void the others.
+                    if let Some(sig) = lower_hex(val, 32) {
                         candidates.push(sig);
                     }
                     if candidates.len() > MAX_SIGNATURES {

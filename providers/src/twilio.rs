@@ -7,6 +7,12 @@
 //! The URL is the source's `public_url` (the one configured at Twilio, without query) followed by the query
 //! string of the request as received.
 //!
+//! A SharedKey webhook announces itself with `X-Twilio-Webhooks-Signature-Settings: key=…,algorithm=HMAC_SHA256`
+//! (the header is absent for the auth token's HMAC-SHA1). As Twilio's validators choose the secret and the
+//! algorithm by that header, a source accepts exactly its own: a `sha256` (SharedKey) source refuses a request
+//! without the announcement, and a `sha1` (auth token) source refuses one that announces an algorithm, so a
+//! request can never be checked with a weaker algorithm than the one it announces (no downgrade).
+//!
 //! Reference: <https://www.twilio.com/docs/usage/webhooks/webhooks-security> (its example is a test below);
 //! vectors from `twilio` (Python) `RequestValidator.compute_signature`. Default dedup key:
 //! `I-Twilio-Idempotency-Token`.
@@ -21,13 +27,38 @@ use crate::keys::KeySelector;
 use crate::preset::{at, Preset};
 use crate::sample::{self, header, Run, Webhook, PER_ENTITY};
 use crate::settings::{self, SecretSource, SettingError, Settings};
-use crate::verify::common::{check_public_url, ct_eq, matching_secret, single_header, with_query, Algorithm};
+use crate::verify::common::{
+    check_public_url, ct_eq, matching_secret, optional_header, single_header, with_query, Algorithm,
+};
 use crate::verify::{Outgoing, Request, Scheme, Secret, VerifyError};
 
 /// The signature header.
 pub const HEADER: HeaderName = HeaderName::from_static("x-twilio-signature");
 /// Twilio's idempotency token, the same on every retry.
 pub const IDEMPOTENCY: HeaderName = HeaderName::from_static("i-twilio-idempotency-token");
+/// The SharedKey announcement: `key=<key sid>,algorithm=HMAC_SHA256`.
+pub const SIGNATURE_SETTINGS: HeaderName = HeaderName::from_static("x-twilio-webhooks-signature-settings");
+
+/// The algorithm a request announces in [`SIGNATURE_SETTINGS`]; `None` without the header (the auth token's
+/// HMAC-SHA1).
+fn announced(req: &Request<'_>) -> Result<Option<String>, VerifyError> {
+    let Some(settings) = optional_header(req.headers, &SIGNATURE_SETTINGS)? else { return Ok(None) };
+    settings
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| key.trim() == "algorithm")
+        .map(|(_, algorithm)| Some(algorithm.trim().to_owned()))
+        .ok_or_else(|| VerifyError::MalformedSignature(SIGNATURE_SETTINGS.to_string()))
+}
+
+/// How a SharedKey announcement names `algorithm`; `None` for the auth token's HMAC-SHA1, which has none.
+fn announcement(algorithm: Algorithm) -> Option<&'static str> {
+    match algorithm {
+        Algorithm::Sha1 => None,
+        Algorithm::Sha256 => Some("HMAC_SHA256"),
+        Algorithm::Sha512 => Some("HMAC_SHA512"),
+    }
+}
 
 /// A configured Twilio endpoint.
 #[derive(Debug)]
@@ -101,10 +132,20 @@ impl Scheme for Endpoint {
         } else {
             Vec::new()
         };
-        vec![(HEADER, Endpoint::sign(self.algorithm, secret, out.url, &params))]
+        let mut headers = vec![(HEADER, Endpoint::sign(self.algorithm, secret, out.url, &params))];
+        if let Some(algorithm) = announcement(self.algorithm) {
+            headers.push((SIGNATURE_SETTINGS, format!("key=hookline,algorithm={algorithm}")));
+        }
+        headers
     }
 
     fn verify(&self, req: &Request<'_>) -> Result<usize, VerifyError> {
+        match (announced(req)?, announcement(self.algorithm)) {
+            (None, None) => {}
+            (Some(sent), Some(ours)) if sent == ours => {}
+            (Some(sent), _) => return Err(VerifyError::WrongAlgorithm(sent)),
+            (None, Some(_)) => return Err(VerifyError::WrongAlgorithm("none: the auth token's HMAC_SHA1".into())),
+        }
         let value = single_header(req.headers, &HEADER)?;
         let sig = base64::engine::general_purpose::STANDARD
             .decode(value)
@@ -129,7 +170,8 @@ impl Scheme for Endpoint {
         });
         let matched = matched.ok_or(VerifyError::Mismatch)?;
         if let Some(digest) = body_digest {
-            if !ct_eq(hex::encode(Sha256::digest(req.body)).as_bytes(), digest.to_ascii_lowercase().as_bytes()) {
+            // Lower-case hex, compared as text, as Twilio's validators do.
+            if !ct_eq(hex::encode(Sha256::digest(req.body)).as_bytes(), digest.as_bytes()) {
                 return Err(VerifyError::BodyDigestMismatch);
             }
         }
@@ -299,6 +341,13 @@ mod tests {
             t.verify(&request_to(Method::POST, &uri, &h, br#"{"event":"y"}"#, 0).req()),
             Err(VerifyError::BodyDigestMismatch)
         );
+        // The digest in upper-case hex is refused, as Twilio's validators compare lower-case hex text.
+        let upper = digest.to_uppercase();
+        let url = format!("https://hooks.example.com/twilio?bodySHA256={upper}");
+        let sig = Endpoint::sign(Algorithm::Sha1, b"token", &url, &[]);
+        let h = [("content-type", "application/json"), ("x-twilio-signature", sig.as_str())];
+        let uri = format!("/webhooks/t?bodySHA256={upper}");
+        assert_eq!(t.verify(&request_to(Method::POST, &uri, &h, body, 0).req()), Err(VerifyError::BodyDigestMismatch));
     }
 
     #[test]
@@ -321,5 +370,49 @@ mod tests {
             t.verify(&request_to(Method::POST, "/x", &bad, body, 0).req()),
             Err(VerifyError::MalformedSignature(_))
         ));
+    }
+
+    /// A SharedKey source takes only requests announcing its algorithm; an auth-token source takes none that
+    /// announce one, even when the SHA-1 signature is right: no request is checked below what it announces.
+    #[test]
+    fn the_announced_algorithm_must_be_the_sources_own() {
+        let body = b"MessageSid=SM1&MessageStatus=delivered";
+        let url = "https://hooks.example.com/twilio";
+        let params: Vec<(String, String)> =
+            form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let shared = Endpoint::new(secrets(&["shared-key"]), Algorithm::Sha256, url).unwrap();
+        let sha256 = Endpoint::sign(Algorithm::Sha256, b"shared-key", url, &params);
+        let announce = ("x-twilio-webhooks-signature-settings", "key=KS0123,algorithm=HMAC_SHA256");
+        let check = |t: &Endpoint, h: &[(&str, &str)]| t.verify(&request_to(Method::POST, "/x", h, body, 0).req());
+        assert_eq!(check(&shared, &[FORM, ("x-twilio-signature", &sha256), announce]), Ok(0));
+        assert!(matches!(
+            check(&shared, &[FORM, ("x-twilio-signature", &sha256)]),
+            Err(VerifyError::WrongAlgorithm(_))
+        ));
+        let sha512 = ("x-twilio-webhooks-signature-settings", "key=KS0123,algorithm=HMAC_SHA512");
+        assert_eq!(
+            check(&shared, &[FORM, ("x-twilio-signature", &sha256), sha512]),
+            Err(VerifyError::WrongAlgorithm("HMAC_SHA512".into()))
+        );
+        let garbled = ("x-twilio-webhooks-signature-settings", "key=KS0123");
+        assert!(matches!(
+            check(&shared, &[FORM, ("x-twilio-signature", &sha256), garbled]),
+            Err(VerifyError::MalformedSignature(_))
+        ));
+        // The downgrade: a right SHA-1 signature on a request that announces SHA-256.
+        let token = twilio("token", url);
+        let sha1 = Endpoint::sign(Algorithm::Sha1, b"token", url, &params);
+        assert_eq!(check(&token, &[FORM, ("x-twilio-signature", &sha1)]), Ok(0));
+        assert_eq!(
+            check(&token, &[FORM, ("x-twilio-signature", &sha1), announce]),
+            Err(VerifyError::WrongAlgorithm("HMAC_SHA256".into()))
+        );
+        // What a SharedKey source signs, it verifies.
+        let out = Outgoing { method: &Method::POST, url, content_type: FORM.1, body, timestamp_secs: 0, id: "" };
+        let signed = Scheme::sign(&shared, b"shared-key", &out);
+        let owned: Vec<(String, String)> = signed.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let mut h: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        h.push(FORM);
+        assert_eq!(check(&shared, &h), Ok(0));
     }
 }

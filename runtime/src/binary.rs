@@ -1,6 +1,7 @@
 //! The `main` of both binaries, written once: read the log format, load and validate the config (a bad one
-//! stops the process with exit code 2 and names the field), answer `--check`, then bind the listener and
-//! serve until SIGTERM or Ctrl-C ([`crate::shutdown`]).
+//! stops the process with exit code 2 and names the field), answer `--check`, then bind the listeners (the
+//! ingress's webhook and admin addresses, the processor's admin address) and serve until SIGTERM or Ctrl-C
+//! ([`crate::shutdown`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,20 +28,20 @@ pub struct Binary<'a, Load, Summary, Listen, Serve> {
     pub load: Load,
     /// One line about a valid config, printed by `--check` and logged at startup.
     pub summary: Summary,
-    /// The config's listen address, and its field.
+    /// The config's listen addresses, each with its field.
     pub listen: Listen,
-    /// Serves on the bound listener until the token is cancelled.
+    /// Serves on the bound listeners, in the order of `listen`, until the token is cancelled.
     pub serve: Serve,
 }
 
 /// Runs a binary; its exit code: 0 after a clean shutdown, 2 for a bad config, 1 for a failure while serving.
-pub fn main<S, E, Fut>(
+pub fn main<S, E, Fut, const N: usize>(
     binary: Binary<
         '_,
         impl FnOnce(&Path) -> Result<S, ConfigError>,
         impl Fn(&S) -> String,
-        impl FnOnce(&S) -> (SocketAddr, &'static str),
-        impl FnOnce(S, TcpListener, CancellationToken) -> Fut,
+        impl FnOnce(&S) -> [(SocketAddr, &'static str); N],
+        impl FnOnce(S, [TcpListener; N], CancellationToken) -> Fut,
     >,
 ) -> ExitCode
 where
@@ -69,22 +70,23 @@ where
         return ExitCode::SUCCESS;
     }
     telemetry::init(format);
-    let (addr, field) = (binary.listen)(&settings);
+    let addresses = (binary.listen)(&settings);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => return failed(name, &e),
     };
     let result = runtime.block_on(async {
-        let listener = match TcpListener::bind(addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                let message = format!("config field `{field}`: cannot listen on {addr}: {e}");
-                return Err(message);
-            }
-        };
-        let local = listener.local_addr().map_or_else(|_| addr.to_string(), |a| a.to_string());
-        tracing::info!(addr = %local, "{name} listening ({summary})");
-        (binary.serve)(settings, listener, crate::shutdown::on_signals()).await.map_err(|e| e.to_string())
+        let mut listeners = Vec::with_capacity(N);
+        for (addr, field) in addresses {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("config field `{field}`: cannot listen on {addr}: {e}"))?;
+            let local = listener.local_addr().map_or_else(|_| addr.to_string(), |a| a.to_string());
+            tracing::info!(addr = %local, "{name} listening on {field} ({summary})");
+            listeners.push(listener);
+        }
+        let listeners: [TcpListener; N] = listeners.try_into().map_err(|_| "a listener was not bound".to_owned())?;
+        (binary.serve)(settings, listeners, crate::shutdown::on_signals()).await.map_err(|e| e.to_string())
     });
     // Blocking Kafka calls still running (bounded by their own timeouts) need not delay the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));

@@ -280,17 +280,9 @@ async fn tls_serves_http2_and_http1_and_plain_http_serves_h2c() {
         key.display().to_string()
     );
     // `[server.tls]` must come after the plain `[server]` keys, so it goes at the end.
-    let ingress = Running::ingress_unchecked(ingress_settings(
-        &kafka,
-        &topics,
-        &IngressOptions { extra: &server, ..Default::default() },
-    ))
-    .await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tls::get_status(ingress.addr, &root, "/readyz").await.ok() != Some(200) {
-        assert!(Instant::now() < deadline, "the TLS ingress did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let ingress =
+        Running::ingress(ingress_settings(&kafka, &topics, &IngressOptions { extra: &server, ..Default::default() }))
+            .await;
     let body = r#"{"id":"tls-1","order":"o"}"#.to_owned();
     let headers = vec![("x-signature".to_owned(), sign(SECRET, body.as_bytes()))];
     let (reply, alpn) =
@@ -301,7 +293,10 @@ async fn tls_serves_http2_and_http1_and_plain_http_serves_h2c() {
     let (reply, alpn) =
         tls::post(ingress.addr, &root, tls::Alpn::Http1, "/webhooks/shop", &headers1, body1).await.unwrap();
     assert_eq!((reply.status, alpn.as_slice()), (202, &b"http/1.1"[..]));
-    assert!(get(&format!("http://{}/livez", ingress.addr)).await.is_err(), "plain HTTP is not served on a TLS port");
+    assert!(
+        get(&format!("http://{}/webhooks/shop", ingress.addr)).await.is_err(),
+        "plain HTTP is not served on a TLS port"
+    );
 
     let plain = Running::ingress(ingress_config(&kafka, &topics, 2, "")).await;
     let body2 = r#"{"id":"h2c-1","order":"o"}"#.to_owned();
@@ -394,15 +389,48 @@ async fn refused_requests_are_quarantined_with_their_cause_and_without_credentia
     assert!(metrics.contains(r#"hookline_ingress_quarantined_total{reason="mismatch"} 1"#), "{metrics}");
 }
 
+/// From the moment shutdown begins, `/readyz` on the admin address answers 503 (`accepting`) while in-flight
+/// requests drain, so a load balancer stops sending before the webhook port goes away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_fails_as_soon_as_shutdown_begins_while_requests_drain() {
+    let kafka = Kafka::start();
+    let topics = Topics::unique();
+    let ingress = Running::ingress(ingress_config(&kafka, &topics, 2, "")).await;
+    let readyz = format!("http://{}/readyz", ingress.admin);
+    assert_eq!(get(&readyz).await.unwrap().status, 200);
+    // A request whose body is still coming holds the drain open.
+    let mut slow = tokio::net::TcpStream::connect(ingress.addr).await.unwrap();
+    slow.write_all(
+        b"POST /webhooks/shop HTTP/1.1\r\nhost: hooks\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ingress.begin_shutdown();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let reply = get(&readyz).await.expect("the admin address answers while requests drain");
+        if reply.status == 503 {
+            assert!(reply.text().contains("accepting: shutting down"), "{}", reply.text());
+            break;
+        }
+        assert!(Instant::now() < deadline, "/readyz still {} after shutdown began", reply.status);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(slow);
+}
+
 /// The real binary under load gets SIGTERM: it stops accepting, finishes what it had, flushes, exits 0, and
 /// every webhook it answered 202 is on the raw topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests_and_loses_no_accepted_webhook() {
     let kafka = Kafka::start();
     let topics = Topics::unique();
-    let port = free_port();
-    let toml = ingress_toml(&kafka, &topics, &IngressOptions::default())
-        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""));
+    let (port, admin_port) = (free_port(), free_port());
+    let toml = ingress_toml(&kafka, &topics, &IngressOptions::default()).replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\""),
+    );
     let mut file = tempfile::NamedTempFile::new().unwrap();
     file.write_all(toml.as_bytes()).unwrap();
     let mut cmd = Command::new(bin("hookline-ingress"));
@@ -410,7 +438,7 @@ async fn sigterm_drains_in_flight_requests_and_loses_no_accepted_webhook() {
     let mut ingress = Process::spawn(cmd);
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while get(&format!("{base}/readyz")).await.map(|r| r.status).ok() != Some(200) {
+    while get(&format!("http://127.0.0.1:{admin_port}/readyz")).await.map(|r| r.status).ok() != Some(200) {
         assert!(Instant::now() < deadline, "the ingress binary did not become ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -43,7 +43,8 @@ async fn every_metric_used_by_an_alert_rule_or_a_dashboard_is_exported_with_the_
         assert!(Instant::now() < deadline, "the processor published nothing");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let ingress = hookline_e2e::get(&format!("http://{}/metrics", c.ingress_addr())).await.unwrap().text();
+    let ingress_admin = c.ingress_admin().unwrap();
+    let ingress = hookline_e2e::get(&format!("http://{ingress_admin}/metrics")).await.unwrap().text();
     let processor = hookline_e2e::get(&format!("http://{}/metrics", c.processor_addr(0))).await.unwrap().text();
     let exported = exported(&format!("{ingress}\n{processor}"));
 
@@ -70,7 +71,7 @@ fn scrape_config(ingress: &str, processor: &str) -> String {
     let shipped = std::fs::read_to_string(deploy_dir().join("prometheus/prometheus.yml")).unwrap();
     let mut config = shipped;
     for (from, to) in [
-        ("\"hookline-ingress:8080\"", format!("\"{ingress}\"")),
+        ("\"hookline-ingress:9190\"", format!("\"{ingress}\"")),
         ("\"hookline-processor:9091\"", format!("\"{processor}\"")),
         ("scrape_interval: 15s", "scrape_interval: 1s".to_owned()),
         ("evaluation_interval: 15s", "evaluation_interval: 1s".to_owned()),
@@ -104,7 +105,8 @@ async fn a_real_prometheus_scrapes_the_pipeline_with_the_shipped_config_rules_an
     let c = Cluster::start(Kafka::start(), 4, 1, &[("HOOKLINE_FAULT_PANIC_ON", driver::PANIC_MARKER)]).await;
     let mut c = c;
     let prometheus =
-        Prometheus::start(&scrape_config(&c.ingress_addr().to_string(), &c.processor_addr(0).to_string())).await;
+        Prometheus::start(&scrape_config(&c.ingress_admin().unwrap().to_string(), &c.processor_addr(0).to_string()))
+            .await;
 
     // Both targets up.
     eventually(&prometheus, "up{job=~\"hookline-ingress|hookline-processor\"} == 1", |r| r.len() == 2).await;

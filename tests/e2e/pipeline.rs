@@ -348,8 +348,17 @@ async fn unknown_sources_oversized_bodies_and_wrong_methods_are_refused_and_not_
         "{metrics}"
     );
     assert!(metrics.contains(r#"hookline_ingress_requests_total{source="_unknown",outcome="not_found"} 1"#));
-    assert_eq!(get_status(&format!("{base}/livez")).await, 200);
-    assert_eq!(get_status(&format!("{base}/readyz")).await, 200);
+    // The operator endpoints answer on the admin address only: nothing about the configuration (source
+    // names, secret ids) on the public webhook port.
+    let admin = format!("http://{}", ingress.admin);
+    assert_eq!(get_status(&format!("{admin}/livez")).await, 200);
+    assert_eq!(get_status(&format!("{admin}/readyz")).await, 200);
+    for path in ["/metrics", "/livez", "/readyz", "/", "/webhooks"] {
+        let reply = hookline_e2e::get(&format!("{base}{path}")).await.unwrap();
+        assert_eq!(reply.status, 404, "{path} on the webhook port");
+        assert!(!reply.text().contains("small"), "{path}: {}", reply.text());
+    }
+    assert!(!hookline_e2e::get(&format!("{base}/metrics")).await.unwrap().text().contains("hookline_"));
 }
 
 async fn get_status(url: &str) -> u16 {

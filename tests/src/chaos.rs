@@ -204,9 +204,14 @@ impl Cluster {
         format!("http://{}", self.ingress_addr)
     }
 
-    /// The ingress's address (webhooks and its `/metrics`).
+    /// The ingress's webhook address.
     pub fn ingress_addr(&self) -> SocketAddr {
         self.ingress_addr
+    }
+
+    /// The running ingress's admin address (`/metrics`, `/readyz`).
+    pub fn ingress_admin(&self) -> Option<SocketAddr> {
+        self.ingress.as_ref().map(|c| c.admin)
     }
 
     /// Processor `i`'s admin address (`/metrics`, `/readyz`).
@@ -524,7 +529,8 @@ async fn broker_restart(scale: Scale) -> anyhow::Result<Row> {
         c.note(&format!("broker killed ({})", n + 1));
         let down = Duration::from_secs(scale.pick(5, 10));
         let started = Instant::now();
-        if readyz_becomes(&c.base_url(), 503, down).await.is_none() {
+        let admin = c.ingress_admin().map(|a| format!("http://{a}")).unwrap_or_default();
+        if readyz_becomes(&admin, 503, down).await.is_none() {
             failures.push("the ingress never reported not ready while the broker was down".into());
         }
         tokio::time::sleep(down.saturating_sub(started.elapsed())).await;

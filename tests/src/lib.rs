@@ -397,8 +397,10 @@ pub fn processor_toml(brokers: &str, topics: &Topics, state_dir: &Path, listen: 
 pub struct Component {
     process: Process,
     name: &'static str,
-    /// Its HTTP address (`/metrics`, `/readyz`; the ingress's webhooks too).
+    /// Its HTTP address: the ingress's webhooks, the processor's admin endpoints.
     pub addr: SocketAddr,
+    /// Its admin address (`/metrics`, `/livez`, `/readyz`): the processor's `addr`, the ingress's own.
+    pub admin: SocketAddr,
     log: PathBuf,
 }
 
@@ -416,12 +418,16 @@ impl Component {
 
     /// Starts the processor binary without waiting for it.
     pub fn start_unchecked(dir: &Path, addr: SocketAddr, config_toml: &str, env: &[(&str, &str)]) -> ProcessorProcess {
-        Component::launch("hookline-processor", dir, addr, config_toml, env)
+        Component::launch("hookline-processor", dir, addr, addr, config_toml, env)
     }
 
-    /// Starts the ingress binary with `config_toml` (which must listen on `addr`) and waits until it is ready.
+    /// Starts the ingress binary with `config_toml` (which must listen on `addr`; its admin endpoints get a free
+    /// port of their own) and waits until it is ready.
     pub async fn ingress(dir: &Path, addr: SocketAddr, config_toml: &str) -> Component {
-        let mut p = Component::launch("hookline-ingress", dir, addr, config_toml, &[]);
+        let admin: SocketAddr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let env = [("HOOKLINE_SERVER__ADMIN_LISTEN", admin.to_string())];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut p = Component::launch("hookline-ingress", dir, addr, admin, config_toml, &env);
         p.wait_ready(Duration::from_secs(60)).await;
         p
     }
@@ -431,6 +437,7 @@ impl Component {
         name: &'static str,
         dir: &Path,
         addr: SocketAddr,
+        admin: SocketAddr,
         config_toml: &str,
         env: &[(&str, &str)],
     ) -> Component {
@@ -445,14 +452,14 @@ impl Component {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        Component { process: Process::spawn(cmd), name, addr, log }
+        Component { process: Process::spawn(cmd), name, addr, admin, log }
     }
 
     /// Polls `/readyz` until it answers 200; panics with the process's log otherwise.
     pub async fn wait_ready(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if get(&format!("http://{}/readyz", self.addr)).await.is_ok_and(|r| r.status == 200) {
+            if get(&format!("http://{}/readyz", self.admin)).await.is_ok_and(|r| r.status == 200) {
                 return;
             }
             if let Some(code) = self.process.wait(Duration::ZERO) {
@@ -465,7 +472,7 @@ impl Component {
 
     /// Its `/metrics` text (empty if it does not answer).
     pub async fn metrics(&self) -> String {
-        get(&format!("http://{}/metrics", self.addr)).await.map(|r| r.text()).unwrap_or_default()
+        get(&format!("http://{}/metrics", self.admin)).await.map(|r| r.text()).unwrap_or_default()
     }
 
     /// What it has logged so far.
@@ -632,30 +639,28 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
 /// A component running in this process, stopped on drop.
 #[derive(Debug)]
 pub struct Running {
-    /// Its HTTP address.
+    /// Its HTTP address: the ingress's webhooks, the processor's admin endpoints.
     pub addr: SocketAddr,
+    /// Its admin address (`/metrics`, `/livez`, `/readyz`).
+    pub admin: SocketAddr,
     stop: CancellationToken,
     task: Option<tokio::task::JoinHandle<Result<(), String>>>,
 }
 
 impl Running {
-    /// Starts an ingress and waits until `/readyz` answers 200 over plain HTTP.
+    /// Starts an ingress and waits until `/readyz` answers 200.
     pub async fn ingress(settings: hookline_config::ingress::Settings) -> Running {
-        let running = Running::ingress_unchecked(settings).await;
-        running.wait_ready(Duration::from_secs(30)).await;
-        running
-    }
-
-    /// Starts an ingress without waiting for it (a TLS one cannot be asked over plain HTTP).
-    pub async fn ingress_unchecked(settings: hookline_config::ingress::Settings) -> Running {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
+        let webhooks = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let (addr, admin_addr) = (webhooks.local_addr().expect("addr"), admin.local_addr().expect("addr"));
         let stop = CancellationToken::new();
         let task = tokio::spawn({
             let stop = stop.clone();
-            async move { hookline_ingress::run(settings, listener, stop).await.map_err(|e| e.to_string()) }
+            async move { hookline_ingress::run(settings, webhooks, admin, stop).await.map_err(|e| e.to_string()) }
         });
-        Running { addr, stop, task: Some(task) }
+        let running = Running { addr, admin: admin_addr, stop, task: Some(task) };
+        running.wait_ready(Duration::from_secs(30)).await;
+        running
     }
 
     /// Starts a processor and waits until it has joined its group.
@@ -667,7 +672,7 @@ impl Running {
             let stop = stop.clone();
             async move { hookline_processor::run(settings, listener, stop).await.map_err(|e| e.to_string()) }
         });
-        let running = Running { addr, stop, task: Some(task) };
+        let running = Running { addr, admin: addr, stop, task: Some(task) };
         running.wait_ready(Duration::from_secs(60)).await;
         running
     }
@@ -677,7 +682,7 @@ impl Running {
         let deadline = Instant::now() + timeout;
         let mut last = String::new();
         while Instant::now() < deadline {
-            if let Ok(r) = get(&format!("http://{}/readyz", self.addr)).await {
+            if let Ok(r) = get(&format!("http://{}/readyz", self.admin)).await {
                 if r.status == 200 {
                     return;
                 }
@@ -691,6 +696,11 @@ impl Running {
         panic!("not ready after {timeout:?}: {last}");
     }
 
+    /// Begins a graceful shutdown (as SIGTERM does) without waiting for it.
+    pub fn begin_shutdown(&self) {
+        self.stop.cancel();
+    }
+
     /// Stops it gracefully and returns how `run` ended.
     pub async fn shutdown(mut self) -> Result<(), String> {
         self.stop.cancel();
@@ -702,7 +712,7 @@ impl Running {
 
     /// The metrics text.
     pub async fn metrics(&self) -> String {
-        get(&format!("http://{}/metrics", self.addr)).await.map(|r| r.text()).unwrap_or_default()
+        get(&format!("http://{}/metrics", self.admin)).await.map(|r| r.text()).unwrap_or_default()
     }
 }
 

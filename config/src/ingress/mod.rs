@@ -64,8 +64,12 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address to listen on. Default `127.0.0.1:8080`; use `0.0.0.0:8080` in a container.
+    /// Where webhooks are received. Default `127.0.0.1:8080`; use `0.0.0.0:8080` in a container. Only
+    /// `/webhooks/{source}` is served there.
     pub listen: String,
+    /// Where `/metrics`, `/livez` and `/readyz` are served, apart from the public webhook port so that nothing
+    /// about the configuration (source names, secret ids) is public. Default `127.0.0.1:9190`.
+    pub admin_listen: String,
     /// Largest accepted body, for sources that set none, counted on the bytes actually read (chunked bodies
     /// included). Default 1 MiB. Larger requests get 413.
     pub max_body_bytes: u64,
@@ -96,6 +100,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: "127.0.0.1:8080".to_owned(),
+            admin_listen: "127.0.0.1:9190".to_owned(),
             max_body_bytes: 1024 * 1024,
             read_timeout_ms: 10_000,
             drain_timeout_ms: 10_000,
@@ -292,8 +297,10 @@ pub enum KeySelectorConfig {
 /// The validated config the ingress runs with.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Where to listen.
+    /// Where webhooks are received.
     pub listen: SocketAddr,
+    /// Where `/metrics`, `/livez` and `/readyz` are served.
+    pub admin_listen: SocketAddr,
     /// Header and body read deadline, each.
     pub read_timeout: Duration,
     /// Drain deadline on shutdown.
@@ -390,6 +397,13 @@ impl Config {
     pub fn validate(self) -> Result<Settings, ConfigError> {
         let s = &self.server;
         let listen = socket_addr("server.listen", &s.listen)?;
+        let admin_listen = socket_addr("server.admin_listen", &s.admin_listen)?;
+        if admin_listen == listen && listen.port() != 0 {
+            return Err(ConfigError::field(
+                "server.admin_listen",
+                "must differ from server.listen: the operator endpoints are not served on the webhook port",
+            ));
+        }
         in_range("server.max_body_bytes", s.max_body_bytes, 1, 64 * 1024 * 1024)?;
         in_range("server.read_timeout_ms", s.read_timeout_ms, 100, 600_000)?;
         in_range("server.drain_timeout_ms", s.drain_timeout_ms, 0, 600_000)?;
@@ -443,6 +457,7 @@ impl Config {
         let s = self.server;
         Ok(Settings {
             listen,
+            admin_listen,
             read_timeout: Duration::from_millis(s.read_timeout_ms),
             drain_timeout: Duration::from_millis(s.drain_timeout_ms),
             idle_timeout: Duration::from_millis(s.idle_timeout_ms),

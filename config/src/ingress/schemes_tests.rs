@@ -56,6 +56,17 @@ fn check(
     let out = Outgoing { method: &method, url: &url, content_type, body, timestamp_secs: signed_at, id: "msg_1" };
     let mut headers = verifier.sign_request(&out).unwrap();
     headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_str(content_type).unwrap());
+    if name == "shopify" {
+        // Headers Shopify always sends besides the signature, which its library requires.
+        for (k, v) in [
+            ("x-shopify-topic", "orders/create"),
+            ("x-shopify-shop-domain", "s.myshopify.com"),
+            ("x-shopify-api-version", "2025-10"),
+            ("x-shopify-webhook-id", "wh-1"),
+        ] {
+            headers.insert(k, http::HeaderValue::from_static(v));
+        }
+    }
     let uri: Uri = path.parse().unwrap();
     let req = Request { method: &method, uri: &uri, headers: &headers, body, now_secs: now };
     verifier.verify(&req, Bytes::copy_from_slice(body)).map(|_| ())

@@ -29,6 +29,7 @@ fn the_example_config_in_deploy_is_valid() {
 fn defaults_are_documented_values() {
     let s = parse(GOOD).unwrap();
     assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(s.admin_listen.to_string(), "127.0.0.1:9190");
     assert_eq!(s.raw_topic, "hookline.raw");
     assert_eq!(s.raw_partitions, 12);
     assert_eq!(s.sources["shop"].max_body_bytes, 1024 * 1024);
@@ -37,6 +38,16 @@ fn defaults_are_documented_values() {
 
 fn err(text: &str) -> String {
     parse(text).unwrap_err().to_string()
+}
+
+#[test]
+fn the_admin_endpoints_are_never_on_the_webhook_port() {
+    let e = err(&format!("[server]\nlisten = '0.0.0.0:8080'\nadmin_listen = '0.0.0.0:8080'\n{GOOD}"));
+    assert!(e.contains("server.admin_listen"), "{e}");
+    let e = err(&format!("[server]\nadmin_listen = 'nowhere'\n{GOOD}"));
+    assert!(e.contains("server.admin_listen"), "{e}");
+    let s = parse(&format!("[server]\nlisten = '127.0.0.1:0'\nadmin_listen = '127.0.0.1:0'\n{GOOD}")).unwrap();
+    assert_eq!((s.listen.port(), s.admin_listen.port()), (0, 0), "port 0 twice: two free ports");
 }
 
 #[test]

@@ -5,8 +5,9 @@
 //!   type, declared length), each returning a permit or a refusal;
 //! - `webhook`: the handler: body, verification, handshake, storage and the answer.
 //!
-//! [`App::handle`] routes: `/webhooks/{source}` to the handler, `/metrics`, `/livez` and `/readyz` to the
-//! shared admin endpoints, anything else 404. Nothing on the webhook path queues without bound.
+//! [`App::handle`] routes `/webhooks/{source}` to the handler and anything else to 404: the operator endpoints
+//! (`/metrics`, `/livez`, `/readyz`) are on the admin address ([`hookline_runtime::admin`]), so nothing about
+//! the configuration answers on the public port. Nothing on the webhook path queues without bound.
 
 mod accept;
 mod gates;
@@ -20,7 +21,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hookline_config::ingress::{Settings, Source};
-use hookline_runtime::admin::{self, Readiness};
 use http::header::HeaderName;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
@@ -51,8 +51,7 @@ pub struct App {
     producer: RawProducer,
     quarantine: Option<Quarantine>,
     metrics: Metrics,
-    registry: Registry,
-    readiness: Arc<Readiness>,
+    registry: Arc<Registry>,
     topics_ready: AtomicBool,
     in_flight: Budget,
     adaptive: AdaptiveLimit,
@@ -61,7 +60,7 @@ pub struct App {
 
 impl App {
     /// Builds the app: metrics registered, producers created.
-    pub fn new(settings: Settings, readiness: Arc<Readiness>) -> Result<App, rdkafka::error::KafkaError> {
+    pub fn new(settings: Settings) -> Result<App, rdkafka::error::KafkaError> {
         let mut registry = Registry::default();
         let labels: Vec<SourceLabels> = settings
             .sources
@@ -100,8 +99,7 @@ impl App {
             producer,
             quarantine,
             metrics,
-            registry,
-            readiness,
+            registry: Arc::new(registry),
             topics_ready: AtomicBool::new(false),
             routes,
         })
@@ -115,6 +113,11 @@ impl App {
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The metrics registry, for the admin endpoints.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.clone()
     }
 
     /// The settings.
@@ -134,7 +137,6 @@ impl App {
             let name = name.trim_end_matches('/').to_owned();
             return self.webhook(&name, req, peer).await;
         }
-        admin::respond(req.method(), path, &self.registry, &self.readiness)
-            .unwrap_or_else(|| webhook::error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"))
+        webhook::error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
     }
 }

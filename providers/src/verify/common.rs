@@ -121,6 +121,15 @@ pub fn parse_timestamp(text: &str, max_digits: usize) -> Option<i64> {
     text.parse().ok()
 }
 
+/// `len` bytes written as lower-case hex, the only form the providers' official libraries accept (they compare
+/// the lower-case hex text of the expected MAC with what was sent): upper-case hex is refused, not decoded.
+pub fn lower_hex(text: &str, len: usize) -> Option<Vec<u8>> {
+    if text.len() != 2 * len || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    hex::decode(text).ok()
+}
+
 /// Refuses a timestamp (seconds) more than `tolerance` seconds away from `now`, in either direction.
 pub fn check_window(timestamp: i64, now: i64, tolerance: u64) -> Result<(), VerifyError> {
     let tol = i64::try_from(tolerance).unwrap_or(i64::MAX);

@@ -274,6 +274,18 @@ pub enum VerifyError {
     /// A signed digest of the body does not match the body (Twilio's `bodySHA256`).
     #[error("the body does not match its signed digest")]
     BodyDigestMismatch,
+    /// A header the provider always sends with a webhook is absent (Shopify's topic, shop, API version and
+    /// webhook id), as the provider's own library refuses it.
+    #[error("required header `{0}` is missing")]
+    MissingHeader(String),
+    /// The body is empty where the provider never sends an empty one (Shopify).
+    #[error("the body is empty")]
+    EmptyBody,
+    /// The request announces a signing algorithm other than the source's (Twilio's
+    /// `X-Twilio-Webhooks-Signature-Settings`), or a source that signs with a shared key got none announced:
+    /// refused rather than checked with a weaker algorithm.
+    #[error("the signing algorithm announced ({0}) is not this source's")]
+    WrongAlgorithm(String),
     /// No live secret produces this signature, or the credentials are wrong.
     #[error("signature does not match")]
     Mismatch,
@@ -281,7 +293,7 @@ pub enum VerifyError {
 
 impl VerifyError {
     /// Every reason label, in a fixed order.
-    pub const REASONS: [&'static str; 9] = [
+    pub const REASONS: [&'static str; 12] = [
         "missing_signature",
         "duplicate_signature",
         "malformed_signature",
@@ -291,6 +303,9 @@ impl VerifyError {
         "future_timestamp",
         "body_digest_mismatch",
         "mismatch",
+        "missing_header",
+        "empty_body",
+        "wrong_algorithm",
     ];
 
     /// A bounded label for metrics.
@@ -305,6 +320,9 @@ impl VerifyError {
             VerifyError::FutureTimestamp(_) => 6,
             VerifyError::BodyDigestMismatch => 7,
             VerifyError::Mismatch => 8,
+            VerifyError::MissingHeader(_) => 9,
+            VerifyError::EmptyBody => 10,
+            VerifyError::WrongAlgorithm(_) => 11,
         };
         Self::REASONS[i]
     }
