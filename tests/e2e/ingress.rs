@@ -389,6 +389,95 @@ async fn refused_requests_are_quarantined_with_their_cause_and_without_credentia
     assert!(metrics.contains(r#"hookline_ingress_quarantined_total{reason="mismatch"} 1"#), "{metrics}");
 }
 
+/// The status line of the answer to `request`, written as is on a fresh connection ("" if the connection was
+/// closed without one).
+async fn raw_status(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_owned()
+}
+
+/// Requests RFC 9112 says a server must refuse, and request-smuggling shapes: each is answered 400 (or, for
+/// `Content-Length` with `Transfer-Encoding`, read by its chunks and the connection closed) and nothing
+/// smuggled is stored, while a well-formed request on the same ingress is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_framing_and_host_headers_get_400_and_nothing_smuggled_is_stored() {
+    let kafka = Kafka::start();
+    let topics = Topics::unique();
+    let ingress = Running::ingress(ingress_config(&kafka, &topics, 2, "")).await;
+    let body = r#"{"id":"framing-ok","order":"o"}"#;
+    let sig = sign(SECRET, body.as_bytes());
+    let head = |extra: &str| {
+        format!("POST /webhooks/shop HTTP/1.1\r\ncontent-type: application/json\r\nx-signature: {sig}\r\n{extra}")
+    };
+    let cases = [
+        ("no Host", format!("{}content-length: {}\r\nconnection: close\r\n\r\n{body}", head(""), body.len())),
+        (
+            "two Host headers",
+            format!(
+                "{}host: a.example\r\nhost: b.example\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                head(""),
+                body.len()
+            ),
+        ),
+        (
+            "a Host with userinfo",
+            format!(
+                "{}host: user@a.example\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                head(""),
+                body.len()
+            ),
+        ),
+        (
+            "two different Content-Lengths",
+            format!(
+                "{}host: a.example\r\ncontent-length: {}\r\ncontent-length: 4\r\nconnection: close\r\n\r\n{body}",
+                head(""),
+                body.len()
+            ),
+        ),
+        (
+            "an obsolete folded header line",
+            format!(
+                "{}host: a.example\r\nx-note: one\r\n two\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                head(""),
+                body.len()
+            ),
+        ),
+    ];
+    for (what, request) in &cases {
+        let status = raw_status(ingress.addr, request.as_bytes()).await;
+        assert!(status.starts_with("HTTP/1.1 400"), "{what}: {status:?}");
+    }
+    // Content-Length with Transfer-Encoding: read by its chunks alone, then the connection is closed (RFC 9112
+    // §6.1), so a request smuggled behind it (what a proxy reading by the length would see) is never answered.
+    let smuggled = format!("{}host: a.example\r\ncontent-length: {}\r\n\r\n{body}", head(""), body.len());
+    let both = format!(
+        "{}host: a.example\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n{smuggled}",
+        head(""),
+        body.len()
+    );
+    let mut conn = tokio::net::TcpStream::connect(ingress.addr).await.unwrap();
+    conn.write_all(both.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut answer))
+        .await
+        .expect("the connection is closed")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "one answer, then the connection closed: {answer}");
+    let no_host = "GET /metrics HTTP/1.1\r\nconnection: close\r\n\r\n";
+    assert!(raw_status(ingress.addr, no_host.as_bytes()).await.starts_with("HTTP/1.1 400"), "any path");
+    let good =
+        format!("{}host: a.example\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", head(""), body.len());
+    assert!(raw_status(ingress.addr, good.as_bytes()).await.starts_with("HTTP/1.1 202"));
+    // The chunked one and the well-formed one (one webhook, two deliveries); nothing smuggled, nothing refused.
+    let raw = read_topic(kafka.brokers(), &topics.raw, 2, SETTLE, TIMEOUT).await;
+    assert_eq!(raw.len(), 2, "only the chunked request and the well-formed one are stored");
+}
+
 /// From the moment shutdown begins, `/readyz` on the admin address answers 503 (`accepting`) while in-flight
 /// requests drain, so a load balancer stops sending before the webhook port goes away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

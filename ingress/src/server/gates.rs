@@ -1,5 +1,10 @@
 //! Admission: the checks a webhook request passes before its body is read, each refusing it at once with
-//! what to answer. [`App::allowed`] checks the sender's address; [`App::admit`] hands out a [`Permit`] (the
+//! what to answer. [`host`] refuses a missing, repeated or invalid `Host`, as RFC 9112 requires of a server
+//! (hyper deals with the body framing before a request reaches here: it answers 400 to two different
+//! lengths and to obsolete folded header lines, and reads a request with both `Content-Length` and
+//! `Transfer-Encoding` by its chunks alone and then closes the connection, as RFC 9112 §6.1 allows, so
+//! nothing can be smuggled after it);
+//! [`App::allowed`] checks the sender's address; [`App::admit`] hands out a [`Permit`] (the
 //! capacity the request holds until it is answered) or a [`Refusal`], checking in order:
 //!
 //! 1. the global in-flight budget, then the adaptive limit that follows Kafka's acknowledgement latency, then
@@ -53,6 +58,35 @@ pub(super) struct Permit {
     _global: OwnedSemaphorePermit,
     _adaptive: LimitPermit,
     _source: Option<OwnedSemaphorePermit>,
+}
+
+/// RFC 9112 §3.2: a server answers 400 to an HTTP/1.1 request without a `Host` header, and to any request
+/// with more than one, or with one whose value is not a host (and port). An HTTP/2 request names its
+/// authority in `:authority` and may send no `Host`.
+pub(super) fn host(parts: &Parts) -> Result<(), Refusal> {
+    let bad = |message: &'static str| Err(Refusal::new(Outcome::BadRequest, "bad_host", message));
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if parts.version == http::Version::HTTP_11 => bad("an HTTP/1.1 request has a Host header"),
+        (None, _) => Ok(()),
+        (Some(_), Some(_)) => bad("a request has one Host header, not several"),
+        (Some(value), None) => match value.as_bytes() {
+            [] => Ok(()),
+            text if is_host_and_port(text) => Ok(()),
+            _ => bad("the Host header is not a host and port"),
+        },
+    }
+}
+
+/// `host` or `host:port` (userinfo is not part of a `Host`; a port is digits).
+fn is_host_and_port(text: &[u8]) -> bool {
+    if text.contains(&b'@') {
+        return false;
+    }
+    let Ok(authority) = http::uri::Authority::try_from(text) else { return false };
+    // Without userinfo, the authority is the host, then `:port` if any.
+    let port = &authority.as_str()[authority.host().len()..];
+    port.is_empty() || port.len() > 1 && port[1..].bytes().all(|b| b.is_ascii_digit())
 }
 
 impl App {
@@ -115,4 +149,46 @@ pub(super) fn too_large(limit: usize) -> Refusal {
 
 fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Version;
+
+    fn parts(version: Version, hosts: &[&str]) -> Parts {
+        let mut req = http::Request::builder().method("POST").uri("/webhooks/shop").version(version);
+        for h in hosts {
+            req = req.header(header::HOST, *h);
+        }
+        req.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn host_is_checked_as_rfc_9112_says() {
+        const HTTP_10: Version = Version::HTTP_10;
+        const HTTP_11: Version = Version::HTTP_11;
+        const HTTP_2: Version = Version::HTTP_2;
+        for (version, hosts, ok) in [
+            (HTTP_11, &[][..], false),
+            (HTTP_11, &["hooks.example.com"][..], true),
+            (HTTP_11, &["hooks.example.com:8443"][..], true),
+            (HTTP_11, &["[::1]:8080"][..], true),
+            (HTTP_11, &[""][..], true),
+            (HTTP_11, &["a.example", "b.example"][..], false),
+            (HTTP_11, &["a.example", "a.example"][..], false),
+            (HTTP_11, &["user@a.example"][..], false),
+            (HTTP_11, &["a.example/path"][..], false),
+            (HTTP_11, &["a.example:port"][..], false),
+            (HTTP_10, &[][..], true),
+            (HTTP_2, &[][..], true),
+            (HTTP_2, &["a.example", "b.example"][..], false),
+        ] {
+            let r = host(&parts(version, hosts));
+            assert_eq!(r.is_ok(), ok, "{version:?} {hosts:?}: {r:?}");
+            if let Err(refusal) = r {
+                assert_eq!((refusal.outcome, refusal.reason), (Outcome::BadRequest, "bad_host"));
+            }
+        }
+    }
 }

@@ -137,6 +137,10 @@ impl App {
             let name = name.trim_end_matches('/').to_owned();
             return self.webhook(&name, req, peer).await;
         }
-        webhook::error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        let (parts, _) = req.into_parts();
+        match gates::host(&parts) {
+            Ok(()) => webhook::error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+            Err(refusal) => webhook::error(StatusCode::BAD_REQUEST, refusal.reason, &refusal.message),
+        }
     }
 }

@@ -18,7 +18,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
-use super::gates::{too_large, Refusal};
+use super::gates::{host, too_large, Refusal};
 use super::{App, Route};
 use crate::net::client_ip;
 use crate::quarantine::Rejection;
@@ -57,6 +57,9 @@ impl App {
         let (parts, body) = req.into_parts();
         let route = self.routes.get(name);
         let attempt = Attempt { route, requested: name, peer, parts: &parts, received_at_ms };
+        if let Err(refusal) = host(&parts) {
+            return self.refuse(&attempt, refusal, None);
+        }
         let Some(route) = route else {
             let refusal = Refusal::new(Outcome::NotFound, "unknown_source", "no source is configured under this name");
             return self.refuse(&attempt, refusal, None);
