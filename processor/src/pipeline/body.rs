@@ -64,17 +64,28 @@ fn form(body: &[u8]) -> Result<Map<String, Value>, Failure> {
     Ok(fields)
 }
 
-/// Splits a batch body (a JSON array) into its elements, verbatim, with their positions. A body that is
-/// not an array is one event.
 /// The events of one body: each with its position in a batch (`None` for a body that is one event).
 pub(super) type Elements = Vec<(Option<u32>, Box<RawValue>)>;
 
+/// Most events in one batch webhook. HubSpot sends at most 100; a body of many tiny elements would otherwise
+/// become that many events (a 1 MiB body of `{}` is some 350,000), so a larger batch goes to the DLQ.
+pub(super) const MAX_BATCH: usize = 1000;
+
+/// Splits a batch body (a JSON array) into its elements, verbatim, with their positions. A body that is
+/// not an array is one event.
 pub(super) fn split(parsed: Box<RawValue>) -> Result<Elements, Failure> {
     if !parsed.get().trim_start().starts_with('[') {
         return Ok(vec![(None, parsed)]);
     }
     let elements: Vec<Box<RawValue>> = serde_json::from_str(parsed.get())
         .map_err(|e| Failure::new(ErrorClass::InvalidJson, Stage::Parse, format!("batch is not a JSON array: {e}")))?;
+    if elements.len() > MAX_BATCH {
+        return Err(Failure::new(
+            ErrorClass::InvalidField,
+            Stage::Parse,
+            format!("the batch has {} events; at most {MAX_BATCH} are published from one webhook", elements.len()),
+        ));
+    }
     elements
         .into_iter()
         .enumerate()

@@ -423,3 +423,50 @@ fn the_attribute_check_agrees_with_the_published_event_schema() {
     }
     assert!(published > 50 && refused > 50, "both outcomes are exercised: {published} published, {refused} refused");
 }
+
+/// What an attacker (or a broken sender) can put in a correctly signed body: every one ends as an event or a
+/// DLQ record with its reason, never a panic, a stack overflow or memory out of proportion to the body.
+#[test]
+fn hostile_bodies_end_as_an_event_or_a_dlq_record() {
+    let generic = "[sources.g]\n";
+    let stripe = "[sources.s]\nprovider = 'stripe'\n";
+    let hubspot = "[sources.h]\nprovider = 'hubspot'\n";
+    let (g, s, h) = (meta("g", &[], None), meta("s", &[], None), meta("h", &[], None));
+
+    // Nesting far beyond serde_json's recursion limit: refused as JSON, without overflowing the stack.
+    let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
+    assert_eq!(failure(generic, &g, deep.as_bytes()).class, ErrorClass::InvalidJson);
+    let deep_object = format!("{}1{}", "{\"a\":".repeat(100_000), "}".repeat(100_000));
+    assert_eq!(failure(stripe, &s, deep_object.as_bytes()).class, ErrorClass::InvalidJson);
+    // Nesting within the limit is data like any other.
+    let nested = format!("{{\"id\":\"evt_1\",\"type\":\"t\",\"data\":{}1{}}}", "[".repeat(100), "]".repeat(100));
+    assert_eq!(one(stripe, &s, nested.as_bytes())["type"], "t");
+
+    // A huge array is one event (the body's size is bounded by the ingress); a huge batch is refused.
+    let big = format!("[{}0]", "0,".repeat(300_000));
+    assert_eq!(one(generic, &g, big.as_bytes())["data"].as_array().unwrap().len(), 300_001);
+    let batch = format!("[{}{{}}]", "{},".repeat(body::MAX_BATCH));
+    let f = failure(hubspot, &h, batch.as_bytes());
+    assert_eq!((f.class, f.stage), (ErrorClass::InvalidField, Stage::Parse), "{}", f.reason);
+    assert!(f.reason.contains("1001 events"), "{}", f.reason);
+    let most = format!("[{}]", vec![r#"{"subscriptionType":"x","eventId":1}"#; body::MAX_BATCH].join(","));
+    assert_eq!(events(hubspot, &h, most.as_bytes()).unwrap().len(), body::MAX_BATCH);
+
+    // Bytes that are not UTF-8, and an empty body.
+    assert_eq!(failure(generic, &g, b"{\"a\":\"\xff\xfe\"}").class, ErrorClass::InvalidJson);
+    assert_eq!(failure(generic, &g, b"").class, ErrorClass::InvalidJson);
+
+    // Duplicate keys: the last one counts for the preset, and `data` is the body as sent.
+    let dup = br#"{"id":"evt_1","type":"first","type":"second","data":{"object":{"id":"o"}}}"#;
+    let e = one(stripe, &s, dup);
+    assert_eq!(e["type"], "second");
+
+    // Numbers beyond 64 bits are kept digit for digit in `data`; as a time they are unreadable, not a crash.
+    let huge = br#"{"id":"evt_1","type":"t","created":1e300,"amount":123456789012345678901234567890.000000001}"#;
+    let input = Input { meta: &s, key: Some(b"ordering_1"), body: huge, partition: 0, offset: 0 };
+    let Decision::Publish(out) = pipeline(stripe).process(&input) else { panic!("not published") };
+    let text = String::from_utf8(out[0].value.to_vec()).unwrap();
+    assert!(text.contains("123456789012345678901234567890.000000001") && text.contains("1e300"), "{text}");
+    let value: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(value["time"], "2025-11-27T09:00:00.123Z", "an unreadable time is the time of receipt");
+}
