@@ -1,6 +1,9 @@
-//! Admission control: token-bucket rate limits (429) and bounded in-flight budgets (503), both answered at
-//! once, before the body is read. Nothing here queues: a request either gets a permit now or an answer now.
+//! Admission control: token-bucket rate limits (429), bounded budgets for requests receiving their bodies
+//! (overall and per client address) and for requests being stored (503), all answered at once. Nothing
+//! here queues: a request either gets a permit now or an answer now.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -59,6 +62,11 @@ impl Budget {
         self.0.clone().try_acquire_owned().ok()
     }
 
+    /// Whether no permit is left now (a look, nothing taken).
+    pub fn is_spent(&self) -> bool {
+        self.0.available_permits() == 0
+    }
+
     /// A permit, waiting for one to be free (used for connections, where waiting is what the listen
     /// backlog does anyway).
     pub async fn acquire(&self) -> OwnedSemaphorePermit {
@@ -66,6 +74,56 @@ impl Budget {
             Ok(p) => p,
             // The semaphore is never closed.
             Err(_) => std::future::pending().await,
+        }
+    }
+}
+
+/// A bound on concurrent requests per client address: one client cannot hold more than `max` at once.
+#[derive(Debug)]
+pub struct PerClient {
+    max: usize,
+    held: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl PerClient {
+    /// Up to `max` at once per address.
+    pub fn new(max: usize) -> Self {
+        PerClient { max, held: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    /// A permit for `client` now, or `None` when it holds `max` already.
+    pub fn try_acquire(&self, client: IpAddr) -> Option<ClientPermit> {
+        let mut held = self.held.lock().ok()?;
+        let n = held.entry(client).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(ClientPermit { client, held: self.held.clone() })
+    }
+
+    #[cfg(test)]
+    fn clients(&self) -> usize {
+        self.held.lock().map(|h| h.len()).unwrap_or_default()
+    }
+}
+
+/// One of a client's [`PerClient`] places, given back when dropped (an address holding none is forgotten).
+#[derive(Debug)]
+pub struct ClientPermit {
+    client: IpAddr,
+    held: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for ClientPermit {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.held.lock() {
+            if let Some(n) = held.get_mut(&self.client) {
+                *n -= 1;
+                if *n == 0 {
+                    held.remove(&self.client);
+                }
+            }
         }
     }
 }
@@ -112,6 +170,18 @@ impl AdaptiveLimit {
             in_flight: Arc::new(AtomicUsize::new(0)),
             window: Mutex::new(Window { started: Instant::now(), samples: 0, slow: 0, saturated: false }),
         }
+    }
+
+    /// Whether a permit could be had now (a look, nothing taken; a full limit counts as reached, as in
+    /// [`AdaptiveLimit::try_acquire`]).
+    pub fn has_room(&self) -> bool {
+        let room = self.in_flight.load(Ordering::Acquire) < self.limit.load(Ordering::Acquire);
+        if !room {
+            if let Ok(mut w) = self.window.lock() {
+                w.saturated = true;
+            }
+        }
+        room
     }
 
     /// A permit now, or `None` when the current limit is reached.
@@ -174,6 +244,20 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_holds_at_most_its_share_and_gives_it_back() {
+        let per = PerClient::new(2);
+        let (a, b): (IpAddr, IpAddr) = ("203.0.113.1".parse().unwrap(), "198.51.100.7".parse().unwrap());
+        let first = per.try_acquire(a).unwrap();
+        let second = per.try_acquire(a).unwrap();
+        assert!(per.try_acquire(a).is_none(), "a third at once is refused");
+        assert!(per.try_acquire(b).is_some(), "another client is not affected");
+        drop(first);
+        let third = per.try_acquire(a).unwrap();
+        drop((second, third));
+        assert_eq!(per.clients(), 0, "an address holding nothing is forgotten");
+    }
 
     #[test]
     fn a_bucket_allows_its_burst_then_its_rate() {

@@ -137,7 +137,8 @@ async fn rate_limits_answer_429_and_spent_budgets_503_both_with_retry_after() {
     let topics = Topics::unique();
     let extra = "[sources.limited]\nrate_limit = { per_second = 0.5, burst = 2 }\nallow_unverified = true\nverify = { scheme = \"none\" }\n\
                  [sources.narrow]\nmax_in_flight = 1\nallow_unverified = true\nverify = { scheme = \"none\" }\n";
-    let ingress = ingress_with(&kafka, &topics, IngressOptions { extra, ..Default::default() }).await;
+    let server = "max_reading_per_client = 2\ntrusted_proxies = [\"127.0.0.1/32\"]";
+    let ingress = ingress_with(&kafka, &topics, IngressOptions { extra, server, ..Default::default() }).await;
     let base = format!("http://{}", ingress.addr);
 
     let statuses: Vec<Reply> = {
@@ -151,27 +152,56 @@ async fn rate_limits_answer_429_and_spent_budgets_503_both_with_retry_after() {
     let retry: u64 = statuses[2].headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry), "a token comes back within 2 s: {retry}");
 
-    // Hold the only in-flight slot of `narrow` with a request whose body never finishes.
-    let mut slow = tokio::net::TcpStream::connect(ingress.addr).await.unwrap();
-    slow.write_all(b"POST /webhooks/narrow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"partial\":")
-        .await
-        .unwrap();
+    // Bodies that never finish, from one client (behind the trusted proxy): they do not hold the capacity
+    // meant for storing, so `narrow` (one request stored at once) still takes a webhook from anyone...
+    let slow_from = |client: &'static str| async move {
+        let mut slow = tokio::net::TcpStream::connect(ingress.addr).await.unwrap();
+        let head = format!(
+            "POST /webhooks/narrow HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {client}\r\nContent-Length: 100\r\n\r\n{{\"partial\":"
+        );
+        slow.write_all(head.as_bytes()).await.unwrap();
+        slow
+    };
+    let slow = [slow_from("203.0.113.9").await, slow_from("203.0.113.9").await];
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let ok =
+        post(&format!("{base}/webhooks/narrow"), &[("x-forwarded-for", "198.51.100.7".into())], "{}").await.unwrap();
+    assert_eq!(ok.status, 202, "slow bodies hold no storing capacity: {}", ok.text());
+    // ...while that client gets 503 at once for a third body in progress.
     let started = Instant::now();
-    let shed = post(&format!("{base}/webhooks/narrow"), &[], "{}").await.unwrap();
+    let shed =
+        post(&format!("{base}/webhooks/narrow"), &[("x-forwarded-for", "203.0.113.9".into())], "{}").await.unwrap();
     assert_eq!(shed.status, 503, "{}", shed.text());
     assert!(started.elapsed() < Duration::from_secs(1), "shed at once, not queued: {:?}", started.elapsed());
     assert!(shed.headers.contains_key("retry-after"));
     drop(slow);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let ok = post(&format!("{base}/webhooks/narrow"), &[], "{}").await.unwrap();
-    assert_eq!(ok.status, 202, "the slot is free again once the slow request is gone: {}", ok.text());
+    let ok =
+        post(&format!("{base}/webhooks/narrow"), &[("x-forwarded-for", "203.0.113.9".into())], "{}").await.unwrap();
+    assert_eq!(ok.status, 202, "its places are free again once the slow requests are gone: {}", ok.text());
     let metrics = ingress.metrics().await;
     assert!(
         metrics.contains(r#"hookline_ingress_requests_total{source="limited",outcome="rate_limited"} 1"#),
         "{metrics}"
     );
     assert!(metrics.contains(r#"hookline_ingress_requests_total{source="narrow",outcome="overloaded"} 1"#));
+}
+
+/// A body that stops arriving gets 408 once it has sent nothing for `body_stall_timeout_ms`, well before
+/// the read timeout that bounds a whole body: a sender cannot hold a place by sending nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_gets_408_after_the_stall_timeout_not_the_read_timeout() {
+    let kafka = Kafka::start();
+    let topics = Topics::unique();
+    let server = "read_timeout_ms = 30000\nbody_stall_timeout_ms = 500";
+    let ingress = ingress_with(&kafka, &topics, IngressOptions { server, ..Default::default() }).await;
+    let mut stalled = tokio::net::TcpStream::connect(ingress.addr).await.unwrap();
+    stalled.write_all(b"POST /webhooks/shop HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"id\":").await.unwrap();
+    let started = Instant::now();
+    let mut answer = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stalled.read_to_string(&mut answer)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5), "408 after the stall timeout: {:?}", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,6 +55,11 @@ pub async fn post(
         tokio_rustls::TlsConnector::from(Arc::new(config)).connect(ServerName::try_from("localhost")?, stream).await?;
     let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec).unwrap_or_default();
     let mut req = http::Request::post(format!("https://localhost:{}{path}", addr.port()));
+    if negotiated != b"h2" {
+        // HTTP/1.1 names the host in `Host` (HTTP/2 in `:authority`, from the URI); hyper's connection-level
+        // client adds neither header.
+        req = req.header(http::header::HOST, format!("localhost:{}", addr.port()));
+    }
     for (k, v) in headers {
         req = req.header(k.as_str(), v.as_str());
     }
@@ -71,24 +76,6 @@ pub async fn post(
     let (parts, body) = resp.into_parts();
     let body = body.collect().await?.to_bytes();
     Ok((Reply { status: parts.status.as_u16(), headers: parts.headers, body }, negotiated))
-}
-
-/// GETs over TLS (HTTP/1.1); the status, or an error.
-pub async fn get_status(addr: SocketAddr, root: &CertificateDer<'static>, path: &str) -> anyhow::Result<u16> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(root.clone())?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    let tls =
-        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(ServerName::try_from("localhost")?, stream).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-    tokio::spawn(conn);
-    let req = http::Request::get(format!("https://localhost:{}{path}", addr.port())).body(Full::new(Bytes::new()))?;
-    Ok(sender.send_request(req).await?.status().as_u16())
 }
 
 /// POSTs over plain HTTP/2 (prior knowledge, h2c).

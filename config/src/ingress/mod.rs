@@ -80,9 +80,19 @@ pub struct ServerConfig {
     pub drain_timeout_ms: u64,
     /// A connection with no request for this long is closed. Default 60000 ms.
     pub idle_timeout_ms: u64,
-    /// Webhook requests handled at once; beyond it, 503 at once. Default 1024. Bounds memory: at most this
-    /// many bodies are held.
+    /// Webhook requests being stored at once (verified, waiting for Kafka's acknowledgement); beyond it, 503 at
+    /// once. Default 1024.
     pub max_in_flight: u32,
+    /// Webhook requests receiving their bodies at once, kept apart from `max_in_flight` so that senders of
+    /// slow bodies cannot take the capacity meant for storing; beyond it, 503 at once. Default 4096. Bounds
+    /// memory with `max_in_flight`: at most this many bodies are being received.
+    pub max_reading: u32,
+    /// Requests receiving their bodies at once from one client address (behind `trusted_proxies`); beyond
+    /// it, 503 at once. Default 64: one client holding thousands of slow bodies cannot keep others out.
+    pub max_reading_per_client: u32,
+    /// A body that sends nothing for this long gets 408 (`read_timeout_ms` still bounds the whole body, and
+    /// this one when it is shorter). Default 2000 ms.
+    pub body_stall_timeout_ms: u64,
     /// Open connections; beyond it, new ones wait in the kernel's listen backlog. Default 10000.
     pub max_connections: u32,
     /// Largest request head (request line and headers), in bytes. Default 16384; larger gets 431.
@@ -106,6 +116,9 @@ impl Default for ServerConfig {
             drain_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
             max_in_flight: 1024,
+            max_reading: 4096,
+            max_reading_per_client: 64,
+            body_stall_timeout_ms: 2000,
             max_connections: 10_000,
             max_header_bytes: 16 * 1024,
             max_headers: 100,
@@ -307,8 +320,14 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// Idle connection deadline.
     pub idle_timeout: Duration,
-    /// Requests handled at once.
+    /// Requests being stored at once.
     pub max_in_flight: usize,
+    /// Requests receiving their bodies at once.
+    pub max_reading: usize,
+    /// Requests receiving their bodies at once from one client.
+    pub max_reading_per_client: usize,
+    /// How long a body may send nothing.
+    pub body_stall_timeout: Duration,
     /// Connections open at once.
     pub max_connections: usize,
     /// Largest request head.
@@ -409,6 +428,9 @@ impl Config {
         in_range("server.drain_timeout_ms", s.drain_timeout_ms, 0, 600_000)?;
         in_range("server.idle_timeout_ms", s.idle_timeout_ms, 100, 3_600_000)?;
         in_range("server.max_in_flight", s.max_in_flight, 1, 1_000_000)?;
+        in_range("server.max_reading", s.max_reading, 1, 1_000_000)?;
+        in_range("server.max_reading_per_client", s.max_reading_per_client, 1, s.max_reading)?;
+        in_range("server.body_stall_timeout_ms", s.body_stall_timeout_ms, 100, 600_000)?;
         in_range("server.max_connections", s.max_connections, 1, 1_000_000)?;
         in_range("server.max_header_bytes", s.max_header_bytes, 8192, 1024 * 1024)?;
         in_range("server.max_headers", s.max_headers, 8, 1000)?;
@@ -462,6 +484,9 @@ impl Config {
             drain_timeout: Duration::from_millis(s.drain_timeout_ms),
             idle_timeout: Duration::from_millis(s.idle_timeout_ms),
             max_in_flight: s.max_in_flight as usize,
+            max_reading: s.max_reading as usize,
+            max_reading_per_client: s.max_reading_per_client as usize,
+            body_stall_timeout: Duration::from_millis(s.body_stall_timeout_ms.min(s.read_timeout_ms)),
             max_connections: s.max_connections as usize,
             max_header_bytes: s.max_header_bytes as usize,
             max_headers: s.max_headers as usize,

@@ -4,25 +4,31 @@
 //! lengths and to obsolete folded header lines, and reads a request with both `Content-Length` and
 //! `Transfer-Encoding` by its chunks alone and then closes the connection, as RFC 9112 §6.1 allows, so
 //! nothing can be smuggled after it);
-//! [`App::allowed`] checks the sender's address; [`App::admit`] hands out a [`Permit`] (the
-//! capacity the request holds until it is answered) or a [`Refusal`], checking in order:
+//! [`App::allowed`] checks the sender's address. Then two budgets, kept apart so that senders of slow bodies
+//! cannot take the capacity meant for storing: [`App::admit`] lets a request receive its body, or refuses it,
+//! checking in order:
 //!
-//! 1. the global in-flight budget, then the adaptive limit that follows Kafka's acknowledgement latency, then
-//!    the source's own in-flight budget (503 with `Retry-After`);
-//! 2. the source's rate limit (429 with `Retry-After`: when a token is next available);
-//! 3. the source's accepted content types (415);
-//! 4. the declared `Content-Length` against the source's body limit (413; the bytes read are checked again
+//! 1. room to store it now (the global in-flight budget, the adaptive limit that follows Kafka's
+//!    acknowledgement latency, the source's own budget: a look, nothing taken), so that under overload a
+//!    request is shed before its body is read (503 with `Retry-After`);
+//! 2. the budget for receiving bodies, overall and for the client's address (503 with `Retry-After`);
+//! 3. the source's rate limit (429 with `Retry-After`: when a token is next available);
+//! 4. the source's accepted content types (415);
+//! 5. the declared `Content-Length` against the source's body limit (413; the bytes read are checked again
 //!    as the body arrives).
+//!
+//! Once the body is read and verified, [`App::admit_store`] takes the storing capacity for real (a
+//! [`Permit`], held until the request is answered), or refuses with 503 if it filled up meanwhile.
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http::header;
 use http::request::Parts;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{App, Route};
-use crate::limits::{retry_after_secs, LimitPermit};
+use crate::limits::{retry_after_secs, Budget, ClientPermit, LimitPermit};
 use crate::net::client_ip;
 use crate::telemetry::{Gauged, Outcome};
 
@@ -51,7 +57,14 @@ impl Refusal {
     }
 }
 
-/// The capacity an admitted request holds until it is answered: released when dropped.
+/// The capacity a request holds while its body is received: released when dropped.
+#[derive(Debug)]
+pub(super) struct Reading {
+    _reading: OwnedSemaphorePermit,
+    _client: ClientPermit,
+}
+
+/// The capacity a verified request holds while it is stored and answered: released when dropped.
 #[derive(Debug)]
 pub(super) struct Permit {
     _in_flight: Gauged,
@@ -101,23 +114,30 @@ impl App {
         }
     }
 
-    /// Admits a webhook request to `route`, or refuses it before its body is read.
-    pub(super) fn admit(&self, route: &Route, parts: &Parts) -> Result<Permit, Refusal> {
+    fn overloaded(&self, message: &'static str) -> Refusal {
+        Refusal::new(Outcome::Overloaded, "overloaded", message)
+            .retry_after(u64::from(self.settings.producer.retry_after_secs))
+    }
+
+    /// Lets a webhook request from `client` to `route` receive its body ([`Reading`], held until the body is
+    /// read), or refuses it before its body is read.
+    pub(super) fn admit(&self, route: &Route, parts: &Parts, client: IpAddr) -> Result<Reading, Refusal> {
         let source = &route.source;
-        let overloaded = |message: &'static str| {
-            Refusal::new(Outcome::Overloaded, "overloaded", message)
-                .retry_after(u64::from(self.settings.producer.retry_after_secs))
-        };
-        let in_flight = self.metrics.in_flight();
-        let global = self.in_flight.try_acquire().ok_or_else(|| overloaded("hookline is at capacity; retry later"))?;
-        let adaptive =
-            self.adaptive.try_acquire().ok_or_else(|| overloaded("Kafka is slow to acknowledge; retry later"))?;
-        let own = match &route.budget {
-            Some(budget) => {
-                Some(budget.try_acquire().ok_or_else(|| overloaded("this source is at capacity; retry later"))?)
-            }
-            None => None,
-        };
+        if self.in_flight.is_spent() {
+            return Err(self.overloaded("hookline is at capacity; retry later"));
+        }
+        if !self.adaptive.has_room() {
+            return Err(self.overloaded("Kafka is slow to acknowledge; retry later"));
+        }
+        if route.budget.as_ref().is_some_and(Budget::is_spent) {
+            return Err(self.overloaded("this source is at capacity; retry later"));
+        }
+        let reading =
+            self.reading.try_acquire().ok_or_else(|| self.overloaded("too many bodies in progress; retry later"))?;
+        let client = self
+            .reading_per_client
+            .try_acquire(client)
+            .ok_or_else(|| self.overloaded("too many bodies in progress from this address; retry later"))?;
         if let Some(bucket) = &route.rate_limit {
             bucket.try_take().map_err(|wait| {
                 Refusal::new(Outcome::RateLimited, "rate_limited", "rate limit exceeded; retry later")
@@ -138,6 +158,22 @@ impl App {
         if declared_length(&parts.headers).is_some_and(|len| len > source.max_body_bytes as u64) {
             return Err(too_large(source.max_body_bytes));
         }
+        Ok(Reading { _reading: reading, _client: client })
+    }
+
+    /// Takes the capacity to store a verified webhook of `route` until it is answered, or refuses it (503).
+    pub(super) fn admit_store(&self, route: &Route) -> Result<Permit, Refusal> {
+        let in_flight = self.metrics.in_flight();
+        let global =
+            self.in_flight.try_acquire().ok_or_else(|| self.overloaded("hookline is at capacity; retry later"))?;
+        let adaptive =
+            self.adaptive.try_acquire().ok_or_else(|| self.overloaded("Kafka is slow to acknowledge; retry later"))?;
+        let own = match &route.budget {
+            Some(budget) => {
+                Some(budget.try_acquire().ok_or_else(|| self.overloaded("this source is at capacity; retry later"))?)
+            }
+            None => None,
+        };
         Ok(Permit { _in_flight: in_flight, _global: global, _adaptive: adaptive, _source: own })
     }
 }

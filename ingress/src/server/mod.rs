@@ -27,7 +27,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use prometheus_client::registry::Registry;
 
-use crate::limits::{AdaptiveLimit, Budget, TokenBucket};
+use crate::limits::{AdaptiveLimit, Budget, PerClient, TokenBucket};
 use crate::producer::RawProducer;
 use crate::quarantine::Quarantine;
 use crate::telemetry::{Metrics, SourceLabels, SourceMetrics};
@@ -55,6 +55,8 @@ pub struct App {
     topics_ready: AtomicBool,
     in_flight: Budget,
     adaptive: AdaptiveLimit,
+    reading: Budget,
+    reading_per_client: PerClient,
     routes: HashMap<String, Route>,
 }
 
@@ -94,6 +96,8 @@ impl App {
         let target = Duration::from_millis(settings.producer.target_ack_latency_ms);
         Ok(App {
             in_flight: Budget::new(settings.max_in_flight),
+            reading: Budget::new(settings.max_reading),
+            reading_per_client: PerClient::new(settings.max_reading_per_client),
             adaptive: AdaptiveLimit::new((settings.max_in_flight / 64).max(8), settings.max_in_flight, target),
             settings,
             producer,

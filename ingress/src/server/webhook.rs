@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hookline_config::ingress::ChallengeResponse;
 use hookline_providers::verify::{self, Handshake, VerifyError};
 use hookline_schemas::raw::RawMeta;
@@ -73,12 +73,14 @@ impl App {
         if parts.method != Method::POST {
             return self.refuse(&attempt, not_post(), None);
         }
-        let _permit = match self.admit(route, &parts) {
-            Ok(permit) => permit,
+        let client = client_ip(peer.ip(), &parts.headers, &self.settings.trusted_proxies);
+        let reading = match self.admit(route, &parts, client) {
+            Ok(reading) => reading,
             Err(refusal) => return self.refuse(&attempt, refusal, None),
         };
         let source = &route.source;
-        let body = match read_body(body, source.max_body_bytes, self.settings.read_timeout).await {
+        let timeouts = (self.settings.read_timeout, self.settings.body_stall_timeout);
+        let body = match read_body(body, source.max_body_bytes, timeouts).await {
             Ok(body) => body,
             Err(BodyError::TooLarge) => return self.refuse(&attempt, too_large(source.max_body_bytes), None),
             Err(BodyError::Timeout) => {
@@ -91,6 +93,7 @@ impl App {
                 return self.refuse(&attempt, refusal, None);
             }
         };
+        drop(reading);
 
         let view = verify::Request {
             method: &parts.method,
@@ -112,6 +115,10 @@ impl App {
             m.store_failed(None);
             return self.unavailable("the raw topic is not available yet");
         }
+        let _permit = match self.admit_store(route) {
+            Ok(permit) => permit,
+            Err(refusal) => return self.refuse(&attempt, refusal, Some(&body)),
+        };
         let keys = hookline_providers::keys::keys(
             source.dedup_key.as_ref(),
             source.ordering_key.as_ref(),
@@ -271,13 +278,36 @@ enum BodyError {
     Unreadable,
 }
 
-async fn read_body(body: Incoming, limit: usize, timeout: Duration) -> Result<Bytes, BodyError> {
-    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(BodyError::Timeout),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
-        Ok(Err(_)) => Err(BodyError::Unreadable),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-    }
+/// Reads a body of at most `limit` bytes within `total`, each piece arriving within `stall` of the previous
+/// one (a sender that stops sending gets 408 after `stall`, not after the whole `total`).
+async fn read_body(body: Incoming, limit: usize, (total, stall): (Duration, Duration)) -> Result<Bytes, BodyError> {
+    let read = async {
+        let mut body = Limited::new(body, limit);
+        // Most bodies come in one piece, kept as it is; more pieces are put together.
+        let (mut first, mut joined): (Option<Bytes>, Option<BytesMut>) = (None, None);
+        loop {
+            let frame = match tokio::time::timeout(stall, body.frame()).await {
+                Err(_) => return Err(BodyError::Timeout),
+                Ok(None) => break,
+                Ok(Some(Err(e))) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(BodyError::TooLarge),
+                Ok(Some(Err(_))) => return Err(BodyError::Unreadable),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else { continue };
+            match (&mut joined, first.take()) {
+                (Some(all), _) => all.extend_from_slice(&data),
+                (None, None) => first = Some(data),
+                (None, Some(earlier)) => {
+                    let mut all = BytesMut::with_capacity(earlier.len() + data.len());
+                    all.extend_from_slice(&earlier);
+                    all.extend_from_slice(&data);
+                    joined = Some(all);
+                }
+            }
+        }
+        Ok(joined.map(BytesMut::freeze).or(first).unwrap_or_default())
+    };
+    tokio::time::timeout(total, read).await.unwrap_or(Err(BodyError::Timeout))
 }
 
 fn kept_headers(headers: &HeaderMap, dropped: &[HeaderName]) -> Vec<(String, String)> {
