@@ -40,18 +40,23 @@ pub enum Error {
     /// The Kafka producer could not be created (a bad `kafka.client` property, usually).
     #[error("cannot create the Kafka producer: {0}")]
     Producer(#[source] rdkafka::error::KafkaError),
+    /// `[server.tls]`'s certificate or key cannot be used.
+    #[error("cannot start TLS: {0}")]
+    Tls(String),
 }
 
 /// Readiness checks of the ingress.
 const CHECK_KAFKA: &str = "kafka";
 const CHECK_TOPICS: &str = "topics";
-/// Fails once shutdown begins: the webhook port accepts no new connection while in-flight requests drain, and
-/// a load balancer polling `/readyz` on the admin address must stop sending.
+/// Fails as soon as shutdown begins, so that a load balancer polling `/readyz` on the admin address stops
+/// sending; the webhook port keeps accepting for `server.shutdown_grace_ms`, then stops and drains.
 const CHECK_ACCEPTING: &str = "accepting";
 
 /// Serves webhooks on `webhooks` and `/metrics`, `/livez`, `/readyz` on `admin` until `shutdown` is
-/// cancelled, then drains in-flight requests and flushes the producer; the admin endpoints answer until the
-/// end. The raw topic is created in the background if missing; until it exists, webhooks get 503.
+/// cancelled: then `/readyz` fails at once, the webhook port keeps accepting for `server.shutdown_grace_ms`
+/// (the time a load balancer needs to notice), stops, drains in-flight requests and flushes the producer;
+/// the admin endpoints answer until the end. The raw topic is created in the background if missing; until
+/// it exists, webhooks get 503. A TLS certificate or key that cannot be used is an error at once.
 pub async fn run(
     settings: Settings,
     webhooks: TcpListener,
@@ -59,6 +64,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let readiness = Arc::new(Readiness::new(&[CHECK_KAFKA, CHECK_TOPICS, CHECK_ACCEPTING]));
+    let tls = match &settings.tls {
+        Some(t) => Some(net::tls_acceptor(&t.cert_file, &t.key_file).map_err(Error::Tls)?),
+        None => None,
+    };
+    let grace = settings.shutdown_grace;
     let app = Arc::new(App::new(settings).map_err(Error::Producer)?);
     let admin_stop = CancellationToken::new();
     let admin_task = tokio::spawn(admin::serve(admin, app.registry(), readiness.clone(), admin_stop.clone()));
@@ -66,16 +76,20 @@ pub async fn run(
     let topics = tokio::spawn(ensure_topics_loop(app.clone(), readiness.clone(), background.clone()));
     let probe = tokio::spawn(probe_kafka(app.clone(), readiness.clone(), background.clone()));
     readiness.pass(CHECK_ACCEPTING);
+    let stop_accepting = CancellationToken::new();
     let draining = tokio::spawn({
-        let (readiness, shutdown) = (readiness, shutdown.clone());
+        let (readiness, shutdown, stop_accepting) = (readiness.clone(), shutdown.clone(), stop_accepting.clone());
         async move {
             shutdown.cancelled().await;
-            readiness.fail(CHECK_ACCEPTING, "shutting down: no new connections, draining in-flight requests");
+            readiness.fail(CHECK_ACCEPTING, "shutting down: taking the last requests, then draining");
+            tokio::time::sleep(grace).await;
+            stop_accepting.cancel();
         }
     });
 
-    server::serve(app.clone(), webhooks, shutdown).await;
-    let _ = draining.await;
+    server::serve(app.clone(), webhooks, tls, stop_accepting).await;
+    draining.abort();
+    readiness.fail(CHECK_ACCEPTING, "shutting down: no new connections, draining in-flight requests");
 
     background.cancel();
     let _ = tokio::join!(topics, probe);

@@ -91,8 +91,13 @@ impl PerClient {
         PerClient { max, held: Arc::new(Mutex::new(HashMap::new())) }
     }
 
-    /// A permit for `client` now, or `None` when it holds `max` already.
+    /// A permit for `client` now, or `None` when it holds `max` already. An IPv6 client counts by its /64, the
+    /// block one host usually has to itself.
     pub fn try_acquire(&self, client: IpAddr) -> Option<ClientPermit> {
+        let client = match client {
+            IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+            v4 => v4,
+        };
         let mut held = self.held.lock().ok()?;
         let n = held.entry(client).or_insert(0);
         if *n >= self.max {
@@ -257,6 +262,10 @@ mod tests {
         let third = per.try_acquire(a).unwrap();
         drop((second, third));
         assert_eq!(per.clients(), 0, "an address holding nothing is forgotten");
+        let (one, other): (IpAddr, IpAddr) = ("2001:db8::1".parse().unwrap(), "2001:db8::ffff:2".parse().unwrap());
+        let _held = (per.try_acquire(one).unwrap(), per.try_acquire(other).unwrap());
+        assert!(per.try_acquire("2001:db8::3".parse().unwrap()).is_none(), "one /64 is one client");
+        assert!(per.try_acquire("2001:db8:0:1::1".parse().unwrap()).is_some(), "another /64 is another");
     }
 
     #[test]

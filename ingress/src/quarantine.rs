@@ -184,4 +184,41 @@ mod tests {
         assert_eq!(v.violations(&rec), Vec::<String>::new());
         assert_eq!(v.violations(&with_prefix), Vec::<String>::new());
     }
+
+    /// Every reason a refusal can be recorded with is one the published schema allows.
+    #[test]
+    fn every_refusal_reason_is_in_the_schema() {
+        // The refusals of `server::gates` and `server::webhook`, then every verification failure.
+        let refusals = [
+            "unknown_source",
+            "ip_not_allowed",
+            "method_not_allowed",
+            "unsupported_media_type",
+            "rate_limited",
+            "overloaded",
+            "too_many_bodies",
+            "too_many_bodies_from_client",
+            "payload_too_large",
+            "request_timeout",
+            "bad_request",
+            "bad_host",
+        ];
+        let v = Contract::Rejected.validator().unwrap();
+        let h = HeaderMap::new();
+        for reason in refusals.iter().chain(hookline_providers::verify::VerifyError::REASONS.iter()) {
+            let r = Rejection {
+                source: None,
+                requested: "x",
+                reason,
+                status: 400,
+                client_ip: "203.0.113.9".parse().unwrap(),
+                method: &Method::POST,
+                path: "/webhooks/x",
+                headers: &h,
+                credential_headers: &[],
+                body: None,
+            };
+            assert_eq!(v.violations(&record(&r, 0, 0)), Vec::<String>::new(), "{reason}");
+        }
+    }
 }

@@ -283,7 +283,11 @@ impl Metrics {
             quarantine_dropped.clone(),
         );
         let in_flight = Gauge::default();
-        registry.register("hookline_ingress_in_flight_requests", "Webhook requests being handled", in_flight.clone());
+        registry.register(
+            "hookline_ingress_in_flight_requests",
+            "Webhook requests being stored (verified, waiting for Kafka), against server.max_in_flight",
+            in_flight.clone(),
+        );
         let admission_limit = Gauge::default();
         registry.register(
             "hookline_ingress_admission_limit_requests",

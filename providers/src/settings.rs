@@ -52,9 +52,17 @@ impl Settings {
     pub fn read<T: DeserializeOwned>(self) -> Result<T, SettingError> {
         serde_path_to_error::deserialize(toml::Value::Table(self.0)).map_err(|e| {
             let field = e.path().to_string();
-            SettingError::new(if field == "." { String::new() } else { field }, e.into_inner().to_string())
+            let message = hide_quoted(&e.into_inner().to_string());
+            SettingError::new(if field == "." { String::new() } else { field }, message)
         })
     }
+}
+
+/// A deserializer's message with its quoted values hidden: `secrets = "whsec_…"` would otherwise be printed as
+/// `invalid type: string "whsec_…", expected a sequence`. Field names are quoted with backticks and stay.
+fn hide_quoted(message: &str) -> String {
+    let parts: Vec<&str> = message.split('"').collect();
+    parts.iter().enumerate().map(|(i, part)| if i % 2 == 1 { "(value hidden)" } else { part }).collect()
 }
 
 /// One secret: exactly one of `value`, `env` or `file`.
@@ -173,6 +181,8 @@ mod tests {
         assert_eq!(e.field, "secrets[0]");
         let e = Settings::from_toml("secrets = []\nnope = 1").unwrap().read::<SecretsOnly>().unwrap_err();
         assert!(e.message.contains("nope"), "{e}");
+        let e = Settings::from_toml("secrets = \"whsec_do_not_print\"").unwrap().read::<SecretsOnly>().unwrap_err();
+        assert!(!e.message.contains("do_not_print") && e.message.contains("expected"), "{e}");
         let e = secrets(Vec::new()).unwrap_err();
         assert_eq!(e.field, "secrets");
         assert_eq!(tolerance(Some(0), 300).unwrap_err().field, "tolerance_secs");

@@ -508,35 +508,67 @@ async fn malformed_framing_and_host_headers_get_400_and_nothing_smuggled_is_stor
     assert_eq!(raw.len(), 2, "only the chunked request and the well-formed one are stored");
 }
 
-/// From the moment shutdown begins, `/readyz` on the admin address answers 503 (`accepting`) while in-flight
-/// requests drain, so a load balancer stops sending before the webhook port goes away.
+/// A certificate or key that cannot be used stops the ingress with an error at once, instead of leaving it
+/// up, ready on its admin address and serving nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readyz_fails_as_soon_as_shutdown_begins_while_requests_drain() {
+async fn an_unusable_tls_certificate_stops_the_ingress_at_once() {
     let kafka = Kafka::start();
     let topics = Topics::unique();
-    let ingress = Running::ingress(ingress_config(&kafka, &topics, 2, "")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, "not a certificate").unwrap();
+    std::fs::write(&key, "not a key").unwrap();
+    let server = format!(
+        "[server.tls]\ncert_file = {:?}\nkey_file = {:?}",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let settings = ingress_settings(&kafka, &topics, &IngressOptions { extra: &server, ..Default::default() });
+    let (webhooks, admin) = (
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    );
+    let run = hookline_ingress::run(settings, webhooks, admin, tokio_util::sync::CancellationToken::new());
+    let ended = tokio::time::timeout(Duration::from_secs(10), run).await.expect("the ingress stops at once");
+    let e = ended.unwrap_err().to_string();
+    assert!(e.contains("cannot start TLS"), "{e}");
+}
+
+/// From the moment shutdown begins, `/readyz` on the admin address answers 503 (`accepting`), while the
+/// webhook port still takes webhooks for `server.shutdown_grace_ms`, so a load balancer stops sending before
+/// the port goes away; then it stops accepting and drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_fails_as_soon_as_shutdown_begins_and_webhooks_are_taken_through_the_grace() {
+    let kafka = Kafka::start();
+    let topics = Topics::unique();
+    let options = IngressOptions { server: "shutdown_grace_ms = 2000", ..Default::default() };
+    let ingress = Running::ingress(ingress_settings(&kafka, &topics, &options)).await;
     let readyz = format!("http://{}/readyz", ingress.admin);
     assert_eq!(get(&readyz).await.unwrap().status, 200);
-    // A request whose body is still coming holds the drain open.
-    let mut slow = tokio::net::TcpStream::connect(ingress.addr).await.unwrap();
-    slow.write_all(
-        b"POST /webhooks/shop HTTP/1.1\r\nhost: hooks\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
-    )
-    .await
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
     ingress.begin_shutdown();
-    let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let reply = get(&readyz).await.expect("the admin address answers while requests drain");
+        let reply = get(&readyz).await.expect("the admin address answers through the shutdown");
         if reply.status == 503 {
             assert!(reply.text().contains("accepting: shutting down"), "{}", reply.text());
             break;
         }
-        assert!(Instant::now() < deadline, "/readyz still {} after shutdown began", reply.status);
+        assert!(started.elapsed() < Duration::from_secs(1), "/readyz still {} after shutdown began", reply.status);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    drop(slow);
+    // Within the grace period, a webhook sent on a new connection is still taken.
+    let body = r#"{"id":"during-grace","order":"o"}"#;
+    let reply = post(
+        &format!("http://{}/webhooks/shop", ingress.addr),
+        &[("x-signature", sign(SECRET, body.as_bytes()))],
+        body.to_owned(),
+    )
+    .await
+    .expect("the webhook port still accepts during the grace period");
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    assert!(started.elapsed() < Duration::from_millis(2000), "the grace was not over yet: {:?}", started.elapsed());
+    ingress.shutdown().await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(2000), "the port was kept for the grace period");
 }
 
 /// The real binary under load gets SIGTERM: it stops accepting, finishes what it had, flushes, exits 0, and

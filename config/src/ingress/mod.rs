@@ -78,17 +78,23 @@ pub struct ServerConfig {
     pub read_timeout_ms: u64,
     /// On SIGTERM, how long in-flight requests may take to finish before the process exits. Default 10000 ms.
     pub drain_timeout_ms: u64,
+    /// On SIGTERM, `/readyz` fails at once and the webhook port keeps accepting for this long (the time a
+    /// load balancer takes to notice) before it stops and drains. Default 0; behind a load balancer, set it
+    /// to its health-check interval times its failure threshold.
+    pub shutdown_grace_ms: u64,
     /// A connection with no request for this long is closed. Default 60000 ms.
     pub idle_timeout_ms: u64,
     /// Webhook requests being stored at once (verified, waiting for Kafka's acknowledgement); beyond it, 503 at
     /// once. Default 1024.
     pub max_in_flight: u32,
     /// Webhook requests receiving their bodies at once, kept apart from `max_in_flight` so that senders of
-    /// slow bodies cannot take the capacity meant for storing; beyond it, 503 at once. Default 4096. Bounds
-    /// memory with `max_in_flight`: at most this many bodies are being received.
+    /// slow bodies cannot take the capacity meant for storing; beyond it, 503 at once. Default 2048. Memory:
+    /// at most `max_reading + max_in_flight` bodies are held, each up to its source's `max_body_bytes`.
     pub max_reading: u32,
-    /// Requests receiving their bodies at once from one client address (behind `trusted_proxies`); beyond
-    /// it, 503 at once. Default 64: one client holding thousands of slow bodies cannot keep others out.
+    /// Requests receiving their bodies at once from one client address (an IPv6 client by its /64), behind
+    /// `trusted_proxies`; beyond it, 503 at once. Default 512: one client holding many slow bodies cannot keep
+    /// the others out. Behind a load balancer, set `trusted_proxies`, or every request counts as the
+    /// balancer's.
     pub max_reading_per_client: u32,
     /// A body that sends nothing for this long gets 408 (`read_timeout_ms` still bounds the whole body, and
     /// this one when it is shorter). Default 2000 ms.
@@ -114,10 +120,11 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             read_timeout_ms: 10_000,
             drain_timeout_ms: 10_000,
+            shutdown_grace_ms: 0,
             idle_timeout_ms: 60_000,
             max_in_flight: 1024,
-            max_reading: 4096,
-            max_reading_per_client: 64,
+            max_reading: 2048,
+            max_reading_per_client: 512,
             body_stall_timeout_ms: 2000,
             max_connections: 10_000,
             max_header_bytes: 16 * 1024,
@@ -318,6 +325,8 @@ pub struct Settings {
     pub read_timeout: Duration,
     /// Drain deadline on shutdown.
     pub drain_timeout: Duration,
+    /// How long the webhook port keeps accepting after shutdown begins (while `/readyz` fails).
+    pub shutdown_grace: Duration,
     /// Idle connection deadline.
     pub idle_timeout: Duration,
     /// Requests being stored at once.
@@ -426,6 +435,7 @@ impl Config {
         in_range("server.max_body_bytes", s.max_body_bytes, 1, 64 * 1024 * 1024)?;
         in_range("server.read_timeout_ms", s.read_timeout_ms, 100, 600_000)?;
         in_range("server.drain_timeout_ms", s.drain_timeout_ms, 0, 600_000)?;
+        in_range("server.shutdown_grace_ms", s.shutdown_grace_ms, 0, 600_000)?;
         in_range("server.idle_timeout_ms", s.idle_timeout_ms, 100, 3_600_000)?;
         in_range("server.max_in_flight", s.max_in_flight, 1, 1_000_000)?;
         in_range("server.max_reading", s.max_reading, 1, 1_000_000)?;
@@ -482,6 +492,7 @@ impl Config {
             admin_listen,
             read_timeout: Duration::from_millis(s.read_timeout_ms),
             drain_timeout: Duration::from_millis(s.drain_timeout_ms),
+            shutdown_grace: Duration::from_millis(s.shutdown_grace_ms),
             idle_timeout: Duration::from_millis(s.idle_timeout_ms),
             max_in_flight: s.max_in_flight as usize,
             max_reading: s.max_reading as usize,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::App;
@@ -55,7 +56,7 @@ impl Drop for Busy {
 /// the drain timeout. At most `max_connections` are open; further clients wait in the listen backlog. A
 /// connection with no request in progress for `idle_timeout` is closed, so idle keep-alive connections
 /// cannot pile up; one whose request head does not arrive within the read timeout is closed by hyper.
-pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: CancellationToken) {
+pub async fn serve(app: Arc<App>, listener: TcpListener, tls: Option<TlsAcceptor>, shutdown: CancellationToken) {
     let s = app.settings();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
@@ -71,16 +72,6 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: CancellationT
         .max_concurrent_streams(256)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(s.read_timeout);
-    let tls = match &s.tls {
-        Some(t) => match crate::net::tls_acceptor(&t.cert_file, &t.key_file) {
-            Ok(acceptor) => Some(acceptor),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start TLS; not serving");
-                return;
-            }
-        },
-        None => None,
-    };
     let connections = Budget::new(s.max_connections);
     let tasks = tokio_util::task::TaskTracker::new();
     loop {

@@ -99,7 +99,7 @@ fn is_host_and_port(text: &[u8]) -> bool {
     let Ok(authority) = http::uri::Authority::try_from(text) else { return false };
     // Without userinfo, the authority is the host, then `:port` if any.
     let port = &authority.as_str()[authority.host().len()..];
-    port.is_empty() || port.len() > 1 && port[1..].bytes().all(|b| b.is_ascii_digit())
+    port.is_empty() || port.strip_prefix(':').is_some_and(|digits| digits.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl App {
@@ -132,12 +132,17 @@ impl App {
         if route.budget.as_ref().is_some_and(Budget::is_spent) {
             return Err(self.overloaded("this source is at capacity; retry later"));
         }
-        let reading =
-            self.reading.try_acquire().ok_or_else(|| self.overloaded("too many bodies in progress; retry later"))?;
-        let client = self
-            .reading_per_client
-            .try_acquire(client)
-            .ok_or_else(|| self.overloaded("too many bodies in progress from this address; retry later"))?;
+        let busy = |reason, message| {
+            Refusal::new(Outcome::Overloaded, reason, message)
+                .retry_after(u64::from(self.settings.producer.retry_after_secs))
+        };
+        let reading = self
+            .reading
+            .try_acquire()
+            .ok_or_else(|| busy("too_many_bodies", "too many bodies in progress; retry later"))?;
+        let client = self.reading_per_client.try_acquire(client).ok_or_else(|| {
+            busy("too_many_bodies_from_client", "too many bodies in progress from this address; retry later")
+        })?;
         if let Some(bucket) = &route.rate_limit {
             bucket.try_take().map_err(|wait| {
                 Refusal::new(Outcome::RateLimited, "rate_limited", "rate limit exceeded; retry later")
@@ -216,6 +221,8 @@ mod tests {
             (HTTP_11, &["user@a.example"][..], false),
             (HTTP_11, &["a.example/path"][..], false),
             (HTTP_11, &["a.example:port"][..], false),
+            (HTTP_11, &["[::1]a12"][..], false),
+            (HTTP_11, &["a.example:"][..], true),
             (HTTP_10, &[][..], true),
             (HTTP_2, &[][..], true),
             (HTTP_2, &["a.example", "b.example"][..], false),

@@ -1,8 +1,9 @@
 //! The HTTP side of the ingress, in three parts a request goes through:
 //!
 //! - `accept`: connections (plain or TLS, HTTP/1.1 and HTTP/2), their limits, idle timeout and draining;
-//! - `gates`: admission before the body is read (sender address, in-flight budgets, rate limit, content
-//!   type, declared length), each returning a permit or a refusal;
+//! - `gates`: admission (the `Host`, the sender's address, a place to receive the body with the rate limit,
+//!   content type and declared length, then the capacity to store it once verified), each returning a
+//!   permit or a refusal;
 //! - `webhook`: the handler: body, verification, handshake, storage and the answer.
 //!
 //! [`App::handle`] routes `/webhooks/{source}` to the handler and anything else to 404: the operator endpoints

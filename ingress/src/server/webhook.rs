@@ -1,7 +1,7 @@
 //! The webhook handler: a request to `/webhooks/{source}` that the admission gates let through
-//! ([`super::gates`]) has its body read through the source's byte limit within the read deadline (413, 408),
-//! is verified over the raw bytes (401), may be the provider's ownership handshake (200, not stored), and is
-//! then stored as one raw record ([`crate::producer`]): 202 once Kafka acknowledged it, else 503 with
+//! ([`super::gates`]) has its body read through the source's byte limit within the read and stall deadlines
+//! (413, 408), is verified over the raw bytes (401), may be the provider's ownership handshake (200, not
+//! stored), takes the capacity to store it (503), and is then stored as one raw record ([`crate::producer`]): 202 once Kafka acknowledged it, else 503 with
 //! `Retry-After`. Every refusal is counted and can be recorded, redacted, on the quarantine topic
 //! ([`crate::quarantine`]).
 

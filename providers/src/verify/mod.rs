@@ -28,7 +28,7 @@ use zeroize::Zeroizing;
 
 use crate::keys::KeySelector;
 
-pub use self::common::{check_public_url, Algorithm, Encoding};
+pub use self::common::{Algorithm, Encoding};
 
 #[cfg(test)]
 mod battery;
