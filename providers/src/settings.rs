@@ -59,10 +59,10 @@ impl Settings {
 }
 
 /// A deserializer's message with its quoted values hidden: `secrets = "whsec_…"` would otherwise be printed as
-/// `invalid type: string "whsec_…", expected a sequence`. Field names are quoted with backticks and stay.
+/// `invalid type: string "whsec_…", expected a sequence`. Field names are quoted with backticks and stay. (The
+/// same as `hookline_runtime::config` does for the rest of a config; this crate does not depend on it.)
 fn hide_quoted(message: &str) -> String {
-    let parts: Vec<&str> = message.split('"').collect();
-    parts.iter().enumerate().map(|(i, part)| if i % 2 == 1 { "(value hidden)" } else { part }).collect()
+    message.split('"').enumerate().map(|(i, part)| if i % 2 == 1 { "(value hidden)" } else { part }).collect()
 }
 
 /// One secret: exactly one of `value`, `env` or `file`.

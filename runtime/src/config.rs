@@ -89,13 +89,21 @@ pub fn from_str_with_env<T: DeserializeOwned>(
     deserialize(toml::Value::Table(root))
 }
 
-/// Deserializes a TOML value, naming the field of the first error.
+/// Deserializes a TOML value, naming the field of the first error. The error hides the values it would
+/// quote: a secret written where a table was expected (`token = "tok"`) is not printed back.
 pub fn deserialize<T: DeserializeOwned>(value: toml::Value) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
-        let message = e.into_inner().to_string();
+        let message = hide_quoted(&e.into_inner().to_string());
         ConfigError::Field { field: if field == "." { "(top level)".to_owned() } else { field }, message }
     })
+}
+
+/// A deserializer's message with its double-quoted values replaced (`invalid type: string "…"`); field and
+/// variant names are quoted with backticks and stay. `hookline_providers::settings` does the same for
+/// `[verify]` tables, which it reads on its own.
+fn hide_quoted(message: &str) -> String {
+    message.split('"').enumerate().map(|(i, part)| if i % 2 == 1 { "(value hidden)" } else { part }).collect()
 }
 
 fn apply_env(root: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
@@ -198,8 +206,9 @@ mod tests {
     fn missing_fields_and_wrong_types_are_named() {
         let err = from_str_with_env::<Cfg>("[kafka]\n", env(&[])).unwrap_err();
         assert!(err.to_string().contains("brokers"), "{err}");
-        let err = from_str_with_env::<Cfg>("[kafka]\nbrokers='a'\n[server]\nport='x'\n", env(&[])).unwrap_err();
+        let err = from_str_with_env::<Cfg>("[kafka]\nbrokers='a'\n[server]\nport='s3cret'\n", env(&[])).unwrap_err();
         assert!(err.to_string().contains("server.port"), "{err}");
+        assert!(!err.to_string().contains("s3cret"), "a value written in the wrong place is not printed: {err}");
     }
 
     #[test]
