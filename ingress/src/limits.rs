@@ -92,10 +92,14 @@ impl PerClient {
     }
 
     /// A permit for `client` now, or `None` when it holds `max` already. An IPv6 client counts by its /64, the
-    /// block one host usually has to itself.
+    /// block one host usually has to itself; an IPv4 client seen on a dual-stack socket (`::ffff:a.b.c.d`) by
+    /// its IPv4 address.
     pub fn try_acquire(&self, client: IpAddr) -> Option<ClientPermit> {
         let client = match client {
-            IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+            },
             v4 => v4,
         };
         let mut held = self.held.lock().ok()?;
@@ -266,6 +270,13 @@ mod tests {
         let _held = (per.try_acquire(one).unwrap(), per.try_acquire(other).unwrap());
         assert!(per.try_acquire("2001:db8::3".parse().unwrap()).is_none(), "one /64 is one client");
         assert!(per.try_acquire("2001:db8:0:1::1".parse().unwrap()).is_some(), "another /64 is another");
+        let mapped: Vec<ClientPermit> = ["::ffff:203.0.113.7", "::ffff:203.0.113.7"]
+            .iter()
+            .map(|a| per.try_acquire(a.parse().unwrap()).unwrap())
+            .collect();
+        assert!(per.try_acquire("203.0.113.7".parse().unwrap()).is_none(), "a mapped IPv4 client is that client");
+        assert!(per.try_acquire("::ffff:198.51.100.1".parse().unwrap()).is_some(), "not every IPv4 client at once");
+        drop(mapped);
     }
 
     #[test]
