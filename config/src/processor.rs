@@ -201,8 +201,8 @@ impl Default for StateConfig {
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     /// The provider whose format and presets parse the body and give the event's `type`, `subject` and `time`:
-    /// a provider's name (`stripe`, `github`, `shopify`, `slack`, `standard_webhooks`, `svix`, `twilio`,
-    /// `hubspot`, `paddle`, `zoom`, `meta`), or `generic` (default: no preset).
+    /// the name of one of [`hookline_providers::ALL`] (an unknown name is refused, listing them), or
+    /// `generic` (default: no preset).
     #[serde(default, deserialize_with = "provider")]
     pub provider: Option<&'static dyn Provider>,
     /// `json`, `form` (application/x-www-form-urlencoded, turned into a JSON object) or `auto` (by the
