@@ -12,7 +12,8 @@
 //! token buckets), `net` (client address, TLS), `telemetry` (every metric).
 //!
 //! [`run`] serves on the listeners it is given (webhooks, and the admin endpoints apart from them) until a
-//! cancellation token fires, so tests can run several ingresses in one process on port 0.
+//! cancellation token fires, so tests can run several ingresses in one process on port 0. Configs reloaded on
+//! SIGHUP replace the sources (secrets included) without dropping a connection.
 
 mod limits;
 mod net;
@@ -28,6 +29,7 @@ use hookline_config::topics::ingress_topics;
 use hookline_runtime::admin::{self, Readiness};
 use hookline_runtime::backoff::{self, Backoff};
 use hookline_runtime::kafka::ensure_topics;
+use hookline_runtime::reload::Reloads;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -57,11 +59,15 @@ const CHECK_ACCEPTING: &str = "accepting";
 /// (the time a load balancer needs to notice), stops, drains in-flight requests and flushes the producer;
 /// the admin endpoints answer until the end. The raw topic is created in the background if missing; until
 /// it exists, webhooks get 503. A TLS certificate or key that cannot be used is an error at once.
+///
+/// Each config from `reloads` replaces the sources for the requests that arrive from then on; one that failed
+/// to load leaves the live config as it is. `hookline_ingress_config_generation` says which is live.
 pub async fn run(
     settings: Settings,
     webhooks: TcpListener,
     admin: TcpListener,
     shutdown: CancellationToken,
+    reloads: Reloads<Settings>,
 ) -> Result<(), Error> {
     let readiness = Arc::new(Readiness::new(&[CHECK_KAFKA, CHECK_TOPICS, CHECK_ACCEPTING]));
     let tls = match &settings.tls {
@@ -75,6 +81,7 @@ pub async fn run(
     let background = shutdown.child_token();
     let topics = tokio::spawn(ensure_topics_loop(app.clone(), readiness.clone(), background.clone()));
     let probe = tokio::spawn(probe_kafka(app.clone(), readiness.clone(), background.clone()));
+    let reloading = tokio::spawn(apply_reloads(app.clone(), reloads, background.clone()));
     readiness.pass(CHECK_ACCEPTING);
     let stop_accepting = CancellationToken::new();
     let draining = tokio::spawn({
@@ -92,7 +99,7 @@ pub async fn run(
     readiness.fail(CHECK_ACCEPTING, "shutting down: no new connections, draining in-flight requests");
 
     background.cancel();
-    let _ = tokio::join!(topics, probe);
+    let _ = tokio::join!(topics, probe, reloading);
     let flush_app = app.clone();
     let flush_timeout = app.settings().ack_timeout();
     let flushed = tokio::task::spawn_blocking(move || flush_app.producer().flush(flush_timeout)).await;
@@ -106,6 +113,23 @@ pub async fn run(
     admin_stop.cancel();
     let _ = admin_task.await;
     Ok(())
+}
+
+async fn apply_reloads(app: Arc<App>, mut reloads: Reloads<Settings>, stop: CancellationToken) {
+    loop {
+        let loaded = tokio::select! {
+            loaded = reloads.next() => loaded,
+            () = stop.cancelled() => return,
+        };
+        match loaded {
+            Some(Ok(settings)) => app.reload(settings),
+            Some(Err(e)) => {
+                app.metrics().config_refused();
+                tracing::error!(generation = app.generation(), "config reload refused; the live config stays: {e}");
+            }
+            None => return,
+        }
+    }
 }
 
 async fn ensure_topics_loop(app: Arc<App>, readiness: Arc<Readiness>, stop: CancellationToken) {

@@ -35,6 +35,8 @@ fn main() -> ExitCode {
         load: |path: &Path| Config::load(path).and_then(Config::validate),
         summary: |s: &Settings| format!("{} sources", s.sources.len()),
         listen: |s: &Settings| [(s.listen, "server.listen"), (s.admin_listen, "server.admin_listen")],
-        serve: |s, [webhooks, admin]: [TcpListener; 2], stop| hookline_ingress::run(s, webhooks, admin, stop),
+        serve: |s, [webhooks, admin]: [TcpListener; 2], stop, reloads| {
+            hookline_ingress::run(s, webhooks, admin, stop, reloads)
+        },
     })
 }

@@ -5,7 +5,6 @@
 //! names below, `secret` is a configured secret id. Per-request events are logged at debug level only: a flood
 //! of bad requests must not flood the logs.
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
@@ -157,7 +156,7 @@ struct SourceSecret {
     secret: String,
 }
 
-/// The metric handles of one source, created at startup.
+/// The metric handles of one source, made when the source is configured (at startup or on a reload).
 #[derive(Debug, Clone)]
 pub struct SourceMetrics {
     source: String,
@@ -171,6 +170,20 @@ pub struct SourceMetrics {
     body_bytes: Counter,
 }
 
+/// The per-source metric families, from which each source's handles are made.
+#[derive(Debug, Clone)]
+struct SourceFamilies {
+    requests: Family<SourceOutcome, Counter>,
+    verify_failures: Family<SourceReason, Counter>,
+    store_failures: Family<SourceKind, Counter>,
+    dedup_origins: Family<SourceOrigin, Counter>,
+    secret_matches: Family<SourceSecret, Counter>,
+    ack_latency: Family<SourceLabel, Histogram>,
+    time_to_durable: Family<SourceLabel, Histogram>,
+    body_bytes: Family<SourceLabel, Counter>,
+    ack_budget: Family<SourceLabel, Gauge<f64, AtomicU64>>,
+}
+
 /// Process-wide handles.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -181,8 +194,10 @@ pub struct Metrics {
     producer_replacements: Family<ReasonLabel, Counter>,
     quarantined: Family<ReasonLabel, Counter>,
     quarantine_dropped: Counter,
+    config_generation: Gauge,
+    config_last_reload_successful: Gauge,
+    families: SourceFamilies,
     unknown: SourceMetrics,
-    sources: HashMap<String, SourceMetrics>,
 }
 
 fn family<L, M>(registry: &mut Registry, name: &str, help: &str) -> Family<L, M>
@@ -210,7 +225,7 @@ fn latency_family(registry: &mut Registry, name: &str, help: &str) -> Family<Sou
     f
 }
 
-/// What the metrics of one configured source are labelled and set with at startup.
+/// What the metrics of one configured source are labelled and set with.
 #[derive(Debug, Clone)]
 pub struct SourceLabels {
     /// The source name.
@@ -222,8 +237,8 @@ pub struct SourceLabels {
 }
 
 impl Metrics {
-    /// Registers every metric, with a handle set for each configured source.
-    pub fn register(registry: &mut Registry, sources: &[SourceLabels]) -> Metrics {
+    /// Registers every metric; [`Metrics::for_source`] makes each configured source's handles.
+    pub fn register(registry: &mut Registry) -> Metrics {
         let requests: Family<SourceOutcome, Counter> =
             family(registry, "hookline_ingress_requests", "Webhook requests by source and outcome");
         let verify_failures: Family<SourceReason, Counter> =
@@ -260,9 +275,6 @@ impl Metrics {
             "hookline_ingress_ack_budget_seconds",
             "The configured p99 ack latency budget of each source (sources.NAME.ack_budget_ms), for alerting",
         );
-        for source in sources {
-            ack_budget.get_or_create(&SourceLabel { source: source.name.clone() }).set(source.ack_budget.as_secs_f64());
-        }
         let producer_replacements: Family<ReasonLabel, Counter> = family(
             registry,
             "hookline_ingress_producer_replacements",
@@ -303,34 +315,31 @@ impl Metrics {
             producer_queue.clone(),
         );
 
-        let make = |source: &str, secret_ids: &[String]| {
-            let s = || source.to_owned();
-            SourceMetrics {
-                source: s(),
-                outcomes: Outcome::ALL
-                    .iter()
-                    .map(|o| requests.get_or_create(&SourceOutcome { source: s(), outcome: o.as_str() }).clone())
-                    .collect(),
-                verify_failures: VerifyError::REASONS
-                    .iter()
-                    .map(|r| verify_failures.get_or_create(&SourceReason { source: s(), reason: r }).clone())
-                    .collect(),
-                store_failures: STORE_FAILURE_KINDS
-                    .iter()
-                    .map(|k| store_failures.get_or_create(&SourceKind { source: s(), kind: k }).clone())
-                    .collect(),
-                dedup_origins: KeyOrigin::ALL
-                    .iter()
-                    .map(|o| dedup_origins.get_or_create(&SourceOrigin { source: s(), origin: o.as_str() }).clone())
-                    .collect(),
-                secret_matches: secret_ids
-                    .iter()
-                    .map(|id| secret_matches.get_or_create(&SourceSecret { source: s(), secret: id.clone() }).clone())
-                    .collect(),
-                ack_latency: ack_latency.get_or_create(&SourceLabel { source: s() }).clone(),
-                time_to_durable: time_to_durable.get_or_create(&SourceLabel { source: s() }).clone(),
-                body_bytes: body_bytes.get_or_create(&SourceLabel { source: s() }).clone(),
-            }
+        let config_generation = Gauge::default();
+        registry.register(
+            "hookline_ingress_config_generation",
+            "The config generation live: 1 at startup, one more for each reload applied (SIGHUP)",
+            config_generation.clone(),
+        );
+        config_generation.set(1);
+        let config_last_reload_successful = Gauge::default();
+        registry.register(
+            "hookline_ingress_config_last_reload_successful",
+            "1 when the last config reload (SIGHUP) was applied, or none was tried; 0 when it was refused (the \
+             new config is invalid and the previous one stays live)",
+            config_last_reload_successful.clone(),
+        );
+        config_last_reload_successful.set(1);
+        let families = SourceFamilies {
+            requests,
+            verify_failures,
+            store_failures,
+            dedup_origins,
+            secret_matches,
+            ack_latency,
+            time_to_durable,
+            body_bytes,
+            ack_budget,
         };
         Metrics {
             in_flight,
@@ -340,19 +349,36 @@ impl Metrics {
             producer_replacements,
             quarantined,
             quarantine_dropped,
-            unknown: make(UNKNOWN_SOURCE, &[]),
-            sources: sources.iter().map(|s| (s.name.clone(), make(&s.name, &s.secret_ids))).collect(),
+            config_generation,
+            config_last_reload_successful,
+            unknown: families.handles(UNKNOWN_SOURCE, &[]),
+            families,
         }
     }
 
-    /// The handles of a configured source (or of `_unknown`).
-    pub fn source(&self, name: &str) -> &SourceMetrics {
-        self.sources.get(name).unwrap_or(&self.unknown)
+    /// The handles of a configured source; its ack budget gauge is set.
+    pub fn for_source(&self, source: &SourceLabels) -> SourceMetrics {
+        self.families
+            .ack_budget
+            .get_or_create(&SourceLabel { source: source.name.clone() })
+            .set(source.ack_budget.as_secs_f64());
+        self.families.handles(&source.name, &source.secret_ids)
     }
 
     /// The handles of requests to unconfigured sources.
     pub fn unknown(&self) -> &SourceMetrics {
         &self.unknown
+    }
+
+    /// A config reload was applied: `generation` is live.
+    pub fn config_applied(&self, generation: u64) {
+        self.config_generation.set(i64::try_from(generation).unwrap_or(i64::MAX));
+        self.config_last_reload_successful.set(1);
+    }
+
+    /// A config reload was refused: the live config stays.
+    pub fn config_refused(&self) {
+        self.config_last_reload_successful.set(0);
     }
 
     /// The producer was replaced.
@@ -392,6 +418,38 @@ impl Metrics {
     pub fn connection(&self) -> Gauged {
         self.connections.inc();
         Gauged(self.connections.clone())
+    }
+}
+
+impl SourceFamilies {
+    fn handles(&self, source: &str, secret_ids: &[String]) -> SourceMetrics {
+        let s = || source.to_owned();
+        SourceMetrics {
+            source: s(),
+            outcomes: Outcome::ALL
+                .iter()
+                .map(|o| self.requests.get_or_create(&SourceOutcome { source: s(), outcome: o.as_str() }).clone())
+                .collect(),
+            verify_failures: VerifyError::REASONS
+                .iter()
+                .map(|r| self.verify_failures.get_or_create(&SourceReason { source: s(), reason: r }).clone())
+                .collect(),
+            store_failures: STORE_FAILURE_KINDS
+                .iter()
+                .map(|k| self.store_failures.get_or_create(&SourceKind { source: s(), kind: k }).clone())
+                .collect(),
+            dedup_origins: KeyOrigin::ALL
+                .iter()
+                .map(|o| self.dedup_origins.get_or_create(&SourceOrigin { source: s(), origin: o.as_str() }).clone())
+                .collect(),
+            secret_matches: secret_ids
+                .iter()
+                .map(|id| self.secret_matches.get_or_create(&SourceSecret { source: s(), secret: id.clone() }).clone())
+                .collect(),
+            ack_latency: self.ack_latency.get_or_create(&SourceLabel { source: s() }).clone(),
+            time_to_durable: self.time_to_durable.get_or_create(&SourceLabel { source: s() }).clone(),
+            body_bytes: self.body_bytes.get_or_create(&SourceLabel { source: s() }).clone(),
+        }
     }
 }
 
@@ -491,12 +549,12 @@ mod tests {
             secret_ids: vec!["0".into(), "2026-q4".into()],
             ack_budget: Duration::from_millis(250),
         };
-        let m = Metrics::register(&mut registry, &[shop]);
-        let shop = m.source("shop");
+        let m = Metrics::register(&mut registry);
+        let shop = m.for_source(&shop);
         shop.accepted(10, KeyOrigin::BodySha256, Some(1), Duration::from_millis(3), Duration::from_millis(4));
         shop.verification_failed(&VerifyError::StaleTimestamp(300));
         shop.store_failed(Some(&StoreError::QueueFull));
-        m.source("../../etc/passwd").refused(Outcome::NotFound);
+        m.unknown().refused(Outcome::NotFound);
         let t = text(&registry);
         assert!(t.contains(r#"hookline_ingress_requests_total{source="shop",outcome="accepted"} 1"#), "{t}");
         assert!(t.contains(r#"hookline_ingress_requests_total{source="shop",outcome="overloaded"} 1"#));
@@ -508,7 +566,14 @@ mod tests {
         assert!(t.contains("hookline_ingress_time_to_durable_seconds_bucket"));
         assert!(t.contains(r#"hookline_ingress_ack_budget_seconds{source="shop"} 0.25"#), "{t}");
         assert!(t.contains(r#"hookline_ingress_producer_replacements_total{reason="stuck"} 0"#));
-        assert!(!t.contains("passwd"), "attacker-chosen names never become labels");
+        assert!(t.contains("hookline_ingress_config_generation 1"), "{t}");
+        assert!(t.contains("hookline_ingress_config_last_reload_successful 1"), "{t}");
+        m.config_refused();
+        assert!(text(&registry).contains("hookline_ingress_config_last_reload_successful 0"));
+        m.config_applied(2);
+        let t = text(&registry);
+        assert!(t.contains("hookline_ingress_config_generation 2"), "{t}");
+        assert!(t.contains("hookline_ingress_config_last_reload_successful 1"), "{t}");
         {
             let _guard = m.in_flight();
             assert!(text(&registry).contains("hookline_ingress_in_flight_requests 1"));

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use hookline_processor::{Config, Settings};
 use hookline_runtime::binary::{self, Binary};
+use hookline_runtime::reload::Reloads;
 use tokio::net::TcpListener;
 
 /// hookline's processor: deduplicates raw webhooks and publishes them as ordered CloudEvents.
@@ -36,6 +37,9 @@ fn main() -> ExitCode {
         load: |path: &Path| Config::load(path).and_then(Config::validate),
         summary: |s: &Settings| format!("group {}", s.consumer.group_id),
         listen: |s: &Settings| [(s.listen, "server.listen")],
-        serve: |s, [admin]: [TcpListener; 1], stop| hookline_processor::run(s, admin, stop),
+        serve: |s, [admin]: [TcpListener; 1], stop, reloads: Reloads<Settings>| {
+            reloads.refuse("hookline-processor");
+            hookline_processor::run(s, admin, stop)
+        },
     })
 }

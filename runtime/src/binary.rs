@@ -1,7 +1,7 @@
 //! The `main` of both binaries, written once: read the log format, load and validate the config (a bad one
 //! stops the process with exit code 2 and names the field), answer `--check`, then bind the listeners (the
 //! ingress's webhook and admin addresses, the processor's admin address) and serve until SIGTERM or Ctrl-C
-//! ([`crate::shutdown`]).
+//! ([`crate::shutdown`]), with the config loaded again on each SIGHUP ([`crate::reload`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConfigError;
+use crate::reload::Reloads;
 use crate::telemetry::{self, LogFormat};
 
 /// What a binary plugs into [`main`].
@@ -24,13 +25,14 @@ pub struct Binary<'a, Load, Summary, Listen, Serve> {
     pub config: &'a Path,
     /// `--check`: validate the config and exit.
     pub check: bool,
-    /// Loads and validates the config file.
+    /// Loads and validates the config file: at startup, and again on each SIGHUP.
     pub load: Load,
     /// One line about a valid config, printed by `--check` and logged at startup.
     pub summary: Summary,
     /// The config's listen addresses, each with its field.
     pub listen: Listen,
-    /// Serves on the bound listeners, in the order of `listen`, until the token is cancelled.
+    /// Serves on the bound listeners, in the order of `listen`, until the token is cancelled, taking what it
+    /// can of the configs loaded on SIGHUP.
     pub serve: Serve,
 }
 
@@ -38,13 +40,14 @@ pub struct Binary<'a, Load, Summary, Listen, Serve> {
 pub fn main<S, E, Fut, const N: usize>(
     binary: Binary<
         '_,
-        impl FnOnce(&Path) -> Result<S, ConfigError>,
+        impl Fn(&Path) -> Result<S, ConfigError> + Send + Sync + 'static,
         impl Fn(&S) -> String,
         impl FnOnce(&S) -> [(SocketAddr, &'static str); N],
-        impl FnOnce(S, [TcpListener; N], CancellationToken) -> Fut,
+        impl FnOnce(S, [TcpListener; N], CancellationToken, Reloads<S>) -> Fut,
     >,
 ) -> ExitCode
 where
+    S: Send + 'static,
     E: std::error::Error,
     Fut: Future<Output = Result<(), E>>,
 {
@@ -86,7 +89,11 @@ where
             listeners.push(listener);
         }
         let listeners: [TcpListener; N] = listeners.try_into().map_err(|_| "a listener was not bound".to_owned())?;
-        (binary.serve)(settings, listeners, crate::shutdown::on_signals()).await.map_err(|e| e.to_string())
+        #[cfg(unix)]
+        let reloads = crate::reload::on_sighup(binary.config.to_owned(), binary.load);
+        #[cfg(not(unix))]
+        let reloads = Reloads::channel().1;
+        (binary.serve)(settings, listeners, crate::shutdown::on_signals(), reloads).await.map_err(|e| e.to_string())
     });
     // Blocking Kafka calls still running (bounded by their own timeouts) need not delay the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));

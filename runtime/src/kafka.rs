@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::config::ConfigError;
 
 /// The `[kafka]` section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap brokers, comma-separated `host:port`. Default `127.0.0.1:9092`. The `KAFKA_BROKERS`
@@ -40,6 +40,28 @@ impl Default for KafkaConfig {
             replication_factor: -1,
             admin_timeout_ms: 10_000,
         }
+    }
+}
+
+/// Hides the values of client properties that can hold credentials (`sasl.password`, `ssl.key.password`,
+/// `sasl.oauthbearer.client.secret`, ...), so that a logged or printed config never shows them.
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const SENSITIVE: [&str; 6] = ["password", "secret", "key", "token", "jaas", "credential"];
+        let client: BTreeMap<&str, &str> = self
+            .client
+            .iter()
+            .map(|(k, v)| {
+                let hidden = SENSITIVE.iter().any(|s| k.to_ascii_lowercase().contains(s));
+                (k.as_str(), if hidden { "<redacted>" } else { v.as_str() })
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("client", &client)
+            .field("replication_factor", &self.replication_factor)
+            .field("admin_timeout_ms", &self.admin_timeout_ms)
+            .finish()
     }
 }
 
@@ -234,5 +256,17 @@ mod tests {
         let k = KafkaConfig { replication_factor: 0, ..KafkaConfig::default() };
         assert!(k.validate(&[]).is_err());
         KafkaConfig::default().validate(&[]).unwrap();
+    }
+
+    #[test]
+    fn debug_output_hides_credentials_of_client_properties() {
+        let mut k = KafkaConfig::default();
+        k.client.insert("sasl.password".into(), "hunter2-sasl".into());
+        k.client.insert("ssl.key.password".into(), "hunter2-key".into());
+        k.client.insert("sasl.oauthbearer.client.secret".into(), "hunter2-oauth".into());
+        k.client.insert("security.protocol".into(), "SASL_SSL".into());
+        let shown = format!("{k:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("sasl.password") && shown.contains("SASL_SSL"), "{shown}");
     }
 }

@@ -10,6 +10,7 @@
 //! - [`admin`]: the `/livez`, `/readyz` and `/metrics` responses;
 //! - [`telemetry`]: tracing setup (text or JSON);
 //! - [`shutdown`]: SIGTERM / Ctrl-C to a cancellation token;
+//! - [`reload`]: SIGHUP to a freshly loaded config;
 //! - [`malloc`]: glibc malloc settings for processes that run librdkafka.
 
 pub mod admin;
@@ -18,6 +19,7 @@ pub mod binary;
 pub mod config;
 pub mod kafka;
 pub mod malloc;
+pub mod reload;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -528,7 +528,8 @@ async fn an_unusable_tls_certificate_stops_the_ingress_at_once() {
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
     );
-    let run = hookline_ingress::run(settings, webhooks, admin, tokio_util::sync::CancellationToken::new());
+    let (_, reloads) = hookline_runtime::reload::Reloads::channel();
+    let run = hookline_ingress::run(settings, webhooks, admin, tokio_util::sync::CancellationToken::new(), reloads);
     let ended = tokio::time::timeout(Duration::from_secs(10), run).await.expect("the ingress stops at once");
     let e = ended.unwrap_err().to_string();
     assert!(e.contains("cannot start TLS"), "{e}");
@@ -629,4 +630,98 @@ async fn sigterm_drains_in_flight_requests_and_loses_no_accepted_webhook() {
     let stored: BTreeSet<String> = raw.iter().map(dedup_key).collect();
     let lost: Vec<&String> = accepted.difference(&stored).collect();
     assert!(lost.is_empty(), "202'd but not stored: {lost:?}");
+}
+
+/// Secrets rotate without a restart: the real binary, with its secrets in files, gets SIGHUP after each edit of
+/// its config or of a secret file. Every request goes over one keep-alive connection, which stays open
+/// throughout; each reload is live once the generation metric says so; an invalid config is refused and the
+/// live one keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_rotates_secrets_on_an_open_connection_and_an_invalid_config_leaves_the_live_one() {
+    use hyper::client::conn::http1;
+    use hyper_util::rt::TokioIo;
+
+    let kafka = Kafka::start();
+    let topics = Topics::unique();
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = |name: &str, secret: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{secret}\n")).unwrap();
+        path
+    };
+    let (old, new) = (secret_file("old.secret", "old-secret"), secret_file("new.secret", "new-secret"));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config = |secrets: &[(&std::path::Path, &str)]| {
+        let list: Vec<String> =
+            secrets.iter().map(|(file, id)| format!(r#"{{ file = "{}", id = "{id}" }}"#, file.display())).collect();
+        let extra = format!(
+            "[sources.rotating]\ndedup_key = {{ json_pointer = \"/id\" }}\n[sources.rotating.verify]\n\
+             scheme = \"hmac\"\nheader = \"X-Signature\"\nprefix = \"sha256=\"\nsecrets = [{}]\n",
+            list.join(", ")
+        );
+        let options = IngressOptions { shop: false, extra: &extra, ..Default::default() };
+        ingress_toml(&kafka, &topics, &options).replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""))
+    };
+    let ingress = Component::ingress(dir.path(), addr, &config(&[(&old, "old")])).await;
+
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let mut sent = 0;
+    let mut post_signed = async |secret: &str| -> u16 {
+        sent += 1;
+        let body = format!(r#"{{"id":"rotation-{sent}"}}"#);
+        let request = http::Request::post("/webhooks/rotating")
+            .header("host", addr.to_string())
+            .header("content-type", "application/json")
+            .header("x-signature", sign(secret, body.as_bytes()))
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap();
+        sender.ready().await.expect("the connection stays open across reloads");
+        let response = sender.send_request(request).await.expect("the connection stays open across reloads");
+        response.status().as_u16()
+    };
+    let reload = async |ingress: &Component, toml: Option<String>, series: &str, value: f64| {
+        if let Some(toml) = toml {
+            std::fs::write(ingress.config_path(), toml).unwrap();
+        }
+        ingress.signal("HUP");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while metric(&ingress.metrics().await, series) != value {
+            assert!(Instant::now() < deadline, "{series} never reached {value}:\n{}", ingress.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    const GENERATION: &str = "hookline_ingress_config_generation";
+    assert_eq!(metric(&ingress.metrics().await, GENERATION), 1.0);
+    assert_eq!(post_signed("old-secret").await, 202);
+    assert_eq!(post_signed("new-secret").await, 401, "the new secret is not configured yet");
+
+    // Rotation, step 1: both secrets are live.
+    reload(&ingress, Some(config(&[(&new, "new"), (&old, "old")])), GENERATION, 2.0).await;
+    assert_eq!(post_signed("new-secret").await, 202);
+    assert_eq!(post_signed("old-secret").await, 202, "the old secret keeps working during the rotation");
+    // Step 2: the old one is removed.
+    reload(&ingress, Some(config(&[(&new, "new")])), GENERATION, 3.0).await;
+    assert_eq!(post_signed("old-secret").await, 401, "a removed secret is refused at once");
+    assert_eq!(post_signed("new-secret").await, 202);
+    // A secret file rewritten in place (a mounted Kubernetes secret) is read again on SIGHUP.
+    std::fs::write(&new, "newer-secret\n").unwrap();
+    reload(&ingress, None, GENERATION, 4.0).await;
+    assert_eq!(post_signed("newer-secret").await, 202);
+    assert_eq!(post_signed("new-secret").await, 401);
+
+    // An invalid config (its secret file is gone) is refused; generation 4 stays live.
+    let gone = dir.path().join("gone.secret");
+    const SUCCESSFUL: &str = "hookline_ingress_config_last_reload_successful";
+    assert_eq!(metric(&ingress.metrics().await, SUCCESSFUL), 1.0);
+    reload(&ingress, Some(config(&[(&gone, "gone")])), SUCCESSFUL, 0.0).await;
+    let metrics = ingress.metrics().await;
+    assert_eq!(metric(&metrics, GENERATION), 4.0);
+    assert_eq!(metric(&metrics, r#"hookline_ingress_secret_matches_total{source="rotating",secret="new"}"#), 3.0);
+    assert_eq!(post_signed("newer-secret").await, 202, "the live config keeps serving");
+    let log = ingress.log();
+    assert!(log.contains("config reload refused") && log.contains("sources.rotating.verify.secrets[0].file"), "{log}");
+    assert!(!log.contains("newer-secret") && !log.contains("old-secret"), "secrets are never logged:\n{log}");
+    assert!(!connection.is_finished(), "the keep-alive connection was never closed");
 }

@@ -278,7 +278,15 @@ async fn kill_9_during_a_stream_then_restart_loses_and_duplicates_nothing() {
     let events = read_topic(kafka.brokers(), &topics.events, stream.unique.len(), SETTLE, TIMEOUT).await;
     assert_exactly_once_in_order(&stream, &events);
     assert!(read_topic(kafka.brokers(), &topics.dlq, 0, SETTLE, TIMEOUT).await.is_empty());
-    assert_eq!(last.terminate(Duration::from_secs(20)), Some(Some(0)));
+    // SIGHUP, whose default action would end the process, is answered with a log line: the processor reads its
+    // config at startup only.
+    last.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !last.log().contains("reads its config at startup only") {
+        assert!(Instant::now() < deadline, "no answer to SIGHUP:\n{}", last.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last.terminate(Duration::from_secs(20)), Some(Some(0)), "SIGHUP did not end it; SIGTERM drains it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -401,6 +401,7 @@ pub struct Component {
     pub addr: SocketAddr,
     /// Its admin address (`/metrics`, `/livez`, `/readyz`): the processor's `addr`, the ingress's own.
     pub admin: SocketAddr,
+    config: PathBuf,
     log: PathBuf,
 }
 
@@ -452,7 +453,7 @@ impl Component {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        Component { process: Process::spawn(cmd), name, addr, admin, log }
+        Component { process: Process::spawn(cmd), name, addr, admin, config, log }
     }
 
     /// Polls `/readyz` until it answers 200; panics with the process's log otherwise.
@@ -473,6 +474,11 @@ impl Component {
     /// Its `/metrics` text (empty if it does not answer).
     pub async fn metrics(&self) -> String {
         get(&format!("http://{}/metrics", self.admin)).await.map(|r| r.text()).unwrap_or_default()
+    }
+
+    /// Its config file (rewrite it, then send SIGHUP, to reload).
+    pub fn config_path(&self) -> &Path {
+        &self.config
     }
 
     /// What it has logged so far.
@@ -656,7 +662,8 @@ impl Running {
         let stop = CancellationToken::new();
         let task = tokio::spawn({
             let stop = stop.clone();
-            async move { hookline_ingress::run(settings, webhooks, admin, stop).await.map_err(|e| e.to_string()) }
+            let (_, reloads) = hookline_runtime::reload::Reloads::channel();
+            async move { hookline_ingress::run(settings, webhooks, admin, stop, reloads).await.map_err(|e| e.to_string()) }
         });
         let running = Running { addr, admin: admin_addr, stop, task: Some(task) };
         running.wait_ready(Duration::from_secs(30)).await;

@@ -136,7 +136,7 @@ impl Default for ServerConfig {
 }
 
 /// `[server.tls]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain.
@@ -163,7 +163,7 @@ impl Default for TopicsConfig {
 }
 
 /// `[producer]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProducerConfig {
     /// The longest a request waits for Kafka's acknowledgement before it is answered 503. Default 2000 ms:
@@ -210,7 +210,7 @@ impl Default for ProducerConfig {
 }
 
 /// `[quarantine]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuarantineConfig {
     /// The topic, created at startup if missing.
@@ -365,6 +365,72 @@ impl Settings {
     /// The bounded wait for Kafka's acknowledgement.
     pub fn ack_timeout(&self) -> Duration {
         Duration::from_millis(self.producer.ack_timeout_ms)
+    }
+
+    /// The sections, other than `[sources]`, in which `other` differs from these settings: the ones a reload
+    /// cannot apply (`server`, `kafka`, `topics`, `producer`, `quarantine`).
+    pub fn differences(&self, other: &Settings) -> Vec<&'static str> {
+        // Destructured so that a new field cannot be left out of the comparison.
+        let Settings {
+            listen,
+            admin_listen,
+            read_timeout,
+            drain_timeout,
+            shutdown_grace,
+            idle_timeout,
+            max_in_flight,
+            max_reading,
+            max_reading_per_client,
+            body_stall_timeout,
+            max_connections,
+            max_header_bytes,
+            max_headers,
+            trusted_proxies,
+            tls,
+            kafka,
+            raw_topic,
+            raw_partitions,
+            producer,
+            quarantine,
+            sources: _,
+        } = self;
+        let server = *listen != other.listen
+            || *admin_listen != other.admin_listen
+            || (*read_timeout, *drain_timeout, *shutdown_grace, *idle_timeout, *body_stall_timeout)
+                != (
+                    other.read_timeout,
+                    other.drain_timeout,
+                    other.shutdown_grace,
+                    other.idle_timeout,
+                    other.body_stall_timeout,
+                )
+            || (
+                *max_in_flight,
+                *max_reading,
+                *max_reading_per_client,
+                *max_connections,
+                *max_header_bytes,
+                *max_headers,
+            ) != (
+                other.max_in_flight,
+                other.max_reading,
+                other.max_reading_per_client,
+                other.max_connections,
+                other.max_header_bytes,
+                other.max_headers,
+            )
+            || *trusted_proxies != other.trusted_proxies
+            || *tls != other.tls;
+        [
+            ("server", server),
+            ("kafka", *kafka != other.kafka),
+            ("topics", (raw_topic, raw_partitions) != (&other.raw_topic, &other.raw_partitions)),
+            ("producer", *producer != other.producer),
+            ("quarantine", *quarantine != other.quarantine),
+        ]
+        .into_iter()
+        .filter_map(|(section, differs)| differs.then_some(section))
+        .collect()
     }
 }
 

@@ -265,3 +265,15 @@ fn the_ack_budget_defaults_to_the_target_ack_latency_and_cannot_exceed_the_ack_t
     let e = err(&with("ack_budget_ms = 0"));
     assert!(e.contains("sources.shop.ack_budget_ms"), "{e}");
 }
+
+#[test]
+fn a_reload_knows_which_sections_need_a_restart() {
+    let live = parse(GOOD).unwrap();
+    let more_sources =
+        format!("{GOOD}\n[sources.other]\nallow_unverified = true\n[sources.other.verify]\nscheme = \"none\"\n");
+    assert_eq!(live.differences(&parse(&more_sources).unwrap()), Vec::<&str>::new(), "sources reload");
+    let server_and_kafka = format!("[server]\nmax_in_flight = 7\n[kafka]\nbrokers = \"elsewhere:9092\"\n{GOOD}");
+    assert_eq!(live.differences(&parse(&server_and_kafka).unwrap()), vec!["server", "kafka"]);
+    let producer = format!("[producer]\nretry_after_secs = 9\n[topics]\nraw = \"other\"\n{GOOD}");
+    assert_eq!(live.differences(&parse(&producer).unwrap()), vec!["topics", "producer"]);
+}

@@ -4,7 +4,8 @@
 //! - `gates`: admission (the `Host`, the sender's address, a place to receive the body with the rate limit,
 //!   content type and declared length, then the capacity to store it once verified), each returning a
 //!   permit or a refusal;
-//! - `webhook`: the handler: body, verification, handshake, storage and the answer.
+//! - `webhook`: the handler: body, verification, handshake, storage and the answer;
+//! - `routes`: the configured sources as requests find them, replaced as a whole when the config is reloaded.
 //!
 //! [`App::handle`] routes `/webhooks/{source}` to the handler and anything else to 404: the operator endpoints
 //! (`/metrics`, `/livez`, `/readyz`) are on the admin address ([`hookline_runtime::admin`]), so nothing about
@@ -12,42 +13,34 @@
 
 mod accept;
 mod gates;
+mod routes;
 mod webhook;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hookline_config::ingress::{Settings, Source};
-use http::header::HeaderName;
+use hookline_config::ingress::Settings;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use prometheus_client::registry::Registry;
 
-use crate::limits::{AdaptiveLimit, Budget, PerClient, TokenBucket};
+use crate::limits::{AdaptiveLimit, Budget, PerClient};
 use crate::producer::RawProducer;
 use crate::quarantine::Quarantine;
-use crate::telemetry::{Metrics, SourceLabels, SourceMetrics};
+use crate::telemetry::Metrics;
 
 pub use self::accept::serve;
-
-/// A configured source with its metric handles, budget and the headers to drop.
-#[derive(Debug)]
-struct Route {
-    source: Arc<Source>,
-    metrics: SourceMetrics,
-    dropped_headers: Vec<HeaderName>,
-    budget: Option<Budget>,
-    rate_limit: Option<TokenBucket>,
-}
+use self::routes::{Route, Routes};
 
 /// Everything a request handler needs.
 #[derive(Debug)]
 pub struct App {
+    /// The settings the process started with, without their sources: those are in `routes`, replaced on
+    /// reload.
     settings: Settings,
     producer: RawProducer,
     quarantine: Option<Quarantine>,
@@ -58,40 +51,16 @@ pub struct App {
     adaptive: AdaptiveLimit,
     reading: Budget,
     reading_per_client: PerClient,
-    routes: HashMap<String, Route>,
+    routes: RwLock<Arc<Routes>>,
 }
 
 impl App {
     /// Builds the app: metrics registered, producers created.
-    pub fn new(settings: Settings) -> Result<App, rdkafka::error::KafkaError> {
+    pub fn new(mut settings: Settings) -> Result<App, rdkafka::error::KafkaError> {
         let mut registry = Registry::default();
-        let labels: Vec<SourceLabels> = settings
-            .sources
-            .iter()
-            .map(|(name, s)| SourceLabels {
-                name: name.clone(),
-                secret_ids: s.verifier.secret_ids(),
-                ack_budget: s.ack_budget,
-            })
-            .collect();
-        let metrics = Metrics::register(&mut registry, &labels);
-        let routes = settings
-            .sources
-            .iter()
-            .map(|(name, source)| {
-                let mut dropped_headers: Vec<HeaderName> =
-                    webhook::DROPPED_HEADERS.iter().map(|h| HeaderName::from_static(h)).collect();
-                dropped_headers.extend(source.verifier.credential_headers());
-                let route = Route {
-                    source: source.clone(),
-                    metrics: metrics.source(name).clone(),
-                    dropped_headers,
-                    budget: source.max_in_flight.map(Budget::new),
-                    rate_limit: source.rate_limit.map(|r| TokenBucket::new(r.per_second, r.burst)),
-                };
-                (name.clone(), route)
-            })
-            .collect();
+        let metrics = Metrics::register(&mut registry);
+        let sources = std::mem::take(&mut settings.sources);
+        let routes = Routes::first(sources, &metrics);
         let producer = RawProducer::new(&settings)?;
         let quarantine = Quarantine::new(&settings)?;
         let target = Duration::from_millis(settings.producer.target_ack_latency_ms);
@@ -106,7 +75,7 @@ impl App {
             metrics,
             registry: Arc::new(registry),
             topics_ready: AtomicBool::new(false),
-            routes,
+            routes: RwLock::new(Arc::new(routes)),
         })
     }
 

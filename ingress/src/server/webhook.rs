@@ -55,7 +55,8 @@ impl App {
         let started = Instant::now();
         let received_at_ms = hookline_runtime::now_ms();
         let (parts, body) = req.into_parts();
-        let route = self.routes.get(name);
+        let routes = self.routes();
+        let route = routes.get(name);
         let attempt = Attempt { route, requested: name, peer, parts: &parts, received_at_ms };
         if let Err(refusal) = host(&parts) {
             return self.refuse(&attempt, refusal, None);
