@@ -7,13 +7,14 @@ export HOOKLINE_CACHE
 export CARGO_TARGET_DIR ?= $(HOOKLINE_CACHE)/target
 CARGO ?= cargo
 
-.PHONY: run test tools build lint rules schemas-check unit e2e chaos bench bench-ingress bench-processor clean-run help
+.PHONY: run test tools build lint rules schemas-check unit e2e chaos bench bench-ingress bench-processor fuzz fuzz-seeds fuzz-smoke clean-run help
 
 help:
 	@echo "make run    start Apache Kafka + processor + ingress locally (Ctrl-C stops them)"
 	@echo "make test   lint, alert-rule tests, schema compatibility, unit tests and end-to-end tests against Apache Kafka"
 	@echo "make chaos  fault scenarios (kill -9, broker kills in a 3-node cluster, network cuts, rebalances...) and their table"
 	@echo "make bench  the ingress and the processor against minimal baselines (bench-ingress, bench-processor)"
+	@echo "make fuzz   every fuzz target for FUZZ_SECONDS (default 600) each; FUZZ_TARGETS=\"verify keys\" picks some"
 	@echo "make tools  install Apache Kafka (pinned in scripts/kafka/pom.xml) into $(HOOKLINE_CACHE)"
 
 # Apache Kafka, from Maven Central (and Java/Maven from Debian when missing), unless KAFKA_BROKERS names the
@@ -31,6 +32,8 @@ run: tools build
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
+	$(CARGO) clippy --manifest-path fuzz/Cargo.toml --all-targets --locked -- -D warnings
 
 # Alert rules: syntax, then their unit tests (Debian's prometheus package gives promtool).
 rules:
@@ -48,7 +51,21 @@ e2e: tools
 	$(CARGO) build --locked --workspace --bins --features hookline-processor/fault-injection
 	$(CARGO) test --locked -p hookline-e2e -- --test-threads=2
 
-test: lint rules schemas-check unit e2e
+test: lint rules schemas-check unit fuzz-smoke e2e
+
+# Fuzzing (fuzz/: cargo-fuzz and libFuzzer, on a nightly toolchain; see scripts/fuzz.sh). `make test` runs
+# each target for FUZZ_SMOKE_SECONDS from the committed seeds; `make fuzz` for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 20
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh $(FUZZ_TARGETS)
+
+fuzz-smoke:
+	FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) scripts/fuzz.sh
+
+# Rewrites the seed corpus (fuzz/seeds) from the providers' samples, checking that each verifies and publishes.
+fuzz-seeds:
+	cd fuzz && $(CARGO) run --locked -q --example seeds
 
 # Every fault scenario at full size (about 25 minutes), then the table. `make chaos SCENARIOS="a b"` runs some.
 chaos: tools

@@ -515,7 +515,15 @@ fn header(field: &str, name: &str) -> Result<(), ConfigError> {
 /// Reads and compiles a JSON Schema file (a route's `data_schema`): at startup, to refuse a config whose
 /// schema does not compile, and by the pipeline, which keeps the compiled schema.
 pub fn load_schema(path: &Path) -> Result<jsonschema::Validator, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    // Bounded, so that a wrong path (a device, a huge file) is an error rather than a startup that never ends.
+    const MAX_SCHEMA_BYTES: u64 = 16 * 1024 * 1024;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| std::io::Read::read_to_string(&mut std::io::Read::take(f, MAX_SCHEMA_BYTES + 1), &mut text))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if text.len() as u64 > MAX_SCHEMA_BYTES {
+        return Err(format!("{} is larger than 16 MiB", path.display()));
+    }
     let schema: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
     jsonschema::validator_for(&schema).map_err(|e| format!("{} is not a valid JSON Schema: {e}", path.display()))

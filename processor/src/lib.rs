@@ -44,6 +44,57 @@ use tokio_util::sync::CancellationToken;
 
 pub use hookline_config::processor::{Config, Settings};
 
+/// What a raw record becomes, without Kafka or state: the entry point of the fuzz targets in `fuzz/`
+/// (feature `fuzzing`, which no build of the binaries turns on).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use std::sync::Arc;
+
+    use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+    use rdkafka::Timestamp;
+
+    /// Every source's pipeline and the routes, compiled from a config.
+    #[derive(Debug)]
+    pub struct Pipeline(crate::pipeline::Pipeline);
+
+    impl Pipeline {
+        /// Compiles the pipeline of `settings`, as the processor does at startup.
+        pub fn new(settings: &crate::Settings) -> Result<Pipeline, String> {
+            crate::pipeline::Pipeline::new(settings).map(Pipeline)
+        }
+    }
+
+    /// A raw record with `headers`, `key` and `body` read and run through the pipeline as a partition worker
+    /// does (envelope, identity, pipeline, then its output records): the values of its events, or its DLQ
+    /// reason.
+    pub fn record(
+        pipeline: &Pipeline,
+        headers: &[(&str, &[u8])],
+        key: Option<&[u8]>,
+        body: &[u8],
+    ) -> Result<Vec<Vec<u8>>, String> {
+        let headers =
+            headers.iter().fold(OwnedHeaders::new(), |h, (key, value)| h.insert(Header { key, value: Some(*value) }));
+        let raw = OwnedMessage::new(
+            Some(body.to_vec()),
+            key.map(<[u8]>::to_vec),
+            "hookline.raw".to_owned(),
+            Timestamp::CreateTime(1_700_000_000_000),
+            0,
+            0,
+            Some(headers),
+        );
+        let (envelope, identity) = crate::process::identify(&raw);
+        let decision = crate::process::decide(&pipeline.0, &raw, &envelope);
+        let dlq: Arc<str> = Arc::from("hookline.dlq");
+        let (outputs, failure) = crate::process::plan(&dlq, &raw, &identity, decision, 1, 1_700_000_000_000);
+        match failure {
+            Some(f) => Err(f.reason),
+            None => Ok(outputs.into_iter().filter_map(|o| o.value).collect()),
+        }
+    }
+}
+
 pub(crate) const CHECK_TOPICS: &str = "topics";
 pub(crate) const CHECK_GROUP: &str = "group";
 pub(crate) const CHECK_STATE: &str = "state";

@@ -102,7 +102,7 @@ impl SecretSource {
                 })?
                 .into_bytes(),
             (None, None, Some(path)) => {
-                let mut bytes = std::fs::read(&path).map_err(|e| {
+                let mut bytes = read_secret_file(&path).map_err(|e| {
                     SettingError::new(format!("{field}.file"), format!("cannot read {}: {e}", path.display()))
                 })?;
                 while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
@@ -117,6 +117,20 @@ impl SecretSource {
         }
         Ok(Secret::new(id, bytes))
     }
+}
+
+/// The largest secret file read: a secret is a few dozen bytes, so a larger file is the wrong file (or a
+/// device such as `/dev/zero`, which would otherwise be read until memory runs out).
+const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+fn read_secret_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(MAX_SECRET_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(std::io::Error::other("it is larger than 64 KiB, which no secret is"));
+    }
+    Ok(bytes)
 }
 
 /// Reads the live secrets of a `secrets` list; at least one is required.
@@ -196,6 +210,10 @@ mod tests {
         std::fs::write(&path, "from-file\n").unwrap();
         let s = SecretSource { file: Some(path), id: Some("q4".into()), ..Default::default() }.resolve("x", 0).unwrap();
         assert_eq!((s.id(), s.expose()), ("q4", &b"from-file"[..]));
+        let e = SecretSource { file: Some("/dev/zero".into()), ..Default::default() }.resolve("secrets[0]", 0);
+        let e = e.unwrap_err();
+        assert_eq!(e.field, "secrets[0].file");
+        assert!(e.message.contains("larger than 64 KiB"), "{e}");
         let e = SecretSource { env: Some("HOOKLINE_TEST_UNSET_SECRET".into()), ..Default::default() }
             .resolve("secrets[0]", 0)
             .unwrap_err();
