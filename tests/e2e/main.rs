@@ -2,6 +2,7 @@
 //! signed as the providers sign them, and assertions on what is on the topics.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod attacks;
 mod chaos;
 mod cli;
 mod cli_reprocess;

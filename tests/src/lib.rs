@@ -11,6 +11,7 @@
 pub mod chaos;
 pub mod checker;
 pub mod driver;
+pub mod h2;
 pub mod kafka;
 pub mod netcut;
 pub mod observability;
@@ -489,6 +490,17 @@ impl Component {
     /// Sends it a signal (`"STOP"`, `"CONT"`, ...).
     pub fn signal(&self, signal: &str) {
         self.process.signal(signal);
+    }
+
+    /// Its peak resident memory so far (`VmHWM`), in MiB.
+    pub fn peak_rss_mib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.pid())).unwrap_or_default();
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or_default();
+        kib / 1024
     }
 
     /// Whether it is stopped (by SIGSTOP, from outside or by itself).
