@@ -9,7 +9,7 @@ use std::path::Path;
 
 use hookline_fuzz::{Request, BASE_URL, NOW_SECS, PIPELINE, PIPELINE_SOURCES, SOURCES};
 use hookline_providers::sample::{self, Run, Webhook};
-use hookline_providers::verify::{self, Outgoing};
+use hookline_providers::verify::Outgoing;
 use http::{HeaderMap, HeaderValue, Method};
 
 fn main() {
@@ -46,14 +46,7 @@ fn main() {
         let input = Request::encode(selector, &Method::POST, &target, &headers, &webhook.body);
         let req = Request::parse(&input).unwrap();
         assert_eq!(req.source().name, source.name);
-        let view = verify::Request {
-            method: &req.method,
-            uri: &req.uri,
-            headers: &req.headers,
-            body: &req.body,
-            now_secs: NOW_SECS,
-        };
-        if let Err(e) = source.verifier.verify(&view, bytes::Bytes::from(req.body.clone())) {
+        if let Err(e) = source.verifier.verify(&req.view(), bytes::Bytes::from(req.body.clone())) {
             panic!("the {} seed does not verify: {e}", source.name);
         }
         write("verify", &source.name, &input);

@@ -2,20 +2,14 @@
 //! request or a known refusal reason), never a panic, and no refusal that quotes a secret.
 #![no_main]
 
-use hookline_fuzz::{Request, NOW_SECS};
-use hookline_providers::verify::{self, VerifyError};
+use hookline_fuzz::Request;
+use hookline_providers::verify::VerifyError;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some(req) = Request::parse(data) else { return };
     let verifier = &req.source().verifier;
-    let view = verify::Request {
-        method: &req.method,
-        uri: &req.uri,
-        headers: &req.headers,
-        body: &req.body,
-        now_secs: NOW_SECS,
-    };
+    let view = req.view();
     let refused = |e: &VerifyError| {
         assert!(VerifyError::REASONS.contains(&e.reason()), "unlisted reason {}", e.reason());
         let message = e.to_string();

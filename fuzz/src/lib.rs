@@ -75,6 +75,17 @@ impl Request {
         out
     }
 
+    /// The request as a verifier sees it, at [`NOW_SECS`].
+    pub fn view(&self) -> hookline_providers::verify::Request<'_> {
+        hookline_providers::verify::Request {
+            method: &self.method,
+            uri: &self.uri,
+            headers: &self.headers,
+            body: &self.body,
+            now_secs: NOW_SECS,
+        }
+    }
+
     /// The source this request goes to.
     pub fn source(&self) -> &'static Source {
         let sources = &*SOURCES;

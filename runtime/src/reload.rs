@@ -61,8 +61,9 @@ pub fn on_sighup<S: Send + 'static>(
     load: impl Fn(&std::path::Path) -> Result<S, ConfigError> + Send + Sync + 'static,
 ) -> Reloads<S> {
     let (reloader, reloads) = Reloads::channel();
+    // Installed before returning, so that no SIGHUP from now on has its default action (ending the process).
+    let Some(mut hangups) = hangups() else { return reloads };
     tokio::spawn(async move {
-        let Some(mut hangups) = hangups() else { return };
         let load = std::sync::Arc::new(load);
         while hangups.recv().await.is_some() {
             tracing::info!(config = %path.display(), "SIGHUP: reloading the config");

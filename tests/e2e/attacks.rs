@@ -51,6 +51,15 @@ async fn legitimate_while<F: std::future::Future>(addr: SocketAddr, count: usize
     output
 }
 
+/// The header block of a webhook whose 100-byte body is still to come.
+fn body_pending_headers(addr: SocketAddr) -> Vec<u8> {
+    h2::post_headers(
+        addr,
+        "/webhooks/shop",
+        &[("content-type", "application/json"), ("content-length", "100"), ("x-signature", "sha256=00")],
+    )
+}
+
 fn assert_bounded(ingress: &Component, attack: &str) {
     let peak = ingress.peak_rss_mib();
     eprintln!("{attack}: ingress peak RSS {peak} MiB");
@@ -164,11 +173,7 @@ async fn http2_streams_over_the_limit_are_refused_and_stalled_ones_get_408() {
     let seen = legitimate_while(addr, 30, async move {
         let mut seen = Seen::default();
         let mut conn = RawH2::connect(addr).await.unwrap();
-        let headers = h2::post_headers(
-            addr,
-            "/webhooks/shop",
-            &[("content-type", "application/json"), ("content-length", "100"), ("x-signature", "sha256=00")],
-        );
+        let headers = body_pending_headers(addr);
         let mut bytes = Vec::new();
         for i in 0..1000u32 {
             bytes.extend(h2::frame(h2::HEADERS, h2::END_HEADERS, 2 * i + 1, &headers));
@@ -225,11 +230,7 @@ async fn slowloris_over_http1_and_http2_is_timed_out_and_legitimate_senders_are_
                 false
             }));
         }
-        let headers = h2::post_headers(
-            addr,
-            "/webhooks/shop",
-            &[("content-type", "application/json"), ("content-length", "100"), ("x-signature", "sha256=00")],
-        );
+        let headers = body_pending_headers(addr);
         let mut slow_bodies = Vec::new();
         for i in 0..300 {
             if i % 100 == 99 {

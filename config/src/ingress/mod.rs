@@ -394,33 +394,24 @@ impl Settings {
             quarantine,
             sources: _,
         } = self;
-        let server = *listen != other.listen
-            || *admin_listen != other.admin_listen
-            || (*read_timeout, *drain_timeout, *shutdown_grace, *idle_timeout, *body_stall_timeout)
-                != (
-                    other.read_timeout,
-                    other.drain_timeout,
-                    other.shutdown_grace,
-                    other.idle_timeout,
-                    other.body_stall_timeout,
-                )
-            || (
-                *max_in_flight,
-                *max_reading,
-                *max_reading_per_client,
-                *max_connections,
-                *max_header_bytes,
-                *max_headers,
-            ) != (
-                other.max_in_flight,
-                other.max_reading,
-                other.max_reading_per_client,
-                other.max_connections,
-                other.max_header_bytes,
-                other.max_headers,
-            )
-            || *trusted_proxies != other.trusted_proxies
-            || *tls != other.tls;
+        let server = [
+            *listen != other.listen,
+            *admin_listen != other.admin_listen,
+            *read_timeout != other.read_timeout,
+            *drain_timeout != other.drain_timeout,
+            *shutdown_grace != other.shutdown_grace,
+            *idle_timeout != other.idle_timeout,
+            *max_in_flight != other.max_in_flight,
+            *max_reading != other.max_reading,
+            *max_reading_per_client != other.max_reading_per_client,
+            *body_stall_timeout != other.body_stall_timeout,
+            *max_connections != other.max_connections,
+            *max_header_bytes != other.max_header_bytes,
+            *max_headers != other.max_headers,
+            *trusted_proxies != other.trusted_proxies,
+            *tls != other.tls,
+        ]
+        .contains(&true);
         [
             ("server", server),
             ("kafka", *kafka != other.kafka),

@@ -97,12 +97,12 @@ impl App {
     pub fn reload(&self, mut settings: Settings) {
         let sources = std::mem::take(&mut settings.sources);
         let restart = self.settings.differences(&settings);
-        let mut live = self.routes.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Reloads come one at a time (from one task), so the routes are built outside the lock and swapped in.
+        let live = self.routes();
         let generation = live.generation + 1;
         let routes = Routes::build(generation, sources, &self.metrics, Some(&live));
         let changes = Changes::between(&live, &routes);
-        *live = Arc::new(routes);
-        drop(live);
+        *self.routes.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(routes);
         self.metrics.config_applied(generation);
         tracing::info!(
             generation,
