@@ -7,7 +7,7 @@ export HOOKLINE_CACHE
 export CARGO_TARGET_DIR ?= $(HOOKLINE_CACHE)/target
 CARGO ?= cargo
 
-.PHONY: run test tools build lint rules schemas-check unit e2e chaos bench bench-ingress bench-processor fuzz fuzz-seeds fuzz-smoke clean-run help
+.PHONY: run test tools build lint rules schemas-check unit e2e chaos bench bench-ingress bench-processor fuzz fuzz-seeds fuzz-smoke deploy-check k8s-rules clean-run help
 
 help:
 	@echo "make run    start Apache Kafka + processor + ingress locally (Ctrl-C stops them)"
@@ -51,7 +51,16 @@ e2e: tools
 	$(CARGO) build --locked --workspace --bins --features hookline-processor/fault-injection
 	$(CARGO) test --locked -p hookline-e2e -- --test-threads=2
 
-test: lint rules schemas-check unit fuzz-smoke e2e
+test: lint rules schemas-check unit fuzz-smoke e2e deploy-check
+
+# The Dockerfile (hadolint), the compose file, the Kubernetes manifests and the configs each runs with (--check
+# of the binaries e2e built). No image is built: see scripts/deploy-check.sh.
+deploy-check:
+	HOOKLINE_BIN_DIR=$(CARGO_TARGET_DIR)/debug scripts/deploy-check.sh
+
+# Rewrites deploy/kubernetes/prometheus-rule.yaml from deploy/prometheus/rules (its one source).
+k8s-rules:
+	python3 scripts/k8s-prometheus-rule.py > deploy/kubernetes/prometheus-rule.yaml
 
 # Fuzzing (fuzz/: cargo-fuzz and libFuzzer, on a nightly toolchain; see scripts/fuzz.sh). `make test` runs
 # each target for FUZZ_SMOKE_SECONDS from the committed seeds; `make fuzz` for FUZZ_SECONDS.
