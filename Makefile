@@ -76,7 +76,7 @@ fuzz-smoke:
 fuzz-seeds:
 	cd fuzz && $(CARGO) run --locked -q --example seeds
 
-# Every fault scenario at full size (about 25 minutes), then the table. `make chaos SCENARIOS="a b"` runs some.
+# Every fault scenario at full size (about 28 minutes), then the table. `make chaos SCENARIOS="a b"` runs some.
 chaos: tools
 	$(CARGO) build --locked --workspace --bins --features hookline-processor/fault-injection
 	$(CARGO) run --locked -q -p hookline-e2e --bin hookline-chaos --features hookline-processor/fault-injection -- $(SCENARIOS)

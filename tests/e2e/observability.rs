@@ -43,7 +43,7 @@ async fn every_metric_used_by_an_alert_rule_or_a_dashboard_is_exported_with_the_
         assert!(Instant::now() < deadline, "the processor published nothing");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let ingress_admin = c.ingress_admin().unwrap();
+    let ingress_admin = c.ingress_admin(0).unwrap();
     let ingress = hookline_e2e::get(&format!("http://{ingress_admin}/metrics")).await.unwrap().text();
     let processor = hookline_e2e::get(&format!("http://{}/metrics", c.processor_addr(0))).await.unwrap().text();
     let exported = exported(&format!("{ingress}\n{processor}"));
@@ -105,7 +105,7 @@ async fn a_real_prometheus_scrapes_the_pipeline_with_the_shipped_config_rules_an
     let c = Cluster::start(Kafka::start(), 4, 1, &[("HOOKLINE_FAULT_PANIC_ON", driver::PANIC_MARKER)]).await;
     let mut c = c;
     let prometheus =
-        Prometheus::start(&scrape_config(&c.ingress_admin().unwrap().to_string(), &c.processor_addr(0).to_string()))
+        Prometheus::start(&scrape_config(&c.ingress_admin(0).unwrap().to_string(), &c.processor_addr(0).to_string()))
             .await;
 
     // Both targets up.

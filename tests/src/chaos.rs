@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::balancer::{Backend, Balancer};
 use crate::checker::{self, Report, Sent, TopicNames};
 use crate::driver::{self, Driven, Load};
 use crate::{create_raw_topic, free_port, get, metric_sum, Component, Kafka, KafkaOptions, Topics};
@@ -27,7 +28,7 @@ pub enum Scale {
 }
 
 impl Scale {
-    fn pick<T>(self, short: T, full: T) -> T {
+    pub(crate) fn pick<T>(self, short: T, full: T) -> T {
         match self {
             Scale::Short => short,
             Scale::Full => full,
@@ -52,6 +53,8 @@ pub struct Row {
     pub failures: Vec<String>,
     /// What the scenario did (faults and their timing), for the table's notes.
     pub notes: Vec<String>,
+    /// A table of the scenario's own figures (markdown), or empty.
+    pub figures: String,
 }
 
 impl Row {
@@ -95,7 +98,7 @@ pub fn row_line(r: &Row) -> String {
 }
 
 /// Every scenario's name, in the order `make chaos` runs them.
-pub const SCENARIOS: [&str; 12] = [
+pub const SCENARIOS: [&str; 13] = [
     "processor-kill-9",
     "processor-frozen",
     "ingress-kill-9",
@@ -108,6 +111,7 @@ pub const SCENARIOS: [&str; 12] = [
     "poison-mix",
     "state-deleted",
     "state-disk-full",
+    "ha-topology",
 ];
 
 /// Runs scenario `name`.
@@ -125,12 +129,13 @@ pub async fn run(name: &str, scale: Scale) -> anyhow::Result<Row> {
         "poison-mix" => poison_mix(scale).await,
         "state-deleted" => state_deleted(scale).await,
         "state-disk-full" => disk_full(scale).await,
+        "ha-topology" => crate::ha::run(scale).await,
         other => anyhow::bail!("unknown scenario {other:?} (known: {})", SCENARIOS.join(", ")),
     }
 }
 
-/// A running pipeline: broker, one ingress on a fixed port (so it can be restarted at the same address),
-/// processors in slots, each with its own data folder.
+/// A running pipeline: brokers, ingresses on fixed ports (so they can be restarted at the same address), behind
+/// HAProxy when there are several, and processors in slots, each with its own data folder.
 #[derive(Debug)]
 pub struct Cluster {
     /// The broker.
@@ -139,13 +144,22 @@ pub struct Cluster {
     pub topics: Topics,
     dir: tempfile::TempDir,
     partitions: i32,
-    ingress_addr: SocketAddr,
-    ingress: Option<Component>,
+    ingresses: Vec<IngressSlot>,
+    balancer: Option<Balancer>,
     processors: Vec<Slot>,
     processor_env: Vec<(String, String)>,
     ingress_sources: String,
     started: Instant,
     notes: Vec<String>,
+}
+
+/// An ingress on fixed addresses, so it can be restarted where its clients and the balancer's health checks
+/// expect it.
+#[derive(Debug)]
+struct IngressSlot {
+    addr: SocketAddr,
+    admin: SocketAddr,
+    process: Option<Component>,
 }
 
 #[derive(Debug)]
@@ -171,6 +185,23 @@ impl Cluster {
         processor_env: &[(&str, &str)],
         ingress_sources: String,
     ) -> Cluster {
+        Cluster::launch(kafka, partitions, 1, processors, processor_env, ingress_sources).await
+    }
+
+    /// `ingresses` ingresses behind HAProxy ([`Balancer`]) and `processors` processors on `kafka`, raw topic of
+    /// `partitions` partitions: the topology `deploy/` describes.
+    pub async fn start_balanced(kafka: Kafka, partitions: i32, ingresses: usize, processors: usize) -> Cluster {
+        Cluster::launch(kafka, partitions, ingresses, processors, &[], driver::ingress_sources_toml(None)).await
+    }
+
+    async fn launch(
+        kafka: Kafka,
+        partitions: i32,
+        ingresses: usize,
+        processors: usize,
+        processor_env: &[(&str, &str)],
+        ingress_sources: String,
+    ) -> Cluster {
         let topics = Topics::unique();
         create_raw_topic(&kafka, &topics, partitions).await;
         // With `HOOKLINE_CHAOS_KEEP` set, the folder (configs, logs, data folders) is kept for a post-mortem.
@@ -184,34 +215,50 @@ impl Cluster {
             topics,
             dir,
             partitions,
-            ingress_addr: format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
-            ingress: None,
+            ingresses: (0..ingresses)
+                .map(|_| IngressSlot {
+                    addr: format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
+                    admin: format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
+                    process: None,
+                })
+                .collect(),
+            balancer: None,
             processors: Vec::new(),
             processor_env: processor_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             ingress_sources,
             started: Instant::now(),
             notes: Vec::new(),
         };
-        c.start_ingress().await;
+        let mut backends = Vec::new();
+        for i in 0..ingresses {
+            c.start_ingress(i).await;
+            backends.push(Backend { addr: c.ingresses[i].addr, admin: c.ingresses[i].admin });
+        }
+        if ingresses > 1 {
+            c.balancer = Some(Balancer::start(c.dir.path(), &backends).await);
+        }
         for i in 0..processors {
             c.start_processor(i).await;
         }
         c
     }
 
-    /// The ingress's base URL.
+    /// Where webhooks go: the balancer, or the only ingress.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.ingress_addr)
+        match &self.balancer {
+            Some(b) => b.base_url(),
+            None => format!("http://{}", self.ingresses[0].addr),
+        }
     }
 
-    /// The ingress's webhook address.
-    pub fn ingress_addr(&self) -> SocketAddr {
-        self.ingress_addr
+    /// The balancer in front of the ingresses, if there are several.
+    pub fn balancer(&self) -> Option<&Balancer> {
+        self.balancer.as_ref()
     }
 
-    /// The running ingress's admin address (`/metrics`, `/readyz`).
-    pub fn ingress_admin(&self) -> Option<SocketAddr> {
-        self.ingress.as_ref().map(|c| c.admin)
+    /// Running ingress `i`'s admin address (`/metrics`, `/readyz`).
+    pub fn ingress_admin(&self, i: usize) -> Option<SocketAddr> {
+        self.ingresses.get(i).and_then(|s| s.process.as_ref()).map(|c| c.admin)
     }
 
     /// Processor `i`'s admin address (`/metrics`, `/readyz`).
@@ -231,10 +278,10 @@ impl Cluster {
         self.notes.push(line);
     }
 
-    fn ingress_toml(&self) -> String {
+    fn ingress_toml(&self, i: usize) -> String {
         format!(
             "[server]\nlisten = \"{addr}\"\n[kafka]\nbrokers = \"{brokers}\"\n[topics]\nraw = \"{raw}\"\nraw_partitions = {p}\n[producer]\nack_timeout_ms = 3000\nlinger_ms = 1\n{sources}",
-            addr = self.ingress_addr,
+            addr = self.ingresses[i].addr,
             brokers = self.kafka.brokers(),
             raw = self.topics.raw,
             p = self.partitions,
@@ -242,15 +289,16 @@ impl Cluster {
         )
     }
 
-    /// Starts (or restarts) the ingress and waits until it is ready.
-    pub async fn start_ingress(&mut self) {
-        let toml = self.ingress_toml();
-        self.ingress = Some(Component::ingress(self.dir.path(), self.ingress_addr, &toml).await);
+    /// Starts (or restarts) ingress `i` and waits until it is ready.
+    pub async fn start_ingress(&mut self, i: usize) {
+        let toml = self.ingress_toml(i);
+        let (addr, admin) = (self.ingresses[i].addr, self.ingresses[i].admin);
+        self.ingresses[i].process = Some(Component::ingress_at(self.dir.path(), addr, admin, &toml).await);
     }
 
-    /// kill -9 of the ingress.
-    pub fn kill_ingress(&mut self) {
-        if let Some(p) = self.ingress.take() {
+    /// kill -9 of ingress `i`.
+    pub fn kill_ingress(&mut self, i: usize) {
+        if let Some(p) = self.ingresses[i].process.take() {
             p.kill();
         }
     }
@@ -384,11 +432,18 @@ impl Cluster {
     }
 
     /// Waits for the outputs of `sent`, checks the invariant, and makes the table row.
-    pub async fn finish(
+    pub async fn finish(self, name: &'static str, driven: Driven, failures: Vec<String>) -> anyhow::Result<Row> {
+        self.finish_with(name, driven, failures, |_, _| String::new()).await
+    }
+
+    /// [`Cluster::finish`], with the row's figures made by `figures` from the run's answers once every output
+    /// is on the topics (it may add failures).
+    pub(crate) async fn finish_with(
         mut self,
         name: &'static str,
-        driven: Driven,
+        mut driven: Driven,
         mut failures: Vec<String>,
+        figures: impl FnOnce(&Driven, &mut Vec<String>) -> String,
     ) -> anyhow::Result<Row> {
         // A processor that stopped by itself and was not restarted explains missing events: say so.
         for i in 0..self.processors.len() {
@@ -396,7 +451,7 @@ impl Cluster {
                 self.note(&format!("processor {i} had stopped itself (exit {code:?})"));
             }
         }
-        let sent = merge(driven.sent);
+        let sent = merge(std::mem::take(&mut driven.sent));
         let topics = self.topic_names();
         let observed =
             checker::observe(self.kafka.brokers(), &topics, &sent, Duration::from_secs(5), Duration::from_secs(240))
@@ -412,6 +467,7 @@ impl Cluster {
         for r in driven.refused.iter().take(5) {
             failures.push(format!("refused: {r}"));
         }
+        let figures = figures(&driven, &mut failures);
         Ok(Row {
             name,
             report,
@@ -420,6 +476,7 @@ impl Cluster {
             wall: self.started.elapsed(),
             failures,
             notes: self.notes,
+            figures,
         })
     }
 }
@@ -453,7 +510,7 @@ fn between(lo: Duration, hi: Duration) -> Duration {
     lo + hi.saturating_sub(lo).mul_f64(fastrand::f64())
 }
 
-fn load(name: &str, webhooks: usize, rate: f64) -> Load {
+pub(crate) fn load(name: &str, webhooks: usize, rate: f64) -> Load {
     let mut l = Load::new(&crate::unique(name), webhooks, 24, rate);
     l.seed = fastrand::u64(..);
     l.concurrent_dups = 0.1;
@@ -464,7 +521,7 @@ fn load(name: &str, webhooks: usize, rate: f64) -> Load {
 
 /// Waits until processor `i` holds partitions and has consumed records since it started (so a fault lands
 /// mid-work, on a member that has partitions to lose).
-async fn wait_working(c: &mut Cluster, i: usize, timeout: Duration) {
+pub(crate) async fn wait_working(c: &mut Cluster, i: usize, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         let Some(p) = c.processor(i) else { return };
@@ -475,6 +532,23 @@ async fn wait_working(c: &mut Cluster, i: usize, timeout: Duration) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the running processors hold `partitions` partitions between them, each some (the group's
+/// rebalances after they joined are over).
+pub(crate) async fn wait_settled(c: &Cluster, partitions: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let mut held = Vec::new();
+        for s in c.processors.iter().filter(|s| s.process.is_some()) {
+            let text = get(&format!("http://{}/metrics", s.addr)).await.map(|r| r.text()).unwrap_or_default();
+            held.push(metric_sum(&text, "hookline_processor_assigned_partitions"));
+        }
+        if held.iter().all(|&h| h >= 1.0) && held.iter().sum::<f64>() >= partitions as f64 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -503,10 +577,10 @@ async fn ingress_kill_9(scale: Scale) -> anyhow::Result<Row> {
     let driver = c.load_in_background(l);
     for n in 0..kills {
         tokio::time::sleep(between(Duration::from_secs(2), Duration::from_secs(6))).await;
-        c.kill_ingress();
+        c.kill_ingress(0);
         c.note(&format!("kill -9 ingress ({}/{kills})", n + 1));
         tokio::time::sleep(Duration::from_secs(1)).await;
-        c.start_ingress().await;
+        c.start_ingress(0).await;
     }
     let driven = driver.await?;
     let mut failures = Vec::new();
@@ -529,7 +603,7 @@ async fn broker_restart(scale: Scale) -> anyhow::Result<Row> {
         c.note(&format!("broker killed ({})", n + 1));
         let down = Duration::from_secs(scale.pick(5, 10));
         let started = Instant::now();
-        let admin = c.ingress_admin().map(|a| format!("http://{a}")).unwrap_or_default();
+        let admin = c.ingress_admin(0).map(|a| format!("http://{a}")).unwrap_or_default();
         if readyz_becomes(&admin, 503, down).await.is_none() {
             failures.push("the ingress never reported not ready while the broker was down".into());
         }

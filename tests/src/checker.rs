@@ -289,7 +289,7 @@ fn observe_blocking(
 
 /// The webhook a record belongs to: the raw `hookline-meta` header, the event's `hookline*` attributes, the
 /// DLQ's `hookline-dlq` header.
-fn output_of(m: &rdkafka::message::BorrowedMessage<'_>, topics: &TopicNames) -> Option<Output> {
+pub(crate) fn output_of(m: &rdkafka::message::BorrowedMessage<'_>, topics: &TopicNames) -> Option<Output> {
     let header = |name: &str| -> Option<serde_json::Value> {
         let headers = m.headers()?;
         let h = headers.iter().find(|h| h.key == name)?;

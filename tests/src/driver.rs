@@ -119,10 +119,12 @@ pub struct Driven {
     pub refused: Vec<String>,
     /// Deliveries given up after [`Load::patience`].
     pub given_up: usize,
+    /// When the run started (Unix ms): [`Response::at_ms`] counts from here.
+    pub started_ms: i64,
 }
 
 impl Driven {
-    /// Adds what another run (to the same ingress) sent.
+    /// Adds what another run (to the same ingress) sent; its responses' times still count from its own start.
     pub fn absorb(&mut self, other: Driven) {
         self.sent.extend(other.sent);
         self.requests += other.requests;
@@ -142,7 +144,7 @@ pub struct Response {
     pub webhook: String,
     /// Status code, or `"error"` when no answer came.
     pub status: String,
-    /// Milliseconds since the run started.
+    /// Milliseconds since the run started ([`Driven::started_ms`]), when the answer came.
     pub at_ms: u64,
 }
 
@@ -307,6 +309,7 @@ impl Sender {
 /// answered, once every delivery, re-deliveries included, got its final answer.
 pub async fn drive(base: &str, load: &Load) -> Driven {
     let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build_http();
+    let started_ms = crate::now_ms();
     let sender = Arc::new(Sender {
         base: base.trim_end_matches('/').to_owned(),
         signer: Signer::new(&ingress_sources_toml(None), base),
@@ -391,5 +394,6 @@ pub async fn drive(base: &str, load: &Load) -> Driven {
     driven.responses = tally.responses;
     driven.refused = tally.refused;
     driven.given_up = tally.given_up;
+    driven.started_ms = started_ms;
     driven
 }

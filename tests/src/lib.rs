@@ -8,10 +8,12 @@
 //! This is test code: a failed setup step panics, which fails the test that called it.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod balancer;
 pub mod chaos;
 pub mod checker;
 pub mod driver;
 pub mod h2;
+pub mod ha;
 pub mod kafka;
 pub mod netcut;
 pub mod observability;
@@ -426,7 +428,11 @@ impl Component {
     /// Starts the ingress binary with `config_toml` (which must listen on `addr`; its admin endpoints get a free
     /// port of their own) and waits until it is ready.
     pub async fn ingress(dir: &Path, addr: SocketAddr, config_toml: &str) -> Component {
-        let admin: SocketAddr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Component::ingress_at(dir, addr, SocketAddr::from(([127, 0, 0, 1], free_port())), config_toml).await
+    }
+
+    /// [`Component::ingress`] with its admin endpoints on `admin` (a restart keeps its health-check address).
+    pub async fn ingress_at(dir: &Path, addr: SocketAddr, admin: SocketAddr, config_toml: &str) -> Component {
         let env = [("HOOKLINE_SERVER__ADMIN_LISTEN", admin.to_string())];
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut p = Component::launch("hookline-ingress", dir, addr, admin, config_toml, &env);

@@ -49,7 +49,12 @@ fn main() -> ExitCode {
                 failed |= !row.passed();
                 lines.push(chaos::row_line(&row));
                 let verdict = if row.passed() { String::new() } else { row.explain() };
-                details.push(format!("{name}: answers {:?}; {}\n{verdict}", row.statuses, row.notes.join("; ")));
+                details.push(format!(
+                    "{name}: answers {:?}; {}\n{}{verdict}",
+                    row.statuses,
+                    row.notes.join("; "),
+                    row.figures
+                ));
             }
             Err(e) => {
                 failed = true;
