@@ -3,6 +3,7 @@
 # /etc/hookline; mount your own there, and override fields with HOOKLINE_* variables (README, Configuration).
 #
 #   docker build -t hookline .
+#   make image        # buildah, without a Docker engine (scripts/image.sh), then each binary run inside it
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
@@ -15,11 +16,13 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# Debug info is stripped (RocksDB's alone is 400 MB); symbols stay, so a panic's backtrace names functions.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p hookline-ingress -p hookline-processor -p hookline-cli \
  && mkdir /out \
- && cp target/release/hookline-ingress target/release/hookline-processor target/release/hookline /out/
+ && cp target/release/hookline-ingress target/release/hookline-processor target/release/hookline /out/ \
+ && strip --strip-debug /out/*
 
 FROM docker.io/library/debian:${DEBIAN_RELEASE}-slim
 RUN apt-get update \

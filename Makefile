@@ -7,7 +7,7 @@ export HOOKLINE_CACHE
 export CARGO_TARGET_DIR ?= $(HOOKLINE_CACHE)/target
 CARGO ?= cargo
 
-.PHONY: run test tools build lint rules schemas-check unit e2e chaos bench bench-ingress bench-processor fuzz fuzz-seeds fuzz-smoke deploy-check k8s-rules clean-run help
+.PHONY: run test tools build lint rules schemas-check unit e2e chaos bench bench-ingress bench-processor fuzz fuzz-seeds fuzz-smoke deploy-check k8s-rules image clean-run help
 
 help:
 	@echo "make run    start Apache Kafka + processor + ingress locally (Ctrl-C stops them)"
@@ -15,6 +15,7 @@ help:
 	@echo "make chaos  fault scenarios (kill -9, broker kills in a 3-node cluster, network cuts, rebalances...) and their table"
 	@echo "make bench  the ingress and the processor against minimal baselines (bench-ingress, bench-processor)"
 	@echo "make fuzz   every fuzz target for FUZZ_SECONDS (default 600) each; FUZZ_TARGETS=\"verify keys\" picks some"
+	@echo "make image  build the Dockerfile with buildah (no Docker engine) and run each binary inside the image"
 	@echo "make tools  install Apache Kafka (pinned in scripts/kafka/pom.xml) into $(HOOKLINE_CACHE)"
 
 # Apache Kafka, from Maven Central (and Java/Maven from Debian when missing), unless KAFKA_BROKERS names the
@@ -57,6 +58,11 @@ test: lint rules schemas-check unit fuzz-smoke e2e deploy-check
 # of the binaries e2e built). No image is built: see scripts/deploy-check.sh.
 deploy-check:
 	HOOKLINE_BIN_DIR=$(CARGO_TARGET_DIR)/debug scripts/deploy-check.sh
+
+# The OCI image from the Dockerfile, with buildah (IMAGE=..., default localhost/hookline:dev), then each
+# binary run inside it. Needs root, buildah, runc and debootstrap.
+image:
+	scripts/image.sh
 
 # Rewrites deploy/kubernetes/prometheus-rule.yaml from deploy/prometheus/rules (its one source).
 k8s-rules:

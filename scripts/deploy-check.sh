@@ -12,8 +12,7 @@
 #   against the raw partitions, the grace periods against the drain, and the configs by `--check`;
 # - deploy/haproxy/haproxy.cfg, by `haproxy -c` (the HA test runs it too).
 #
-# The image itself is not built here: these machines reach no container registry, so no base image can be
-# pulled (see the README's deploy section).
+# The image itself is built by `make image` (scripts/image.sh), not here: its first build takes about 30 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HOOKLINE_CACHE=${HOOKLINE_CACHE:-$HOME/.cache/hookline}
