@@ -61,10 +61,11 @@ struct Seen {
 
 /// When each event and DLQ record became visible to a read_committed consumer (Unix ms, by
 /// `source/dedup key`), as a data team's consumer sees them: after the transaction that wrote them committed,
-/// and after every transaction open before it on the same partition ended.
+/// and after every transaction open before it on the same partition ended. Its thread stops when it is
+/// dropped, if the scenario ends early.
 struct Visibility {
     stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<anyhow::Result<HashMap<String, i64>>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<HashMap<String, i64>>>>,
 }
 
 impl Visibility {
@@ -98,13 +99,20 @@ impl Visibility {
             }
             Ok(seen)
         });
-        Ok(Visibility { stop, thread })
+        Ok(Visibility { stop, thread: Some(thread) })
     }
 
     /// What it saw until now.
-    fn stop(self) -> anyhow::Result<HashMap<String, i64>> {
+    fn stop(mut self) -> anyhow::Result<HashMap<String, i64>> {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().map_err(|_| anyhow::anyhow!("the visibility watcher panicked"))?
+        let thread = self.thread.take().ok_or_else(|| anyhow::anyhow!("the visibility watcher was stopped"))?;
+        thread.join().map_err(|_| anyhow::anyhow!("the visibility watcher panicked"))?
+    }
+}
+
+impl Drop for Visibility {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
