@@ -234,22 +234,7 @@ fn observe_blocking(
     quiet: Duration,
     timeout: Duration,
 ) -> anyhow::Result<Observed> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", crate::unique("checker"))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("fetch.wait.max.ms", "50")
-        .set("log_level", "3")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for topic in [&topics.raw, &topics.events, &topics.dlq] {
-        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-        for p in md.topics().iter().flat_map(|t| t.partitions()) {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
-        }
-    }
-    consumer.assign(&tpl)?;
+    let consumer = read_committed_from_start(brokers, "checker", &[&topics.raw, &topics.events, &topics.dlq])?;
     let mut observed = Observed::default();
     let mut answered: BTreeSet<String> = BTreeSet::new();
     let deadline = Instant::now() + timeout;
@@ -266,9 +251,7 @@ fn observe_blocking(
                 continue;
             }
         };
-        let Some(out) = output_of(&m, topics) else {
-            anyhow::bail!("{} record at {}:{} names no webhook", m.topic(), m.partition(), m.offset())
-        };
+        let out = webhook_of(&m, topics)?;
         if m.topic() == topics.raw {
             observed.raw.push(out);
             continue;
@@ -287,9 +270,37 @@ fn observe_blocking(
     Ok(observed)
 }
 
+/// A consumer (in a group of its own, named after `name`) reading every partition of `topics` from the
+/// beginning, read_committed, as the data teams' consumers do.
+pub(crate) fn read_committed_from_start(brokers: &str, name: &str, topics: &[&str]) -> anyhow::Result<BaseConsumer> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", crate::unique(name))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "20")
+        .set("log_level", "3")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for topic in topics {
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        for p in md.topics().iter().flat_map(|t| t.partitions()) {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+        }
+    }
+    consumer.assign(&tpl)?;
+    Ok(consumer)
+}
+
+/// [`output_of`], or an error naming the record when it names no webhook.
+pub(crate) fn webhook_of(m: &rdkafka::message::BorrowedMessage<'_>, topics: &TopicNames) -> anyhow::Result<Output> {
+    output_of(m, topics)
+        .ok_or_else(|| anyhow::anyhow!("{} record at {}:{} names no webhook", m.topic(), m.partition(), m.offset()))
+}
+
 /// The webhook a record belongs to: the raw `hookline-meta` header, the event's `hookline*` attributes, the
 /// DLQ's `hookline-dlq` header.
-pub(crate) fn output_of(m: &rdkafka::message::BorrowedMessage<'_>, topics: &TopicNames) -> Option<Output> {
+fn output_of(m: &rdkafka::message::BorrowedMessage<'_>, topics: &TopicNames) -> Option<Output> {
     let header = |name: &str| -> Option<serde_json::Value> {
         let headers = m.headers()?;
         let h = headers.iter().find(|h| h.key == name)?;

@@ -18,11 +18,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
-
 use crate::chaos::{self, Cluster, Row, Scale};
 use crate::checker::{self, TopicNames};
 use crate::driver::Driven;
@@ -70,31 +65,14 @@ struct Visibility {
 
 impl Visibility {
     fn watch(brokers: &str, topics: &TopicNames) -> anyhow::Result<Visibility> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("group.id", crate::unique("ha-watcher"))
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
-            .set("fetch.wait.max.ms", "20")
-            .set("log_level", "3")
-            .create()?;
-        let mut tpl = TopicPartitionList::new();
-        for topic in [&topics.events, &topics.dlq] {
-            let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-            for p in md.topics().iter().flat_map(|t| t.partitions()) {
-                tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
-            }
-        }
-        consumer.assign(&tpl)?;
+        let consumer = checker::read_committed_from_start(brokers, "ha-watcher", &[&topics.events, &topics.dlq])?;
         let stop = Arc::new(AtomicBool::new(false));
         let (flag, topics) = (stop.clone(), topics.clone());
         let thread = std::thread::spawn(move || {
             let mut seen = HashMap::new();
             while !flag.load(Ordering::Relaxed) {
                 let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else { continue };
-                let Some(out) = checker::output_of(&m, &topics) else {
-                    anyhow::bail!("{} record at {}:{} names no webhook", m.topic(), m.partition(), m.offset())
-                };
+                let out = checker::webhook_of(&m, &topics)?;
                 seen.entry(format!("{}/{}", out.source, out.dedup_key)).or_insert_with(now_ms);
             }
             Ok(seen)
