@@ -69,7 +69,12 @@ pub fn load(path: &Path, kind: Option<Kind>) -> Result<Loaded, ConfigError> {
     };
     Ok(match kind {
         Kind::Ingress => Loaded::Ingress(hookline_config::ingress::Config::load(path)?.validate()?),
-        Kind::Processor => Loaded::Processor(hookline_config::processor::Config::load(path)?.validate()?),
+        Kind::Processor => {
+            let settings = hookline_config::processor::Config::load(path)?.validate()?;
+            // As the processor does at startup: its VRL programs and conditions must compile.
+            hookline_pipeline::Pipeline::new(&settings)?;
+            Loaded::Processor(settings)
+        }
     })
 }
 

@@ -1,7 +1,8 @@
 //! # hookline CLI
 //!
 //! The operator's command line, one module per subcommand: [`tail`] prints a topic's records, [`config`]
-//! checks a config file as the binaries load it, [`topics`] creates and describes the topics a config names.
+//! checks a config file as the binaries load it, [`topics`] creates and describes the topics a config names,
+//! [`pipeline`] runs a processor config's pipeline on sample webhooks.
 //!
 //! Exit codes are part of the interface, for scripts: 0 success, 1 the operation failed (invalid config,
 //! cluster unreachable, topic missing), 2 usage error (clap's own). A subcommand reports a failure by
@@ -10,6 +11,7 @@
 pub mod config;
 pub mod dlq;
 mod error;
+pub mod pipeline;
 pub mod replay;
 pub mod reprocess;
 pub mod send;
@@ -55,6 +57,9 @@ pub enum Command {
     Dlq(dlq::DlqCommand),
     /// Re-derive a source's events from the raw topic between two times (after fixing a mapping).
     Replay(replay::ReplayArgs),
+    /// Run a processor config's pipeline offline: test files of sample webhooks, or one body from stdin.
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCommand),
 }
 
 /// Runs a parsed command line and returns its exit code.
@@ -66,6 +71,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Send(args) => send::run(&args),
         Command::Dlq(cmd) => dlq::run(&cmd),
         Command::Replay(args) => replay::run(&args),
+        Command::Pipeline(cmd) => pipeline::run(&cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -71,6 +71,24 @@ pub struct Config {
     /// none matches.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// `[vrl]`: limits of the VRL transforms and conditions.
+    #[serde(default)]
+    pub vrl: VrlConfig,
+}
+
+/// `[vrl]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VrlConfig {
+    /// How long one run of a transform or condition on one event may take; past it the run is stopped and
+    /// the webhook goes to the DLQ (`transform_error`). Default 50 ms.
+    pub time_budget_ms: u64,
+}
+
+impl Default for VrlConfig {
+    fn default() -> Self {
+        VrlConfig { time_budget_ms: 50 }
+    }
 }
 
 /// `[server]`.
@@ -220,6 +238,11 @@ pub struct SourceConfig {
     /// Keep only some event types: `{ allow = ["invoice.*"], deny = ["*.test"] }` (`*` matches anything).
     /// Filtered webhooks are counted, not sent to the DLQ.
     pub filter: Option<FilterConfig>,
+    /// A VRL program file (Vector Remap Language) run on each of the source's events after its preset:
+    /// it may change `data`, `type`, `subject` and add extension attributes, drop the event (`abort`), or
+    /// send the webhook to the DLQ (any runtime error, such as `assert!(false, "why")`: `transform_error`).
+    /// Compiled at startup; a relative path is from the working directory.
+    pub transform: Option<PathBuf>,
     /// How long this source's dedup keys are remembered. Default `state.dedup_window_secs`; at least 3 days
     /// for Stripe.
     pub dedup_window_secs: Option<u64>,
@@ -306,6 +329,8 @@ pub struct FilterConfig {
     /// Types filtered out (globs), checked after `allow`.
     #[serde(default)]
     pub deny: Vec<String>,
+    /// A VRL expression: events for which it is not `true` are filtered out (`'.data.livemode == true'`).
+    pub condition: Option<String>,
 }
 
 /// `[[routes]]`: one routing rule.
@@ -318,6 +343,12 @@ pub struct RouteConfig {
     pub sources: Option<Vec<String>>,
     /// Only events of these types (globs). Default: any.
     pub types: Option<Vec<String>>,
+    /// Only events for which this VRL expression is `true` (`'.data.data.object.amount >= 100000'`).
+    pub condition: Option<String>,
+    /// A VRL program file run on the event before it goes to this route's topic only (after the source's
+    /// transform); as a source's `transform`, it may change the event, drop it from this route, or fail the
+    /// webhook into the DLQ.
+    pub transform: Option<PathBuf>,
     /// A JSON Schema file the event's `data` must satisfy on this route; a violation sends the webhook to
     /// the DLQ (`schema_violation`).
     pub data_schema: Option<PathBuf>,
@@ -346,6 +377,8 @@ pub struct Settings {
     pub sources: BTreeMap<String, SourceConfig>,
     /// Routes.
     pub routes: Vec<RouteConfig>,
+    /// How long one run of a VRL transform or condition may take.
+    pub vrl_time_budget: Duration,
 }
 
 impl Settings {
@@ -415,6 +448,7 @@ impl Config {
         in_range("consumer.fetch_max_bytes_per_partition", c.fetch_max_bytes_per_partition, 16 * 1024, 2 << 20)?;
         in_range("state.dedup_window_secs", self.state.dedup_window_secs, 60, 90 * 24 * 3600)?;
         in_range("state.crash_loop_attempts", self.state.crash_loop_attempts, 1, 100)?;
+        in_range("vrl.time_budget_ms", self.vrl.time_budget_ms, 1, 10_000)?;
         if self.state.dir.as_os_str().is_empty() {
             return Err(ConfigError::field("state.dir", "must not be empty"));
         }
@@ -434,6 +468,9 @@ impl Config {
             if let Some(path) = &route.data_schema {
                 load_schema(path).map_err(|e| ConfigError::field(field("data_schema"), e))?;
             }
+            if let Some(path) = &route.transform {
+                load_program(path).map_err(|e| ConfigError::field(field("transform"), e))?;
+            }
         }
         Ok(Settings {
             listen,
@@ -446,6 +483,7 @@ impl Config {
             crash_loop_attempts: self.state.crash_loop_attempts,
             sources: self.sources,
             routes: self.routes,
+            vrl_time_budget: Duration::from_millis(self.vrl.time_budget_ms),
         })
     }
 }
@@ -474,9 +512,12 @@ impl SourceConfig {
             }
         }
         if let Some(f) = &self.filter {
-            if f.allow.is_empty() && f.deny.is_empty() {
-                return Err(ConfigError::field(field("filter"), "set allow, deny or both"));
+            if f.allow.is_empty() && f.deny.is_empty() && f.condition.is_none() {
+                return Err(ConfigError::field(field("filter"), "set allow, deny, condition or several"));
             }
+        }
+        if let Some(path) = &self.transform {
+            load_program(path).map_err(|e| ConfigError::field(field("transform"), e))?;
         }
         let window = self.dedup_window_secs.unwrap_or(default_window);
         in_range(&field("dedup_window_secs"), window, 60, 90 * 24 * 3600)?;
@@ -512,21 +553,33 @@ fn header(field: &str, name: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// Reads a VRL program file (a source's or route's `transform`). The config check only reads it; the
+/// pipeline compiles it, at startup and in `hookline config check`.
+pub fn load_program(path: &Path) -> Result<String, String> {
+    // A VRL program of a megabyte is already a mistake.
+    read_bounded(path, 1024 * 1024)
+}
+
 /// Reads and compiles a JSON Schema file (a route's `data_schema`): at startup, to refuse a config whose
 /// schema does not compile, and by the pipeline, which keeps the compiled schema.
 pub fn load_schema(path: &Path) -> Result<jsonschema::Validator, String> {
-    // Bounded, so that a wrong path (a device, a huge file) is an error rather than a startup that never ends.
-    const MAX_SCHEMA_BYTES: u64 = 16 * 1024 * 1024;
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| std::io::Read::read_to_string(&mut std::io::Read::take(f, MAX_SCHEMA_BYTES + 1), &mut text))
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if text.len() as u64 > MAX_SCHEMA_BYTES {
-        return Err(format!("{} is larger than 16 MiB", path.display()));
-    }
+    let text = read_bounded(path, 16 * 1024 * 1024)?;
     let schema: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
     jsonschema::validator_for(&schema).map_err(|e| format!("{} is not a valid JSON Schema: {e}", path.display()))
+}
+
+/// Reads a text file of at most `max` bytes: bounded, so that a wrong path (a device, a huge file) is an error
+/// rather than a startup that never ends.
+fn read_bounded(path: &Path, max: u64) -> Result<String, String> {
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| std::io::Read::read_to_string(&mut std::io::Read::take(f, max + 1), &mut text))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if text.len() as u64 > max {
+        return Err(format!("{} is larger than {max} bytes", path.display()));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]

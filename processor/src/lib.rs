@@ -12,7 +12,7 @@
 //!   batches: deduplicated, run through the pipeline and handed to the transactional producer;
 //! - [`consumer`]: group membership and rebalances, on their own thread, sent to the session as requests;
 //! - [`shared`]: the process-wide state, how a session is ended, and RocksDB calls from async code;
-//! - [`process`], [`pipeline`]: what a record becomes (its events or its DLQ record), without I/O;
+//! - [`process`] and the `hookline-pipeline` crate: what a record becomes (its events or its DLQ record), without I/O;
 //! - [`store`], [`changelog`]: the local RocksDB cache of the dedup state and its source of truth;
 //! - [`output`]: the transactional producer, partition-aligned with the raw topic.
 //!
@@ -24,7 +24,6 @@ mod consumer;
 mod faults;
 mod output;
 mod partition;
-mod pipeline;
 mod process;
 mod restore;
 mod session;
@@ -55,12 +54,12 @@ pub mod fuzzing {
 
     /// Every source's pipeline and the routes, compiled from a config.
     #[derive(Debug)]
-    pub struct Pipeline(crate::pipeline::Pipeline);
+    pub struct Pipeline(hookline_pipeline::Pipeline);
 
     impl Pipeline {
         /// Compiles the pipeline of `settings`, as the processor does at startup.
         pub fn new(settings: &crate::Settings) -> Result<Pipeline, String> {
-            crate::pipeline::Pipeline::new(settings).map(Pipeline)
+            hookline_pipeline::Pipeline::new(settings).map(Pipeline).map_err(|e| e.to_string())
         }
     }
 
@@ -112,9 +111,9 @@ pub enum Error {
         #[source]
         source: store::StoreError,
     },
-    /// The pipelines cannot be compiled.
+    /// The pipelines cannot be compiled (a VRL program, a route schema).
     #[error("{0}")]
-    Pipeline(String),
+    Pipeline(#[source] hookline_runtime::config::ConfigError),
     /// The topics are not usable as they are.
     #[error("{0}")]
     Topics(String),
@@ -153,6 +152,7 @@ async fn run_inner(
     readiness: Arc<Readiness>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let pipeline = hookline_pipeline::Pipeline::new(&settings).map_err(Error::Pipeline)?;
     let dir = settings.state_dir.clone();
     let raw_topic = settings.topics.raw.clone();
     let store = tokio::task::spawn_blocking(move || {
@@ -162,7 +162,6 @@ async fn run_inner(
     .await
     .map_err(|e| Error::Task(e.to_string()))??;
     readiness.pass(CHECK_STATE);
-    let pipeline = pipeline::Pipeline::new(&settings).map_err(Error::Pipeline)?;
 
     let Some(partitions) = ensure_all_topics(&settings, &readiness, &shutdown).await? else {
         return Ok(());

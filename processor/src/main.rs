@@ -34,7 +34,13 @@ fn main() -> ExitCode {
         name: "hookline-processor",
         config: &args.config,
         check: args.check,
-        load: |path: &Path| Config::load(path).and_then(Config::validate),
+        // The pipeline is compiled here too, so that a VRL program that does not compile stops `--check` and
+        // startup with its diagnostic, before the data folder or the cluster is touched.
+        load: |path: &Path| {
+            let settings = Config::load(path).and_then(Config::validate)?;
+            hookline_pipeline::Pipeline::new(&settings)?;
+            Ok(settings)
+        },
         summary: |s: &Settings| format!("group {}", s.consumer.group_id),
         listen: |s: &Settings| [(s.listen, "server.listen")],
         serve: |s, [admin]: [TcpListener; 1], stop, reloads: Reloads<Settings>| {

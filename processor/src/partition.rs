@@ -40,12 +40,12 @@ use tokio_util::sync::CancellationToken;
 use crate::changelog::{self, Change, Entry};
 use crate::consumer::{GroupConsumer, ProcessorContext};
 use crate::output::{delivered, Enqueue, OutputRecord, Outputs, SendError};
-use crate::pipeline::{Decision, Failure};
 use crate::process::{decide, dlq_record, identify, plan, Envelope, Identity};
 use crate::restore::{restore, RestoreError};
 use crate::shared::{store_call, Breaker, Interrupt, Shared};
 use crate::store::{Expired, Marks};
 use crate::telemetry::Retry;
+use hookline_pipeline::{Decision, Failure};
 
 /// Expired entries tombstoned per partition and transaction, at most.
 const SWEEP_LIMIT: usize = 1_000;

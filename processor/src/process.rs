@@ -12,7 +12,7 @@ use hookline_schemas::{header, is_valid_source_name, UNKNOWN_SOURCE};
 use rdkafka::message::{Headers, Message};
 
 use crate::output::OutputRecord;
-use crate::pipeline::{Decision, Failure, Input, Pipeline};
+use hookline_pipeline::{Decision, Failure, Input, Pipeline};
 
 /// The identity deduplication uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +106,10 @@ pub fn decide(pipeline: &Pipeline, raw: &impl Message, envelope: &Envelope) -> D
         partition: raw.partition(),
         offset: raw.offset(),
     };
-    match std::panic::catch_unwind(AssertUnwindSafe(|| pipeline.process(&input))) {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| {
+        crate::faults::on_mapping(input.body);
+        pipeline.process(&input)
+    })) {
         Ok(decision) => decision,
         Err(panic) => {
             let message = panic

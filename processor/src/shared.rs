@@ -10,10 +10,10 @@ use hookline_runtime::admin::Readiness;
 use hookline_runtime::backoff::Backoff;
 use tokio_util::sync::CancellationToken;
 
-use crate::pipeline::Pipeline;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 use crate::CHECK_STATE;
+use hookline_pipeline::Pipeline;
 
 /// What every session of the process shares.
 pub struct Shared {

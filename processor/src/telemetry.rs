@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 
 use hookline_schemas::UNKNOWN_SOURCE;
 
-use crate::pipeline::Failure;
+use hookline_pipeline::Failure;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabel {

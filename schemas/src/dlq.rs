@@ -31,6 +31,9 @@ pub enum ErrorClass {
     InvalidField,
     /// The event does not satisfy the JSON Schema of its topic.
     SchemaViolation,
+    /// A VRL transform or condition failed on this event (VRL's message: a runtime error, an `assert!`, an
+    /// event it left unusable, or its time budget spent).
+    TransformError,
     /// Kafka refused the output for good (too large, invalid); retrying cannot help.
     OutputRejected,
     /// The processing code panicked on this record (a hookline bug; the record is kept for a redrive).
@@ -41,13 +44,14 @@ pub enum ErrorClass {
 
 impl ErrorClass {
     /// Every class, in a fixed order (for metric label sets).
-    pub const ALL: [ErrorClass; 9] = [
+    pub const ALL: [ErrorClass; 10] = [
         ErrorClass::InvalidEnvelope,
         ErrorClass::InvalidJson,
         ErrorClass::InvalidForm,
         ErrorClass::MissingField,
         ErrorClass::InvalidField,
         ErrorClass::SchemaViolation,
+        ErrorClass::TransformError,
         ErrorClass::OutputRejected,
         ErrorClass::Panic,
         ErrorClass::CrashLoop,
@@ -62,6 +66,7 @@ impl ErrorClass {
             ErrorClass::MissingField => "missing_field",
             ErrorClass::InvalidField => "invalid_field",
             ErrorClass::SchemaViolation => "schema_violation",
+            ErrorClass::TransformError => "transform_error",
             ErrorClass::OutputRejected => "output_rejected",
             ErrorClass::Panic => "panic",
             ErrorClass::CrashLoop => "crash_loop",
@@ -79,6 +84,8 @@ pub enum Stage {
     Parse,
     /// Mapping the parsed body to a CloudEvent.
     Normalize,
+    /// Running the source's or a route's VRL transform, or a VRL condition.
+    Transform,
     /// Checking the event against its topic's JSON Schema.
     Validate,
     /// Publishing the event.
@@ -89,8 +96,15 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in pipeline order.
-    pub const ALL: [Stage; 6] =
-        [Stage::Envelope, Stage::Parse, Stage::Normalize, Stage::Validate, Stage::Publish, Stage::Process];
+    pub const ALL: [Stage; 7] = [
+        Stage::Envelope,
+        Stage::Parse,
+        Stage::Normalize,
+        Stage::Transform,
+        Stage::Validate,
+        Stage::Publish,
+        Stage::Process,
+    ];
 
     /// Its name.
     pub fn as_str(self) -> &'static str {
@@ -98,6 +112,7 @@ impl Stage {
             Stage::Envelope => "envelope",
             Stage::Parse => "parse",
             Stage::Normalize => "normalize",
+            Stage::Transform => "transform",
             Stage::Validate => "validate",
             Stage::Publish => "publish",
             Stage::Process => "process",

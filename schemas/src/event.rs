@@ -9,6 +9,8 @@
 //!
 //! JSON Schema: `schemas/json/event.v1.schema.json`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -56,6 +58,10 @@ pub struct CloudEvent {
     /// Extension: for an event split out of a batch webhook (HubSpot), its position in the batch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooklineindex: Option<u32>,
+    /// Extension attributes a source's or route's VRL transform set: lowercase alphanumeric names, string,
+    /// boolean or integer values, written after the others.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extensions: BTreeMap<String, serde_json::Value>,
 }
 
 /// RFC 3339 in UTC with exactly three fractional digits, the form of every time hookline writes.
@@ -115,6 +121,7 @@ mod tests {
             hooklineoffset: "42".into(),
             hooklinededupkey: "evt_1".into(),
             hooklineindex: None,
+            extensions: BTreeMap::new(),
         };
         let json = serde_json::to_string(&event).unwrap();
         assert!(json.contains(body), "{json}");

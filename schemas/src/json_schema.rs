@@ -127,6 +127,7 @@ mod tests {
             hooklineoffset: "17".into(),
             hooklinededupkey: "evt_1".into(),
             hooklineindex: None,
+            extensions: Default::default(),
         }
     }
 

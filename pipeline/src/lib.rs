@@ -1,7 +1,7 @@
 //! What one raw record becomes, decided without I/O: the per-source processing pipeline.
 //!
 //! ```text
-//! parse ─▶ split ─▶ normalize ─▶ filter ─▶ route ─▶ validate ─▶ serialize
+//! parse ─▶ split ─▶ normalize ─▶ transform ─▶ filter ─▶ route (─▶ transform) ─▶ validate ─▶ serialize
 //! ```
 //!
 //! - **parse**: the body as JSON, or as `application/x-www-form-urlencoded` fields turned into a JSON object
@@ -10,8 +10,12 @@
 //! - **normalize**: a CloudEvents 1.0 event whose `type`, `subject` and `time` come from the source's provider
 //!   ([`hookline_providers::Provider::preset`]) or its configured fields, with the `hookline*` attributes
 //!   naming the raw record;
-//! - **filter**: event types outside the source's allow list, or on its deny list, are dropped and counted;
-//! - **route**: the event goes to the topic of every matching `[[routes]]` rule, or to `topics.events`;
+//! - **transform**: the source's VRL program, if it has one, may reshape the event, drop it or fail the
+//!   webhook ([`transform`]);
+//! - **filter**: event types outside the source's allow list, on its deny list, or for which its VRL
+//!   `condition` is not true are dropped and counted;
+//! - **route**: the event goes to the topic of every matching `[[routes]]` rule (by source, type glob and VRL
+//!   `condition`), or to `topics.events`; a rule's own VRL program then runs on the event it sends;
 //! - **validate**: the event against the published event schema (the attributes the webhook decides are
 //!   checked, the others are valid by construction), and its `data` against the route's schema.
 //!
@@ -21,19 +25,24 @@
 
 mod body;
 mod glob;
+pub mod transform;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hookline_config::processor::{FieldSelector, Settings, SourceConfig, TimeFormat, TimeSelector};
 use hookline_providers::preset::{kind, number, text, Preset};
 use hookline_providers::{BodyShape, Provider};
+use hookline_runtime::config::ConfigError;
 use hookline_schemas::dlq::{ErrorClass, Stage};
 use hookline_schemas::event::{rfc3339_millis, CloudEvent, SPEC_VERSION};
 use hookline_schemas::raw::RawMeta;
 use serde_json::Value;
 
 pub use glob::Glob;
+use transform::{Transformed, Vrl};
 
 /// Why a record cannot become events. Permanent: the record goes to the DLQ.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +77,13 @@ pub struct Input<'a> {
     pub offset: i64,
 }
 
+impl Failure {
+    /// A VRL program or condition failed on the event.
+    fn transform(reason: String) -> Failure {
+        Failure::new(ErrorClass::TransformError, Stage::Transform, reason)
+    }
+}
+
 /// One event to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventOut {
@@ -95,11 +111,13 @@ struct Route {
     topic: Arc<str>,
     sources: Option<Vec<String>>,
     types: Option<Vec<Glob>>,
+    condition: Option<Vrl>,
+    transform: Option<Vrl>,
     data_schema: Option<(String, jsonschema::Validator)>,
 }
 
 /// A compiled source pipeline.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct SourcePipeline {
     provider: Option<&'static dyn Provider>,
     body: BodyShape,
@@ -108,15 +126,19 @@ struct SourcePipeline {
     time: Option<TimeSelector>,
     allow: Vec<Glob>,
     deny: Vec<Glob>,
+    condition: Option<Vrl>,
+    transform: Option<Vrl>,
     validate: bool,
 }
 
 impl SourcePipeline {
-    fn new(config: &SourceConfig) -> Self {
+    /// Compiles the pipeline of source `name`; errors name the config field.
+    fn new(name: &str, config: &SourceConfig, budget: Duration) -> Result<Self, ConfigError> {
         let provider = config.provider;
         let compile = |globs: &[String]| globs.iter().map(|g| Glob::new(g)).collect::<Vec<_>>();
         let filter = config.filter.clone().unwrap_or_default();
-        SourcePipeline {
+        let field = |f: &str| format!("sources.{name}.{f}");
+        Ok(SourcePipeline {
             provider,
             body: {
                 let shape = provider.map_or(BodyShape::JSON, |p| p.body());
@@ -127,8 +149,10 @@ impl SourcePipeline {
             time: config.time.clone(),
             allow: compile(&filter.allow),
             deny: compile(&filter.deny),
+            condition: condition(&field("filter.condition"), filter.condition.as_deref(), budget)?,
+            transform: program(&field("transform"), config.transform.as_deref(), budget)?,
             validate: config.validate,
-        }
+        })
     }
 
     fn keeps(&self, ty: &str) -> bool {
@@ -154,16 +178,17 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
-    /// Compiles the pipelines of `settings`. Fails only on a route schema that cannot be loaded (the config
-    /// was validated, so only if the file changed since).
-    pub fn new(settings: &Settings) -> Result<Pipeline, String> {
+    /// Compiles the pipelines of `settings`: VRL programs and conditions, route schemas. The error names the
+    /// config field, with VRL's diagnostic for a program that does not compile.
+    pub fn new(settings: &Settings) -> Result<Pipeline, ConfigError> {
+        let budget = settings.vrl_time_budget;
         let mut routes = Vec::with_capacity(settings.routes.len());
         for (i, r) in settings.routes.iter().enumerate() {
             let data_schema = match &r.data_schema {
                 Some(path) => Some((
                     path.display().to_string(),
                     hookline_config::processor::load_schema(path)
-                        .map_err(|e| format!("config field `routes[{i}].data_schema`: {e}"))?,
+                        .map_err(|e| ConfigError::field(format!("routes[{i}].data_schema"), e))?,
                 )),
                 None => None,
             };
@@ -171,12 +196,18 @@ impl Pipeline {
                 topic: Arc::from(r.topic.as_str()),
                 sources: r.sources.clone(),
                 types: r.types.as_ref().map(|t| t.iter().map(|g| Glob::new(g)).collect()),
+                condition: condition(&format!("routes[{i}].condition"), r.condition.as_deref(), budget)?,
+                transform: program(&format!("routes[{i}].transform"), r.transform.as_deref(), budget)?,
                 data_schema,
             });
         }
+        let mut sources = BTreeMap::new();
+        for (name, c) in &settings.sources {
+            sources.insert(name.clone(), SourcePipeline::new(name, c, budget)?);
+        }
         Ok(Pipeline {
-            sources: settings.sources.iter().map(|(name, c)| (name.clone(), SourcePipeline::new(c))).collect(),
-            generic: SourcePipeline::new(&SourceConfig { validate: true, ..SourceConfig::default() }),
+            sources,
+            generic: SourcePipeline::new("", &SourceConfig { validate: true, ..SourceConfig::default() }, budget)?,
             routes,
             default_topic: Arc::from(settings.topics.events.as_str()),
         })
@@ -184,7 +215,6 @@ impl Pipeline {
 
     /// Decides what `input` becomes.
     pub fn process(&self, input: &Input<'_>) -> Decision {
-        crate::faults::on_mapping(input.body);
         match self.events(input) {
             Ok(events) if events.is_empty() => Decision::Filtered,
             Ok(events) => Decision::Publish(events),
@@ -201,13 +231,10 @@ impl Pipeline {
         let received = rfc3339_millis(meta.received_at_ms);
         let mut out = Vec::new();
         for (index, data) in elements {
-            let value: Value = serde_json::from_str(data.get())
+            let mut value: Value = serde_json::from_str(data.get())
                 .map_err(|e| Failure::new(ErrorClass::InvalidJson, Stage::Parse, format!("body is not JSON: {e}")))?;
             let fields = Fields::of(source, meta, &value)?;
-            if !source.keeps(&fields.ty) {
-                continue;
-            }
-            let event = CloudEvent {
+            let mut event = CloudEvent {
                 specversion: SPEC_VERSION.to_owned(),
                 id: match index {
                     Some(i) => format!("{}/{i}", meta.dedup_key),
@@ -225,12 +252,42 @@ impl Pipeline {
                 hooklineoffset: input.offset.to_string(),
                 hooklinededupkey: meta.dedup_key.clone(),
                 hooklineindex: index,
+                extensions: BTreeMap::new(),
             };
+            if let Some(program) = &source.transform {
+                if program.transform(&mut event, &mut value).map_err(Failure::transform)? == Transformed::Dropped {
+                    continue;
+                }
+            }
+            if !source.keeps(&event.ty) {
+                continue;
+            }
+            if let Some(condition) = &source.condition {
+                if !condition.holds(&event, &value).map_err(Failure::transform)? {
+                    continue;
+                }
+            }
             if source.validate {
                 Self::check_attributes(&event)?;
             }
-            let topics = self.route(&meta.source, &event.ty);
-            for route in &topics {
+            // Serialized once for every topic that takes the event as it is.
+            let mut plain: Option<Vec<u8>> = None;
+            for route in self.route(&meta.source, &event, &value)? {
+                let (event, value) = match route.and_then(|r| r.transform.as_ref()) {
+                    None => (Cow::Borrowed(&event), Cow::Borrowed(&value)),
+                    Some(program) => {
+                        let (mut event, mut value) = (event.clone(), value.clone());
+                        if program.transform(&mut event, &mut value).map_err(Failure::transform)?
+                            == Transformed::Dropped
+                        {
+                            continue;
+                        }
+                        if source.validate {
+                            Self::check_attributes(&event)?;
+                        }
+                        (Cow::Owned(event), Cow::Owned(value))
+                    }
+                };
                 if let Some((file, schema)) = route.and_then(|r| r.data_schema.as_ref()) {
                     let violations: Vec<String> = schema
                         .iter_errors(&value)
@@ -245,20 +302,26 @@ impl Pipeline {
                         ));
                     }
                 }
-            }
-            let mut bytes = serde_json::to_vec(&event).map_err(|e| {
-                Failure::new(ErrorClass::InvalidJson, Stage::Normalize, format!("cannot serialize the event: {e}"))
-            })?;
-            let mut targets: Vec<Arc<str>> = Vec::with_capacity(topics.len());
-            for route in topics {
+                // Every matching rule's transform and schema apply; a topic gets the event once, from the
+                // first rule that sends it there.
                 let topic = route.map_or_else(|| self.default_topic.clone(), |r| r.topic.clone());
-                if !targets.contains(&topic) {
-                    targets.push(topic);
+                if out.iter().any(|e: &EventOut| e.topic == topic && e.index == index) {
+                    continue;
                 }
-            }
-            let count = targets.len();
-            for (i, topic) in targets.into_iter().enumerate() {
-                let value = if i + 1 == count { std::mem::take(&mut bytes) } else { bytes.clone() };
+                let serialize = |event: &CloudEvent| {
+                    serde_json::to_vec(event).map_err(|e| {
+                        Failure::new(
+                            ErrorClass::InvalidJson,
+                            Stage::Normalize,
+                            format!("cannot serialize the event: {e}"),
+                        )
+                    })
+                };
+                let value = match (&event, &plain) {
+                    (Cow::Borrowed(_), Some(bytes)) => bytes.clone(),
+                    (Cow::Borrowed(event), None) => plain.insert(serialize(event)?).clone(),
+                    (Cow::Owned(event), _) => serialize(event)?,
+                };
                 out.push(EventOut { topic, index, value });
             }
         }
@@ -266,19 +329,25 @@ impl Pipeline {
     }
 
     /// The routes an event takes: every matching rule, or the default topic (`None`) when none matches.
-    fn route(&self, source: &str, ty: &str) -> Vec<Option<&Route>> {
-        let matching: Vec<Option<&Route>> = self
-            .routes
-            .iter()
-            .filter(|r| r.sources.as_ref().is_none_or(|s| s.iter().any(|s| s == source)))
-            .filter(|r| r.types.as_ref().is_none_or(|t| t.iter().any(|g| g.matches(ty))))
-            .map(Some)
-            .collect();
-        if matching.is_empty() {
-            vec![None]
-        } else {
-            matching
+    fn route(&self, source: &str, event: &CloudEvent, data: &Value) -> Result<Vec<Option<&Route>>, Failure> {
+        let mut matching = Vec::new();
+        for r in &self.routes {
+            let by_source = r.sources.as_ref().is_none_or(|s| s.iter().any(|s| s == source));
+            let by_type = r.types.as_ref().is_none_or(|t| t.iter().any(|g| g.matches(&event.ty)));
+            if by_source && by_type {
+                let by_condition = match &r.condition {
+                    Some(c) => c.holds(event, data).map_err(Failure::transform)?,
+                    None => true,
+                };
+                if by_condition {
+                    matching.push(Some(r));
+                }
+            }
         }
+        if matching.is_empty() {
+            matching.push(None);
+        }
+        Ok(matching)
     }
 
     /// Checks the attributes a webhook's content decides against the published event schema's rules for them
@@ -409,6 +478,19 @@ fn configured_time(t: &TimeSelector, meta: &RawMeta, data: &Value) -> Result<Opt
             format!("time {name} is not a {} time", t.format.as_str()),
         )
     })
+}
+
+/// Compiles the VRL program in the file at `path`, if any; the error names `field`.
+fn program(field: &str, path: Option<&std::path::Path>, budget: Duration) -> Result<Option<Vrl>, ConfigError> {
+    let Some(path) = path else { return Ok(None) };
+    let text = hookline_config::processor::load_program(path).map_err(|e| ConfigError::field(field, e))?;
+    Vrl::program(&path.display().to_string(), &text, budget).map(Some).map_err(|e| ConfigError::field(field, e))
+}
+
+/// Compiles a VRL condition, if any; the error names `field`.
+fn condition(field: &str, source: Option<&str>, budget: Duration) -> Result<Option<Vrl>, ConfigError> {
+    let Some(source) = source else { return Ok(None) };
+    Vrl::condition(field, source, budget).map(Some).map_err(|e| ConfigError::field(field, e))
 }
 
 #[cfg(test)]

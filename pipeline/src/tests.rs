@@ -470,3 +470,173 @@ fn hostile_bodies_end_as_an_event_or_a_dlq_record() {
     let value: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(value["time"], "2025-11-27T09:00:00.123Z", "an unreadable time is the time of receipt");
 }
+
+/// A config whose source `shop` runs `program` (written to a scratch file) and has `extra` config lines.
+fn with_program(dir: &std::path::Path, program: &str, extra: &str) -> String {
+    let path = dir.join("transform.vrl");
+    std::fs::write(&path, program).unwrap();
+    format!("[sources.shop]\ntransform = '{}'\n{extra}", path.display())
+}
+
+fn compile_error(toml: &str) -> String {
+    let settings = hookline_runtime::config::from_str_with_env::<Config>(toml, Vec::new()).unwrap().validate().unwrap();
+    Pipeline::new(&settings).unwrap_err().to_string()
+}
+
+/// The README's example: Stripe events without the customer's e-mail, everything else as it was.
+#[test]
+fn the_readme_stripe_transform_removes_the_customers_e_mail_and_nothing_else() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let program = root.join("examples/stripe-redact/redact-emails.vrl");
+    let toml = format!("[sources.stripe]\nprovider = 'stripe'\ntransform = '{}'\n", program.display());
+    let m = meta("stripe", &[], Some("application/json"));
+    for sample in ["charge.succeeded", "invoice.paid"] {
+        let body = std::fs::read(root.join(format!("examples/stripe-redact/samples/{sample}.json"))).unwrap();
+        let e = one(&toml, &m, &body);
+        let mut original: Value = serde_json::from_slice(&body).unwrap();
+        let object = original["data"]["object"].as_object_mut().unwrap();
+        let removed = ["customer_email", "receipt_email"].iter().filter_map(|f| object.remove(*f)).count()
+            + object
+                .get_mut("billing_details")
+                .and_then(|b| b.as_object_mut())
+                .and_then(|b| b.remove("email"))
+                .into_iter()
+                .count();
+        assert!(removed >= 1, "{sample} has an e-mail to remove");
+        assert_eq!(e["data"], original, "{sample}: only the e-mail fields differ");
+        assert!(!e.to_string().contains("jenny.rosen@example.com"), "{e}");
+        assert_eq!(e["redacted"], true, "the extension attribute is set");
+        assert_eq!(e["type"], sample, "the preset's type is kept");
+        assert_eq!(e["id"], "key_1");
+    }
+}
+
+#[test]
+fn a_transform_reshapes_the_event_and_adds_extension_attributes() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = r#"
+        .type = "shop." + string!(.data.kind) + "." + string!(.data.action)
+        .subject = "order-" + to_string!(.data.order.id)
+        .data = { "order_id": .data.order.id, "total": .data.order.total }
+        .shopregion = "eu"
+        .shoppriority = 3
+        .shopvip = false
+    "#;
+    let e = one(
+        &with_program(dir.path(), program, ""),
+        &meta("shop", &[], None),
+        br#"{"kind":"order","action":"paid","order":{"id":42,"total":9.5,"email":"a@example.com"}}"#,
+    );
+    assert_eq!(attrs(&e), ("shop.order.paid", Some("order-42"), RECEIVED));
+    assert_eq!(e["data"], json!({"order_id": 42, "total": 9.5}));
+    assert_eq!((&e["shopregion"], &e["shoppriority"], &e["shopvip"]), (&json!("eu"), &json!(3), &json!(false)));
+    assert_eq!(e["id"], "key_1", "hookline's attributes are untouched");
+}
+
+#[test]
+fn abort_drops_the_event_and_runtime_errors_fail_the_webhook_with_vrls_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = r#"
+        if .data.test == true { abort }
+        assert!(.data.amount != null, "an order without an amount")
+        .data.cents = to_int!(.data.amount) * 100
+    "#;
+    let toml = with_program(dir.path(), program, "");
+    let m = meta("shop", &[], None);
+    let p = pipeline(&toml);
+    let input = Input { meta: &m, key: None, body: br#"{"test":true}"#, partition: 0, offset: 0 };
+    assert_eq!(p.process(&input), Decision::Filtered, "abort drops the event");
+
+    let f = failure(&toml, &m, br#"{"id":1}"#);
+    assert_eq!((f.class, f.stage), (ErrorClass::TransformError, Stage::Transform));
+    assert!(f.reason.contains("transform.vrl") && f.reason.contains("an order without an amount"), "{}", f.reason);
+
+    let f = failure(&toml, &m, br#"{"amount":"twelve"}"#);
+    assert_eq!(f.class, ErrorClass::TransformError);
+    assert!(f.reason.contains("to_int"), "VRL names the failed call: {}", f.reason);
+
+    assert_eq!(one(&toml, &m, br#"{"amount":"12"}"#)["data"]["cents"], 1200);
+}
+
+#[test]
+fn a_transform_cannot_break_the_event_hookline_publishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = meta("shop", &[], None);
+    for (program, why) in [
+        (".id = \"other\"", "changed `id`"),
+        ("del(.hooklinededupkey)", "changed `hooklinededupkey`"),
+        (".time = now()", "changed `time`"),
+        (".type = 3", "`type`"),
+        (".type = \"\"", "`type`"),
+        (".subject = {}", "`subject`"),
+        ("del(.data)", "removed `data`"),
+        (". = [1]", "not an object"),
+        (".Region = \"eu\"", "`Region`"),
+        (".hooklinex = \"eu\"", "`hookline*`"),
+        (".region = {\"a\": 1}", "`region` to map"),
+        (".big = 3000000000", "`big` to integer"),
+    ] {
+        let f = failure(&with_program(dir.path(), program, ""), &m, br#"{"id":1}"#);
+        assert_eq!(f.class, ErrorClass::TransformError, "{program}");
+        assert!(f.reason.contains(why), "{program}: {}", f.reason);
+    }
+    let e = one(&with_program(dir.path(), ".note = null\n.at = t'2026-11-27T09:00:00Z'", ""), &m, b"{}");
+    assert!(e.get("note").is_none(), "a null extension is left out");
+    assert_eq!(e["at"], "2026-11-27T09:00:00Z");
+    assert_eq!(one(&with_program(dir.path(), "del(.subject)", ""), &m, b"{}").get("subject"), None);
+}
+
+#[test]
+fn a_program_that_does_not_compile_is_refused_with_vrls_diagnostic_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = with_program(dir.path(), "# fine\n.a = 1\n.b = upcase(.data.name)\n", "");
+    let e = compile_error(&toml);
+    assert!(e.contains("config field `sources.shop.transform`"), "{e}");
+    assert!(e.contains(&format!("{}:3:", dir.path().join("transform.vrl").display())), "file and line: {e}");
+    assert!(e.contains("error[E110]") || e.contains("error[E"), "VRL's error code: {e}");
+
+    let e = compile_error(&with_program(dir.path(), "get_env_var!(\"HOME\")", ""));
+    assert!(e.contains("get_env_var"), "no environment access: {e}");
+    let e = compile_error(&with_program(dir.path(), "log(.data, level: \"error\")", ""));
+    assert!(e.contains("log"), "no logging of bodies: {e}");
+    let e = compile_error("[sources.shop]\nfilter = { condition = '\"yes\"' }\n");
+    assert!(e.contains("sources.shop.filter.condition") && e.contains("not a boolean"), "{e}");
+}
+
+#[test]
+fn conditions_filter_and_route_and_routes_run_their_own_transform() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("route.vrl");
+    std::fs::write(&program, "del(.data.customer)\n.bigorder = true\n").unwrap();
+    let toml = format!(
+        "[sources.shop]\nfilter = {{ condition = '.data.test != true' }}\n\
+         [[routes]]\ntopic = 'big-orders'\ncondition = '(to_int(.data.total) ?? 0) >= 1000'\ntransform = '{}'\n\
+         [[routes]]\ntopic = 'hookline.events'\n",
+        program.display()
+    );
+    let m = meta("shop", &[], None);
+    let out = events(&toml, &m, br#"{"total":5000,"customer":"c1"}"#).unwrap();
+    assert_eq!(out.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(), vec!["big-orders", "hookline.events"]);
+    assert_eq!(out[0].1["data"], json!({"total": 5000}));
+    assert_eq!(out[0].1["bigorder"], true);
+    assert_eq!(out[1].1["data"], json!({"total": 5000, "customer": "c1"}), "the other route gets the event as it was");
+    let out = events(&toml, &m, br#"{"total":10}"#).unwrap();
+    assert_eq!(out.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(), vec!["hookline.events"]);
+    let p = pipeline(&toml);
+    let input = Input { meta: &m, key: None, body: br#"{"test":true,"total":5000}"#, partition: 0, offset: 0 };
+    assert_eq!(p.process(&input), Decision::Filtered);
+}
+
+#[test]
+fn a_run_past_its_time_budget_is_stopped_and_fails_the_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each element hashes the whole body: quadratic in the body's size.
+    let program = "for_each(array!(.data.items)) -> |_i, _v| { _h = sha3(encode_json(.data)) }";
+    let toml = with_program(dir.path(), program, "[vrl]\ntime_budget_ms = 1\n");
+    let items: Vec<String> = (0..5000).map(|i| format!("\"item-{i}\"")).collect();
+    let body = format!(r#"{{"items":[{}]}}"#, items.join(","));
+    let f = failure(&toml, &meta("shop", &[], None), body.as_bytes());
+    assert_eq!(f.class, ErrorClass::TransformError);
+    assert!(f.reason.contains("time budget"), "{}", f.reason);
+    one(&toml, &meta("shop", &[], None), br#"{"items":[1,2]}"#);
+}
