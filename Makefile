@@ -7,14 +7,14 @@ export HOOKLINE_CACHE
 export CARGO_TARGET_DIR ?= $(HOOKLINE_CACHE)/target
 CARGO ?= cargo
 
-.PHONY: run test tools build lint rules schemas-check unit e2e chaos bench bench-ingress bench-processor bench-pipeline fuzz fuzz-seeds fuzz-smoke deploy-check k8s-rules image clean-run help
+.PHONY: run test tools build lint rules schemas-check unit e2e chaos bench bench-ingress bench-processor bench-pipeline bench-tracing fuzz fuzz-seeds fuzz-smoke deploy-check k8s-rules image clean-run help
 
 help:
 	@echo "make run    start Apache Kafka + processor + ingress locally (Ctrl-C stops them)"
 	@echo "make test   lint, alert-rule tests, schema compatibility, unit tests and end-to-end tests against Apache Kafka"
 	@echo "make chaos  fault scenarios (kill -9, broker kills in a 3-node cluster, network cuts, rebalances...) and their table"
 	@echo "make bench  the ingress and the processor against minimal baselines (bench-ingress, bench-processor),"
-	@echo "           and the per-event cost of VRL transforms (bench-pipeline)"
+	@echo "           the per-event cost of VRL transforms (bench-pipeline) and of tracing (bench-tracing)"
 	@echo "make fuzz   every fuzz target for FUZZ_SECONDS (default 600) each; FUZZ_TARGETS=\"verify keys\" picks some"
 	@echo "make image  build the Dockerfile with buildah (no Docker engine) and run each binary inside the image"
 	@echo "make tools  install Apache Kafka (pinned in scripts/kafka/pom.xml) into $(HOOKLINE_CACHE)"
@@ -92,12 +92,17 @@ bench: tools
 	scripts/bench.sh
 	scripts/bench-processor.sh
 	$(MAKE) bench-pipeline
+	scripts/bench-tracing.sh
 
 bench-ingress: tools
 	scripts/bench.sh
 
 bench-processor: tools
 	scripts/bench-processor.sh
+
+# What exporting traces at 100% sampling costs the ingress per webhook, against the same ingress untraced.
+bench-tracing: tools
+	scripts/bench-tracing.sh
 
 # What a VRL transform or condition costs per event, against the same pipeline without it (no broker).
 bench-pipeline:

@@ -86,3 +86,68 @@ kafka_quota() {
     --bootstrap-server "$brokers" --alter --add-config "producer_byte_rate=$2" --entity-type clients \
     --entity-name "$1" 2>&1 | grep -v ' INFO ' >&2
 }
+
+# The ingress benches' webhook URL on port $1 (source `bench`, which bench-loadgen signs for).
+url() { echo "http://127.0.0.1:$1/webhooks/bench"; }
+
+# Starts hookline's ingress on a raw topic of its own (Kafka client id $client_id, if set); sets $server_pid,
+# $server_port (webhooks) and $admin_port (/metrics, /readyz).
+start_hookline() { # raw topic
+  server_port=$(free_port)
+  admin_port=$(free_port)
+  cat >"$work/ingress.toml" <<TOML
+[server]
+listen = "127.0.0.1:$server_port"
+admin_listen = "127.0.0.1:$admin_port"
+[kafka]
+brokers = "$brokers"
+[kafka.client]
+"client.id" = "${client_id:-hookline-bench}"
+[topics]
+raw = "$1"
+raw_partitions = 12
+[producer]
+# The surge's senders give up after 1 s: answer them within it, 503 when Kafka is slower.
+ack_timeout_ms = 900
+[sources.bench]
+dedup_key = { json_pointer = "/id" }
+ordering_key = { json_pointer = "/order" }
+content_types = ["application/json"]
+rate_limit = { per_second = 1000000 }
+[sources.bench.verify]
+scheme = "hmac"
+header = "X-Signature"
+prefix = "sha256="
+secrets = [{ value = "old-rotated-out", id = "old" }, { value = "$secret", id = "current" }]
+TOML
+  HOOKLINE_LOG=warn "$bin/hookline-ingress" --config "$work/ingress.toml" >>"$work/ingress.log" 2>&1 &
+  server_pid=$!
+  pids+=("$server_pid")
+  wait_http "http://127.0.0.1:$admin_port/readyz"
+}
+
+stop_server() {
+  kill -TERM "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+}
+
+# Open loop at the fixed rate; adds the process's CPU time per accepted request to the loadgen's JSON.
+fixed_run() { # server (start_SERVER starts it: baseline, hookline...), run number
+  "start_$1" "bench.$1.fixed$2.$run_id"
+  echo "  $1, $fixed_rate req/s offered, ${fixed_secs}s..." >&2
+  local before after out
+  before=$(cpu_ticks "$server_pid")
+  out=$("$bin/bench-loadgen" open --url "$(url "$server_port")" --secret "$secret" \
+    --duration-secs "$fixed_secs" --rate "$fixed_rate" --timeout-ms 5000)
+  after=$(cpu_ticks "$server_pid")
+  result[$1-fixed$2]=$(python3 - "$out" "$before" "$after" <<'PY'
+import json, os, sys
+r = json.loads(sys.argv[1])
+ok = sum(v for k, v in r['statuses'].items() if k.startswith('2'))
+r['cpu_secs'] = (int(sys.argv[3]) - int(sys.argv[2])) / os.sysconf('SC_CLK_TCK')
+r['cpu_us_per_request'] = r['cpu_secs'] * 1e6 / max(ok, 1)
+print(json.dumps(r))
+PY
+)
+  stop_server
+}

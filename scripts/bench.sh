@@ -33,7 +33,6 @@ start_broker
 
 declare -A result
 run_id=$(date +%s)
-url() { echo "http://127.0.0.1:$1/webhooks/bench"; }
 
 # Starts the baseline on a topic of its own; sets $server_pid and $server_port.
 start_baseline() { # topic
@@ -44,73 +43,11 @@ start_baseline() { # topic
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$server_port") 2>/dev/null && break; sleep 0.1; done
 }
 
-# Starts hookline's ingress on a raw topic of its own (Kafka client id $client_id, if set); sets $server_pid,
-# $server_port (webhooks) and $admin_port (/metrics, /readyz).
-start_hookline() { # raw topic
-  server_port=$(free_port)
-  admin_port=$(free_port)
-  cat >"$work/ingress.toml" <<TOML
-[server]
-listen = "127.0.0.1:$server_port"
-admin_listen = "127.0.0.1:$admin_port"
-[kafka]
-brokers = "$brokers"
-[kafka.client]
-"client.id" = "${client_id:-hookline-bench}"
-[topics]
-raw = "$1"
-raw_partitions = 12
-[producer]
-# The surge's senders give up after 1 s: answer them within it, 503 when Kafka is slower.
-ack_timeout_ms = 900
-[sources.bench]
-dedup_key = { json_pointer = "/id" }
-ordering_key = { json_pointer = "/order" }
-content_types = ["application/json"]
-rate_limit = { per_second = 1000000 }
-[sources.bench.verify]
-scheme = "hmac"
-header = "X-Signature"
-prefix = "sha256="
-secrets = [{ value = "old-rotated-out", id = "old" }, { value = "$secret", id = "current" }]
-TOML
-  HOOKLINE_LOG=warn "$bin/hookline-ingress" --config "$work/ingress.toml" >>"$work/ingress.log" 2>&1 &
-  server_pid=$!
-  pids+=("$server_pid")
-  wait_http "http://127.0.0.1:$admin_port/readyz"
-}
-
-stop_server() {
-  kill -TERM "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
-}
-
 closed_run() { # baseline|hookline, connections
   "start_$1" "bench.$1.c$2.$run_id"
   echo "  $1, $2 connections, ${secs}s..." >&2
   result[$1-$2]=$("$bin/bench-loadgen" closed --url "$(url "$server_port")" --secret "$secret" \
     --duration-secs "$secs" --connections "$2")
-  stop_server
-}
-
-# Open loop at the fixed rate; adds the process's CPU time per accepted request to the loadgen's JSON.
-fixed_run() { # baseline|hookline, run number
-  "start_$1" "bench.$1.fixed$2.$run_id"
-  echo "  $1, $fixed_rate req/s offered, ${fixed_secs}s..." >&2
-  local before after out
-  before=$(cpu_ticks "$server_pid")
-  out=$("$bin/bench-loadgen" open --url "$(url "$server_port")" --secret "$secret" \
-    --duration-secs "$fixed_secs" --rate "$fixed_rate" --timeout-ms 5000)
-  after=$(cpu_ticks "$server_pid")
-  result[$1-fixed$2]=$(python3 - "$out" "$before" "$after" <<'PY'
-import json, os, sys
-r = json.loads(sys.argv[1])
-ok = sum(v for k, v in r['statuses'].items() if k.startswith('2'))
-r['cpu_secs'] = (int(sys.argv[3]) - int(sys.argv[2])) / os.sysconf('SC_CLK_TCK')
-r['cpu_us_per_request'] = r['cpu_secs'] * 1e6 / max(ok, 1)
-print(json.dumps(r))
-PY
-)
   stop_server
 }
 

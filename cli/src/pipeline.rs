@@ -131,9 +131,11 @@ fn outcome(pipeline: &Pipeline, sample: &Sample<'_>, body: &[u8]) -> Result<Valu
         content_type: headers.iter().find(|(name, _)| name == "content-type").map(|(_, v)| v.clone()),
         request_id: "sample".to_owned(),
         headers,
+        traceparent: None,
         reprocess: None,
     };
-    let input = Input { meta: &meta, key: sample.key.map(str::as_bytes), body, partition: 0, offset: 0 };
+    let input =
+        Input { meta: &meta, key: sample.key.map(str::as_bytes), body, partition: 0, offset: 0, traceparent: None };
     Ok(match pipeline.process(&input) {
         Decision::Publish(events) => Value::Array(
             events

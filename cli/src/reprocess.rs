@@ -372,6 +372,7 @@ mod tests {
             content_type: None,
             request_id: "r".into(),
             headers: vec![],
+            traceparent: None,
             reprocess: None,
         };
         let dlq = DlqMeta {

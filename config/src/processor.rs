@@ -10,6 +10,7 @@ pub use hookline_providers::Format;
 use hookline_providers::Provider;
 use hookline_runtime::config::{in_range, socket_addr, ConfigError};
 use hookline_runtime::kafka::KafkaConfig;
+use hookline_runtime::traces::{TracingConfig, TracingSettings};
 use serde::Deserialize;
 
 /// The librdkafka properties the processor sets itself on its consumer and producer.
@@ -74,6 +75,9 @@ pub struct Config {
     /// `[vrl]`: limits of the VRL transforms and conditions.
     #[serde(default)]
     pub vrl: VrlConfig,
+    /// `[tracing]`: where spans are exported over OTLP, if anywhere.
+    #[serde(default)]
+    pub tracing: TracingConfig,
 }
 
 /// `[vrl]`.
@@ -379,6 +383,8 @@ pub struct Settings {
     pub routes: Vec<RouteConfig>,
     /// How long one run of a VRL transform or condition may take.
     pub vrl_time_budget: Duration,
+    /// Where spans are exported, if anywhere.
+    pub tracing: Option<TracingSettings>,
 }
 
 impl Settings {
@@ -484,6 +490,7 @@ impl Config {
             sources: self.sources,
             routes: self.routes,
             vrl_time_budget: Duration::from_millis(self.vrl.time_budget_ms),
+            tracing: self.tracing.validate("hookline-processor")?,
         })
     }
 }

@@ -199,6 +199,7 @@ impl Request {
             content_type: self.headers.get(http::header::CONTENT_TYPE).and_then(text),
             request_id: "fuzz-request".to_owned(),
             headers: self.headers.iter().filter_map(|(k, v)| Some((k.as_str().to_owned(), text(v)?))).collect(),
+            traceparent: None,
             reprocess: None,
         };
         meta.to_header().1

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         check: args.check,
         load: |path: &Path| Config::load(path).and_then(Config::validate),
         summary: |s: &Settings| format!("{} sources", s.sources.len()),
+        traces: |s: &Settings| s.tracing.clone(),
         listen: |s: &Settings| [(s.listen, "server.listen"), (s.admin_listen, "server.admin_listen")],
         serve: |s, [webhooks, admin]: [TcpListener; 2], stop, reloads| {
             hookline_ingress::run(s, webhooks, admin, stop, reloads)

@@ -21,7 +21,9 @@
 //!
 //! A record is one unit: if any of its events fails a stage, the whole record goes to the DLQ, so a webhook is
 //! never half-published. Failures here are permanent (the same record fails the same way every time), which
-//! is why they go to the DLQ rather than being retried. Nothing here logs a body or returns it in a reason.
+//! is why they go to the DLQ rather than being retried; the one exception is a VRL run stopped by its time
+//! budget, which a redrive on a less busy processor may pass. Nothing here logs a body; a reason may quote
+//! what a VRL program's message or a failed VRL function quotes.
 
 mod body;
 mod glob;
@@ -60,6 +62,11 @@ impl Failure {
     pub fn new(class: ErrorClass, stage: Stage, reason: impl Into<String>) -> Self {
         Failure { class, stage, reason: reason.into() }
     }
+
+    /// A VRL program or condition failed on the event.
+    fn transform(reason: String) -> Failure {
+        Failure::new(ErrorClass::TransformError, Stage::Transform, reason)
+    }
 }
 
 /// One raw record, as the pipeline sees it.
@@ -75,13 +82,8 @@ pub struct Input<'a> {
     pub partition: i32,
     /// Raw offset.
     pub offset: i64,
-}
-
-impl Failure {
-    /// A VRL program or condition failed on the event.
-    fn transform(reason: String) -> Failure {
-        Failure::new(ErrorClass::TransformError, Stage::Transform, reason)
-    }
+    /// The W3C trace context its events carry (`traceparent`), if the webhook is traced.
+    pub traceparent: Option<&'a str>,
 }
 
 /// One event to publish.
@@ -269,6 +271,10 @@ impl Pipeline {
             }
             if source.validate {
                 Self::check_attributes(&event)?;
+            }
+            // After the transforms, which may not set it: the processor's trace context, for consumers to continue.
+            if let Some(traceparent) = input.traceparent {
+                event.extensions.insert("traceparent".to_owned(), Value::String(traceparent.to_owned()));
             }
             // Serialized once for every topic that takes the event as it is.
             let mut plain: Option<Vec<u8>> = None;

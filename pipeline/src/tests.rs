@@ -23,6 +23,7 @@ fn meta(source: &str, headers: &[(&str, &str)], content_type: Option<&str>) -> R
         content_type: content_type.map(str::to_owned),
         request_id: "r".into(),
         headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        traceparent: None,
         reprocess: None,
     }
 }
@@ -31,7 +32,7 @@ fn meta(source: &str, headers: &[(&str, &str)], content_type: Option<&str>) -> R
 /// published event schema.
 fn events(toml: &str, meta: &RawMeta, body: &[u8]) -> Result<Vec<(String, Value)>, Decision> {
     let p = pipeline(toml);
-    let input = Input { meta, key: Some(b"ordering_1"), body, partition: 4, offset: 99 };
+    let input = Input { meta, key: Some(b"ordering_1"), body, partition: 4, offset: 99, traceparent: None };
     match p.process(&input) {
         Decision::Publish(events) => Ok(events
             .into_iter()
@@ -82,6 +83,7 @@ fn generic_sources_get_the_documented_defaults() {
         body: br#"{"n":12345678901234567890}"#,
         partition: 0,
         offset: 0,
+        traceparent: None,
     };
     let Decision::Publish(out) = p.process(&input) else { panic!() };
     let text = String::from_utf8(out[0].value.clone()).unwrap();
@@ -333,7 +335,14 @@ fn route_data_schemas_and_the_event_schema_are_enforced() {
     assert_eq!(f.class, ErrorClass::SchemaViolation, "an event the published schema rejects is not published");
     let unchecked = "[sources.s]\nevent_type = { json_pointer = '/type' }\nvalidate = false\n";
     let p = pipeline(unchecked);
-    let input = Input { meta: &meta("s", &[], None), key: None, body: long_type.as_bytes(), partition: 0, offset: 0 };
+    let input = Input {
+        meta: &meta("s", &[], None),
+        key: None,
+        body: long_type.as_bytes(),
+        partition: 0,
+        offset: 0,
+        traceparent: None,
+    };
     assert!(matches!(p.process(&input), Decision::Publish(_)), "validation can be turned off per source");
 }
 
@@ -394,6 +403,7 @@ fn the_attribute_check_agrees_with_the_published_event_schema() {
             body: body.as_bytes(),
             partition: [0, 7, i32::MAX][next(3) as usize],
             offset: [0, 99, i64::MAX][next(3) as usize],
+            traceparent: None,
         };
         let toml = |validate: bool| {
             format!(
@@ -463,7 +473,7 @@ fn hostile_bodies_end_as_an_event_or_a_dlq_record() {
 
     // Numbers beyond 64 bits are kept digit for digit in `data`; as a time they are unreadable, not a crash.
     let huge = br#"{"id":"evt_1","type":"t","created":1e300,"amount":123456789012345678901234567890.000000001}"#;
-    let input = Input { meta: &s, key: Some(b"ordering_1"), body: huge, partition: 0, offset: 0 };
+    let input = Input { meta: &s, key: Some(b"ordering_1"), body: huge, partition: 0, offset: 0, traceparent: None };
     let Decision::Publish(out) = pipeline(stripe).process(&input) else { panic!("not published") };
     let text = String::from_utf8(out[0].value.to_vec()).unwrap();
     assert!(text.contains("123456789012345678901234567890.000000001") && text.contains("1e300"), "{text}");
@@ -544,7 +554,7 @@ fn abort_drops_the_event_and_runtime_errors_fail_the_webhook_with_vrls_message()
     let toml = with_program(dir.path(), program, "");
     let m = meta("shop", &[], None);
     let p = pipeline(&toml);
-    let input = Input { meta: &m, key: None, body: br#"{"test":true}"#, partition: 0, offset: 0 };
+    let input = Input { meta: &m, key: None, body: br#"{"test":true}"#, partition: 0, offset: 0, traceparent: None };
     assert_eq!(p.process(&input), Decision::Filtered, "abort drops the event");
 
     let f = failure(&toml, &m, br#"{"id":1}"#);
@@ -623,7 +633,14 @@ fn conditions_filter_and_route_and_routes_run_their_own_transform() {
     let out = events(&toml, &m, br#"{"total":10}"#).unwrap();
     assert_eq!(out.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(), vec!["hookline.events"]);
     let p = pipeline(&toml);
-    let input = Input { meta: &m, key: None, body: br#"{"test":true,"total":5000}"#, partition: 0, offset: 0 };
+    let input = Input {
+        meta: &m,
+        key: None,
+        body: br#"{"test":true,"total":5000}"#,
+        partition: 0,
+        offset: 0,
+        traceparent: None,
+    };
     assert_eq!(p.process(&input), Decision::Filtered);
 }
 
@@ -639,4 +656,34 @@ fn a_run_past_its_time_budget_is_stopped_and_fails_the_webhook() {
     assert_eq!(f.class, ErrorClass::TransformError);
     assert!(f.reason.contains("time budget"), "{}", f.reason);
     one(&toml, &meta("shop", &[], None), br#"{"items":[1,2]}"#);
+}
+
+#[test]
+fn a_traced_webhooks_events_carry_its_traceparent_which_transforms_cannot_change() {
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let dir = tempfile::tempdir().unwrap();
+    let m = meta("shop", &[], None);
+    let run = |toml: &str| {
+        let input = Input {
+            meta: &m,
+            key: None,
+            body: br#"{"id":1}"#,
+            partition: 0,
+            offset: 0,
+            traceparent: Some(traceparent),
+        };
+        pipeline(toml).process(&input)
+    };
+    let Decision::Publish(out) = run("") else { panic!("published") };
+    let event: Value = serde_json::from_slice(&out[0].value).unwrap();
+    assert_eq!(event["traceparent"], traceparent);
+    assert!(Contract::Event.validator().unwrap().violations(&event).is_empty());
+
+    let program = dir.path().join("route.vrl");
+    std::fs::write(&program, ".traceparent = \"00-00000000000000000000000000000001-0000000000000001-01\"\n").unwrap();
+    let toml = format!("[[routes]]\ntopic = 'audit'\ntransform = '{}'\n", program.display());
+    let Decision::Fail(f) = run(&toml) else { panic!("failed") };
+    assert!(f.reason.contains("changed `traceparent`"), "{}", f.reason);
+    let Decision::Fail(f) = run(&with_program(dir.path(), ".traceparent = \"x\"", "")) else { panic!("failed") };
+    assert!(f.reason.contains("changed `traceparent`"), "nor the source's: {}", f.reason);
 }

@@ -9,8 +9,8 @@
 //! - any other member it adds is an extension attribute: a name of 1 to 32 characters `a-z0-9` not starting
 //!   with `hookline`, a string, boolean, integer (32-bit, as CloudEvents has it) or timestamp value; one set to
 //!   `null` is left out;
-//! - the attributes hookline sets (`specversion`, `id`, `source`, `time`, `datacontenttype`, `hookline*`) must
-//!   come out as they went in: they tie the event to its webhook, and consumers deduplicate on `id`;
+//! - the attributes hookline sets (`specversion`, `id`, `source`, `time`, `datacontenttype`, `hookline*`, and
+//!   `traceparent` on a traced event) must come out as they went in: they tie the event to its webhook, and consumers deduplicate on `id`;
 //! - `abort` drops the event; any runtime error (a failed `!` call, `assert!(false, "why")`) fails the
 //!   webhook into the DLQ with VRL's message.
 //!
@@ -229,6 +229,12 @@ fn apply(event: &mut CloudEvent, data: &mut serde_json::Value, out: Value) -> Re
             }
         };
         extensions.insert(name.to_owned(), value);
+    }
+    // The distributed-tracing extension is hookline's too: it ties the event to the webhook's trace.
+    for name in ["traceparent", "tracestate"] {
+        if extensions.get(name) != event.extensions.get(name) {
+            return Err(format!("it changed `{name}`, which hookline sets"));
+        }
     }
     let raw = serde_json::value::to_raw_value(&new_data).map_err(|e| format!("its `data` is not JSON: {e}"))?;
     event.ty = ty;

@@ -84,7 +84,7 @@ pub mod fuzzing {
             Some(headers),
         );
         let (envelope, identity) = crate::process::identify(&raw);
-        let decision = crate::process::decide(&pipeline.0, &raw, &envelope);
+        let decision = crate::process::decide(&pipeline.0, &raw, &envelope, None);
         let dlq: Arc<str> = Arc::from("hookline.dlq");
         let (outputs, failure) = crate::process::plan(&dlq, &raw, &identity, decision, 1, 1_700_000_000_000);
         match failure {

@@ -42,6 +42,7 @@ fn main() -> ExitCode {
             Ok(settings)
         },
         summary: |s: &Settings| format!("group {}", s.consumer.group_id),
+        traces: |s: &Settings| s.tracing.clone(),
         listen: |s: &Settings| [(s.listen, "server.listen")],
         serve: |s, [admin]: [TcpListener; 1], stop, reloads: Reloads<Settings>| {
             reloads.refuse("hookline-processor");

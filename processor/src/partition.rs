@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use hookline_runtime::backoff::{self, Backoff};
+use hookline_runtime::traces::{self, TARGET as TRACES};
 use hookline_schemas::dlq::{ErrorClass, Stage};
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::message::{BorrowedMessage, Message};
@@ -94,6 +95,37 @@ enum Outcome {
     Dlq(Failure),
 }
 
+impl Outcome {
+    /// Its name, on the record's span.
+    fn name(&self) -> &'static str {
+        match self {
+            Outcome::Duplicate => "duplicate",
+            Outcome::Filtered => "filtered",
+            Outcome::Events(_) => "published",
+            Outcome::Dlq(_) => "dlq",
+        }
+    }
+}
+
+/// The span of one raw record's processing, in the trace its metadata names (exported only when tracing is
+/// on): its `dedup`, `pipeline` and `output` spans are children.
+fn record_span(record: &Record<'_>) -> tracing::Span {
+    let span = tracing::trace_span!(
+        target: TRACES,
+        "process",
+        otel.kind = "consumer",
+        hookline.source = %record.identity.source,
+        hookline.dedup_key = %record.identity.dedup_key,
+        messaging.destination.partition.id = record.msg.partition(),
+        messaging.kafka.offset = record.msg.offset(),
+        hookline.outcome = tracing::field::Empty,
+    );
+    if let Envelope::Valid(meta) = &record.envelope {
+        traces::continue_trace(&span, meta.traceparent.as_deref());
+    }
+    span
+}
+
 /// A raw record, read. It stays in the consumer's buffer (not copied out) until processed.
 struct Record<'m> {
     msg: BorrowedMessage<'m>,
@@ -121,6 +153,8 @@ struct Transaction {
     swept: bool,
     /// This transaction's dedup entries, not in RocksDB yet: source → entry key → expiry.
     recent: HashMap<String, HashMap<String, i64>>,
+    /// The `output` spans of the records whose outputs were sent: they end once Kafka has stored them.
+    spans: Vec<tracing::Span>,
 }
 
 impl Transaction {
@@ -348,6 +382,8 @@ impl Worker {
             r = stored => r?,
             () = self.stop.cancelled() => return Err(Interrupt::Stopped),
         };
+        // The records' outputs are stored: their `output` spans end.
+        drop(txn.spans);
         Ok(Progress {
             next_offset: self.next_offset,
             advanced: txn.advanced,
@@ -386,20 +422,25 @@ impl Worker {
             .filter(|r| !r.identity.synthetic)
             .map(|r| (r.identity.source.clone(), r.identity.entry_key.clone()))
             .collect();
+        let spans: Vec<tracing::Span> = group.iter().map(record_span).collect();
+        let lookups: Vec<tracing::Span> =
+            spans.iter().map(|s| tracing::trace_span!(target: TRACES, parent: s, "dedup")).collect();
         let mut in_store = store_call(&self.shared, &self.stop, move |s| {
             s.started(p, last)?;
             s.contains_all(p, &keys, now)
         })
         .await?
         .into_iter();
-        for record in group {
+        drop(lookups);
+        for (record, span) in group.into_iter().zip(spans) {
             let started = Instant::now();
             let stored = !record.identity.synthetic && in_store.next().unwrap_or(false);
             let outcome = if stored || self.recently_done(&record.identity, now) {
                 Outcome::Duplicate
             } else {
-                self.publish(&record, None, now).await?
+                self.publish(&record, None, now, &span).await?
             };
+            span.record("hookline.outcome", outcome.name());
             self.done(&record, outcome, started).await?;
         }
         Ok(())
@@ -412,16 +453,20 @@ impl Worker {
         let started = Instant::now();
         let key = (record.identity.source.clone(), record.identity.entry_key.clone());
         let synthetic = record.identity.synthetic;
+        let span = record_span(&record);
+        let lookup = tracing::trace_span!(target: TRACES, parent: &span, "dedup");
         let stored = store_call(&self.shared, &self.stop, move |s| {
             s.mark_running(p, offset, attempts + 1)?;
             Ok(!synthetic && s.contains(p, &key.0, &key.1, now)?)
         })
         .await?;
+        drop(lookup);
         let outcome = if stored || self.recently_done(&record.identity, now) {
             Outcome::Duplicate
         } else {
-            self.publish(&record, Some(attempts), now).await?
+            self.publish(&record, Some(attempts), now, &span).await?
         };
+        span.record("hookline.outcome", outcome.name());
         store_call(&self.shared, &self.stop, move |s| s.unmark_running(p, offset)).await?;
         self.done(&record, outcome, started).await
     }
@@ -437,6 +482,7 @@ impl Worker {
         record: &Record<'_>,
         solo_attempts: Option<u32>,
         now: i64,
+        span: &tracing::Span,
     ) -> Result<Outcome, Interrupt> {
         let shared = self.shared.clone();
         let (p, offset, id) = (self.partition, record.msg.offset(), &record.identity);
@@ -451,8 +497,15 @@ impl Worker {
                 format!("the processor died {died} times while processing this record alone; set aside"),
             ))
         } else {
-            decide(&shared.pipeline, &record.msg, &record.envelope)
+            let passed_on = match &record.envelope {
+                Envelope::Valid(meta) => meta.traceparent.as_deref(),
+                Envelope::Invalid(_) => None,
+            };
+            let traceparent = traces::traceparent(span, passed_on);
+            tracing::trace_span!(target: TRACES, parent: span, "pipeline")
+                .in_scope(|| decide(&shared.pipeline, &record.msg, &record.envelope, traceparent.as_deref()))
         };
+        self.txn.spans.push(tracing::trace_span!(target: TRACES, parent: span, "output"));
         let (outputs, failure) = plan(&shared.dlq_topic, &record.msg, id, decision, attempts, now);
         if let Some(f) = failure {
             self.send(offset, &outputs[0], false).await.map_err(Interrupt::from)?;

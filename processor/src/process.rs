@@ -86,9 +86,10 @@ pub fn identify(raw: &impl Message) -> (Envelope, Identity) {
     }
 }
 
-/// Runs the pipeline on a record whose envelope is valid. A panic in the pipeline (a hookline bug triggered
-/// by this record) is caught and becomes a DLQ decision, so one bad record cannot stop the stream.
-pub fn decide(pipeline: &Pipeline, raw: &impl Message, envelope: &Envelope) -> Decision {
+/// Runs the pipeline on a record whose envelope is valid; its events carry `traceparent`. A panic in the
+/// pipeline (a hookline bug triggered by this record) is caught and becomes a DLQ decision, so one bad record
+/// cannot stop the stream.
+pub fn decide(pipeline: &Pipeline, raw: &impl Message, envelope: &Envelope, traceparent: Option<&str>) -> Decision {
     let meta = match envelope {
         Envelope::Valid(meta) => meta,
         Envelope::Invalid(e) => {
@@ -105,6 +106,7 @@ pub fn decide(pipeline: &Pipeline, raw: &impl Message, envelope: &Envelope) -> D
         body: raw.payload().unwrap_or_default(),
         partition: raw.partition(),
         offset: raw.offset(),
+        traceparent,
     };
     match std::panic::catch_unwind(AssertUnwindSafe(|| {
         crate::faults::on_mapping(input.body);
@@ -237,6 +239,7 @@ mod tests {
             content_type: None,
             request_id: "r".into(),
             headers: vec![],
+            traceparent: None,
             reprocess: None,
         }
     }
@@ -266,7 +269,7 @@ mod tests {
         assert_eq!(identity.dedup_key, "evt_1", "outputs (event ids, DLQ metadata) keep the webhook's key");
         assert_eq!(identity.entry_key, "redrive:hookline.dlq:2:40/evt_1");
         assert_eq!(identity.entry_from_ms, 1_800_000_000_000, "the entry lasts a window from the redrive");
-        let decision = decide(&pipeline(""), &msg, &envelope);
+        let decision = decide(&pipeline(""), &msg, &envelope, None);
         let (out, _) = plan(&dlq(), &msg, &identity, decision, 1, 0);
         let event: serde_json::Value = serde_json::from_slice(out[0].value.as_ref().unwrap()).unwrap();
         assert_eq!(event["id"], "evt_1");
@@ -295,7 +298,7 @@ mod tests {
         let msg = raw(&[meta().to_header()], br#"{"id":"evt_1"}"#);
         let (envelope, identity) = identify(&msg);
         assert!(!identity.synthetic);
-        let decision = decide(&pipeline(""), &msg, &envelope);
+        let decision = decide(&pipeline(""), &msg, &envelope, None);
         let (out, failure) = plan(&dlq(), &msg, &identity, decision, 1, 0);
         assert_eq!(failure, None);
         assert_eq!(out.len(), 1);
@@ -316,7 +319,7 @@ mod tests {
         let raw_header = meta().to_header();
         let msg = raw(std::slice::from_ref(&raw_header), b"\xff not json");
         let (envelope, identity) = identify(&msg);
-        let decision = decide(&pipeline(""), &msg, &envelope);
+        let decision = decide(&pipeline(""), &msg, &envelope, None);
         let (out, failure) = plan(&dlq(), &msg, &identity, decision, 1, 42);
         assert_eq!(failure.unwrap().class, ErrorClass::InvalidJson);
         let out = &out[0];
@@ -344,7 +347,7 @@ mod tests {
         assert!(identity.synthetic);
         assert_eq!(identity.dedup_key, "raw:hookline.raw:3:77");
         assert_eq!(identity.source, "shop", "the source is kept when the metadata still names one");
-        let decision = decide(&pipeline(""), &msg, &envelope);
+        let decision = decide(&pipeline(""), &msg, &envelope, None);
         let (out, failure) = plan(&dlq(), &msg, &identity, decision, 1, 0);
         assert_eq!(failure.unwrap().class, ErrorClass::InvalidEnvelope);
         let out = &out[0];

@@ -158,6 +158,7 @@ mod tests {
             content_type: Some(w.content_type.into()),
             request_id: "r".into(),
             headers: w.headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            traceparent: None,
             reprocess: None,
         };
         p.preset(&meta, &data)

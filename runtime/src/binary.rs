@@ -18,7 +18,7 @@ use crate::telemetry::{self, LogFormat};
 
 /// What a binary plugs into [`main`].
 #[derive(Debug)]
-pub struct Binary<'a, Load, Summary, Listen, Serve> {
+pub struct Binary<'a, Load, Summary, Traces, Listen, Serve> {
     /// The binary's name, the prefix of what it prints.
     pub name: &'static str,
     /// The config file.
@@ -29,6 +29,8 @@ pub struct Binary<'a, Load, Summary, Listen, Serve> {
     pub load: Load,
     /// One line about a valid config, printed by `--check` and logged at startup.
     pub summary: Summary,
+    /// The config's `[tracing]`: where spans are exported, if anywhere.
+    pub traces: Traces,
     /// The config's listen addresses, each with its field.
     pub listen: Listen,
     /// Serves on the bound listeners, in the order of `listen`, until the token is cancelled, taking what it
@@ -42,6 +44,7 @@ pub fn main<S, E, Fut, const N: usize>(
         '_,
         impl Fn(&Path) -> Result<S, ConfigError> + Send + Sync + 'static,
         impl Fn(&S) -> String,
+        impl FnOnce(&S) -> Option<crate::traces::TracingSettings>,
         impl FnOnce(&S) -> [(SocketAddr, &'static str); N],
         impl FnOnce(S, [TcpListener; N], CancellationToken, Reloads<S>) -> Fut,
     >,
@@ -72,7 +75,15 @@ where
         println!("{}: ok ({summary})", binary.config.display());
         return ExitCode::SUCCESS;
     }
-    telemetry::init(format);
+    // Held until the process exits: dropping it exports the last spans.
+    let traces = match (binary.traces)(&settings).map(|t| crate::traces::Exporter::start(&t)).transpose() {
+        Ok(traces) => traces,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(format, traces.as_ref());
     let addresses = (binary.listen)(&settings);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,

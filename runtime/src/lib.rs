@@ -22,6 +22,7 @@ pub mod malloc;
 pub mod reload;
 pub mod shutdown;
 pub mod telemetry;
+pub mod traces;
 
 /// Milliseconds since the Unix epoch, by the system clock.
 pub fn now_ms() -> i64 {

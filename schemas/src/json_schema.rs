@@ -162,6 +162,7 @@ mod tests {
             content_type: Some("application/json".into()),
             request_id: "r1".into(),
             headers: vec![("x-shop-topic".into(), "orders/create".into())],
+            traceparent: None,
             reprocess: None,
         }
     }

@@ -69,6 +69,10 @@ pub struct RawMeta {
     /// replacement characters.
     #[serde(default)]
     pub headers: Vec<(String, String)>,
+    /// The W3C `traceparent` of the webhook's trace, when it has one (`hookline_runtime::traces`): the
+    /// ingress's span, or the context the request came with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     /// Set when an operator sent this webhook through the processor again (`hookline dlq redrive`,
     /// `hookline replay`): absent on what the ingress writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -206,6 +210,7 @@ mod tests {
             content_type: Some("application/json".into()),
             request_id: "0f0e".into(),
             headers: vec![("x-github-event".into(), "push".into()), ("accept".into(), "*/*".into())],
+            traceparent: None,
             reprocess: None,
         }
     }

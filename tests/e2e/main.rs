@@ -11,6 +11,7 @@ mod ingress;
 mod observability;
 mod pipeline;
 mod processor;
+mod traces;
 mod transform;
 
 use std::time::Duration;

@@ -17,6 +17,7 @@ pub mod ha;
 pub mod kafka;
 pub mod netcut;
 pub mod observability;
+pub mod otlp;
 pub mod sign;
 pub mod tls;
 
@@ -612,6 +613,7 @@ pub async fn produce_raw(brokers: &str, topic: &str, records: &[RawRecord]) -> V
             content_type: r.headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.clone()),
             request_id: unique("req"),
             headers: r.headers.clone(),
+            traceparent: None,
             reprocess: None,
         };
         let (name, value) = meta.to_header();

@@ -65,9 +65,17 @@ fn main() -> anyhow::Result<()> {
         content_type: Some("application/json".into()),
         request_id: "bench".into(),
         headers: vec![("content-type".into(), "application/json".into())],
+        traceparent: None,
         reprocess: None,
     };
-    let input = Input { meta: &meta, key: Some(b"ch_3QkZ1C2eZvKYlo2C1Xv0Ap7T"), body: &body, partition: 0, offset: 0 };
+    let input = Input {
+        meta: &meta,
+        key: Some(b"ch_3QkZ1C2eZvKYlo2C1Xv0Ap7T"),
+        body: &body,
+        partition: 0,
+        offset: 0,
+        traceparent: None,
+    };
     for (name, p) in &pipelines {
         anyhow::ensure!(
             matches!(p.process(&input), Decision::Publish(_)),

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use hookline_runtime::config::{in_range, socket_addr, ConfigError};
 use hookline_runtime::kafka::KafkaConfig;
+use hookline_runtime::traces::{TracingConfig, TracingSettings};
 use http::HeaderName;
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -58,6 +59,9 @@ pub struct Config {
     pub quarantine: Option<QuarantineConfig>,
     /// `[sources.NAME]`: one table per webhook sender, served at `POST /webhooks/NAME`.
     pub sources: BTreeMap<String, SourceConfig>,
+    /// `[tracing]`: where spans are exported over OTLP, if anywhere.
+    #[serde(default)]
+    pub tracing: TracingConfig,
 }
 
 /// `[server]`.
@@ -359,6 +363,8 @@ pub struct Settings {
     pub quarantine: Option<QuarantineConfig>,
     /// The sources by name.
     pub sources: BTreeMap<String, Arc<Source>>,
+    /// Where spans are exported, if anywhere.
+    pub tracing: Option<TracingSettings>,
 }
 
 impl Settings {
@@ -393,6 +399,7 @@ impl Settings {
             producer,
             quarantine,
             sources: _,
+            tracing,
         } = self;
         let server = [
             *listen != other.listen,
@@ -418,6 +425,7 @@ impl Settings {
             ("topics", (raw_topic, raw_partitions) != (&other.raw_topic, &other.raw_partitions)),
             ("producer", *producer != other.producer),
             ("quarantine", *quarantine != other.quarantine),
+            ("tracing", *tracing != other.tracing),
         ]
         .into_iter()
         .filter_map(|(section, differs)| differs.then_some(section))
@@ -544,6 +552,7 @@ impl Config {
             sources.insert(name, Arc::new(validated));
         }
         let s = self.server;
+        let tracing = self.tracing.validate("hookline-ingress")?;
         Ok(Settings {
             listen,
             admin_listen,
@@ -566,6 +575,7 @@ impl Config {
             producer: self.producer,
             quarantine: self.quarantine,
             sources,
+            tracing,
         })
     }
 }

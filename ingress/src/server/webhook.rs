@@ -11,18 +11,23 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use hookline_config::ingress::ChallengeResponse;
 use hookline_providers::verify::{self, Handshake, VerifyError};
+use hookline_runtime::traces::{self, TARGET as TRACES};
 use hookline_schemas::raw::RawMeta;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
+use tracing::Instrument as _;
 
 use super::gates::{host, too_large, Refusal};
 use super::{App, Route};
 use crate::net::client_ip;
 use crate::quarantine::Rejection;
 use crate::telemetry::Outcome;
+
+/// The W3C trace-context header.
+const TRACEPARENT: &str = "traceparent";
 
 /// Request headers never kept on the raw record: credentials, and hop-by-hop headers that describe the
 /// connection rather than the webhook. A scheme's own signature headers are added per source.
@@ -50,8 +55,24 @@ struct Attempt<'a> {
 }
 
 impl App {
-    /// Answers one request to `/webhooks/{name}`.
+    /// Answers one request to `/webhooks/{name}`, in its span of the webhook's trace (exported only when
+    /// tracing is on): the request's `traceparent` continued, else a new trace.
     pub(super) async fn webhook(&self, name: &str, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let span = tracing::trace_span!(
+            target: TRACES,
+            "webhook",
+            otel.name = %format_args!("POST /webhooks/{name}"),
+            otel.kind = "server",
+            hookline.source = %name,
+            http.response.status_code = tracing::field::Empty,
+        );
+        traces::continue_trace(&span, req.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok()));
+        let response = self.answer(name, req, peer).instrument(span.clone()).await;
+        span.record("http.response.status_code", response.status().as_u16());
+        response
+    }
+
+    async fn answer(&self, name: &str, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         let started = Instant::now();
         let received_at_ms = hookline_runtime::now_ms();
         let (parts, body) = req.into_parts();
@@ -103,7 +124,8 @@ impl App {
             body: &body,
             now_secs: received_at_ms.div_euclid(1000),
         };
-        let verified = match source.verifier.verify(&view, body.clone()) {
+        let verifying = tracing::trace_span!(target: TRACES, "verify", hookline.scheme = source.verifier.scheme_name());
+        let verified = match verifying.in_scope(|| source.verifier.verify(&view, body.clone())) {
             Ok(v) => v,
             Err(e) => return self.unauthorized(&attempt, &e, Some(&body)),
         };
@@ -135,9 +157,15 @@ impl App {
             content_type: parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned),
             request_id: uuid::Uuid::now_v7().to_string(),
             headers: kept_headers(&parts.headers, &route.dropped_headers),
+            traceparent: traces::traceparent(
+                &tracing::Span::current(),
+                parts.headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()),
+            ),
             reprocess: None,
         };
-        let stored = self.producer.store(&keys.ordering, &verified, &meta).await;
+        let acked =
+            tracing::trace_span!(target: TRACES, "kafka.ack", messaging.destination.name = %self.settings.raw_topic);
+        let stored = self.producer.store(&keys.ordering, &verified, &meta).instrument(acked).await;
         self.adaptive.record(stored.as_ref().ok().map(|s| s.ack_latency));
         self.metrics.admission_limit(self.adaptive.limit());
         match stored {
