@@ -170,8 +170,47 @@ fn to_vrl(event: &CloudEvent, data: &serde_json::Value) -> Value {
     for (name, value) in &event.extensions {
         object.insert(KeyString::from(name.as_str()), Value::from(value));
     }
-    object.insert(KeyString::from("data"), Value::from(data));
+    object.insert(KeyString::from("data"), from_json(data));
     Value::Object(object)
+}
+
+/// A JSON value as VRL's, with VRL's own rules (an integer beyond `i64` becomes a string), without the
+/// intermediate copy `Value::from` makes.
+fn from_json(v: &serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Boolean(*b),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.is_f64()) {
+            (Some(i), _) => Value::Integer(i),
+            (None, true) => Value::from_f64_or_zero(n.as_f64().unwrap_or_default()),
+            (None, false) => Value::from(n.to_string()),
+        },
+        serde_json::Value::String(s) => Value::from(s.as_str()),
+        serde_json::Value::Array(items) => Value::Array(items.iter().map(from_json).collect()),
+        serde_json::Value::Object(members) => {
+            Value::Object(members.iter().map(|(k, v)| (KeyString::from(k.as_str()), from_json(v))).collect())
+        }
+    }
+}
+
+/// A VRL value as JSON: text as text (lossy for bytes that are not UTF-8), timestamps in VRL's RFC 3339.
+fn to_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Boolean(b) => serde_json::Value::Bool(*b),
+        Value::Integer(i) => serde_json::Value::from(*i),
+        Value::Float(f) => {
+            serde_json::Number::from_f64(f.into_inner()).map_or(serde_json::Value::Null, serde_json::Value::Number)
+        }
+        Value::Array(items) => serde_json::Value::Array(items.iter().map(to_json).collect()),
+        Value::Object(members) => {
+            serde_json::Value::Object(members.iter().map(|(k, v)| (k.as_str().to_owned(), to_json(v))).collect())
+        }
+        Value::Bytes(_) | Value::String(_) => {
+            serde_json::Value::String(v.to_str_lossy().map(std::borrow::Cow::into_owned).unwrap_or_default())
+        }
+        Value::Regex(_) | Value::Timestamp(_) => serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
+    }
 }
 
 /// Makes `event` and `data` what the program left in `.`, or says why that is not an event.
@@ -202,7 +241,7 @@ fn apply(event: &mut CloudEvent, data: &mut serde_json::Value, out: Value) -> Re
         },
     };
     let new_data = match out.remove("data") {
-        Some(d) => serde_json::to_value(&d).map_err(|e| format!("its `data` is not JSON: {e}"))?,
+        Some(d) => to_json(&d),
         None => return Err("it removed `data` (set it to null for an event without data)".to_owned()),
     };
     let mut extensions = std::collections::BTreeMap::new();

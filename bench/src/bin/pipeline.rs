@@ -16,6 +16,10 @@ use clap::Parser;
 use hookline_pipeline::{Decision, Input, Pipeline};
 use hookline_schemas::raw::{KeyOrigin, RawMeta};
 
+/// The processor's allocator, so that the per-event figures are the processor's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 struct Args {
     /// Events per round.
