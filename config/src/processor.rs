@@ -347,7 +347,7 @@ pub struct RouteConfig {
     pub sources: Option<Vec<String>>,
     /// Only events of these types (globs). Default: any.
     pub types: Option<Vec<String>>,
-    /// Only events for which this VRL expression is `true` (`'.data.data.object.amount >= 100000'`).
+    /// Only events for which this VRL expression is `true` (`'(to_int(.data.data.object.amount) ?? 0) >= 100000'`).
     pub condition: Option<String>,
     /// A VRL program file run on the event before it goes to this route's topic only (after the source's
     /// transform); as a source's `transform`, it may change the event, drop it from this route, or fail the
