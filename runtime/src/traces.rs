@@ -181,7 +181,7 @@ pub fn traceparent(span: &tracing::Span, passed_on: Option<&str>) -> Option<Stri
     if sc.is_valid() {
         return Some(format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8()));
     }
-    passed_on.filter(|t| context_of(t).is_some()).map(str::to_owned)
+    passed_on.filter(|t| is_traceparent(t)).map(str::to_owned)
 }
 
 #[cfg(test)]
