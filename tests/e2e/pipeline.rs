@@ -398,7 +398,13 @@ async fn the_local_broker_keeps_records_and_committed_offsets_across_a_restart()
         let mut tpl = TopicPartitionList::new();
         if let Some(offset) = commit {
             tpl.add_partition_offset(&topic, 0, Offset::Offset(offset)).unwrap();
-            consumer.commit(&tpl, CommitMode::Sync).unwrap();
+            // A new group's coordinator may not be known yet (NotCoordinator): commit as a consumer would,
+            // again until the broker takes it.
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+                assert!(std::time::Instant::now() < deadline, "commit: {e}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
         }
         let mut query = TopicPartitionList::new();
         query.add_partition(&topic, 0);
